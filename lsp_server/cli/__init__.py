@@ -1,0 +1,1 @@
+"""The `codefill` command line."""

@@ -1,0 +1,43 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import Config, load_config
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and engine")
+    g.add_argument("--model", metavar="PATH", default="",
+                   help="GGUF model file (default: the embedded Gemma 3 270M)")
+    g.add_argument("--template", default="auto",
+                   help="FIM template name or 'auto' (detect from the model)")
+    g.add_argument("--order", choices=("auto", "psm", "spm"), default="auto",
+                   help="prefix/suffix order for templates trained on both")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads (0: automatic)")
+    g.add_argument("--ctx-size", type=int, default=4096, help="context window in tokens")
+    g.add_argument("--batch-size", type=int, default=512, help="prompt batch size in tokens")
+    g.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to a GPU")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config tree for these options; invalid values are reported and replaced."""
+    data = {
+        "engine": {"model": args.model, "threads": args.threads, "context_size": args.ctx_size,
+                   "batch_size": args.batch_size, "gpu_layers": args.gpu_layers},
+        "prompt": {"template": args.template, "fim_order": args.order},
+    }
+    if getattr(args, "max_tokens", None) is not None:
+        data["prompt"]["max_tokens"] = args.max_tokens
+    if getattr(args, "time_budget_ms", None) is not None:
+        data["engine"]["time_budget_ms"] = args.time_budget_ms
+    config, problems = load_config(data)
+    for msg in problems:
+        print(f"codefill: warning: {msg}", file=sys.stderr)
+    return config
+
+
+def progress(msg: str) -> None:
+    print(f"codefill: {msg}", file=sys.stderr, flush=True)

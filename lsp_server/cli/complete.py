@@ -1,0 +1,65 @@
+"""`codefill complete FILE --line L --col C`: one suggestion at a cursor, printed to stdout."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..completion.session import ModelSession
+from ..documents import read_source, split_at
+from .common import add_model_options, config_from_args, progress
+
+HELP = "complete the code at a cursor position in a file and print the suggestion"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="source file (it is only read, never written)")
+    p.add_argument("--line", type=int, required=True, help="cursor line, 1-based")
+    p.add_argument("--col", type=int, required=True,
+                   help="cursor column, 1-based, in characters; length+1 is the end of the line")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--single-line", dest="single_line", action="store_true", default=None,
+                      help="stop at the end of the line (default when text follows the cursor)")
+    mode.add_argument("--multi-line", dest="single_line", action="store_false",
+                      help="allow several lines, up to a blank line or --max-tokens")
+    p.add_argument("--max-tokens", type=int, default=None, help="generated tokens at most (64)")
+    p.add_argument("--time-budget-ms", type=int, default=None,
+                   help="wall-clock limit of the generation (5000)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print template, prompt token counts and timings to stderr")
+    add_model_options(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    text = read_source(args.file)
+    prefix, suffix = split_at(text, args.line, args.col, name=args.file)
+    with ModelSession(config, progress=progress) as session:
+        result = session.complete(prefix, suffix, path=os.path.basename(args.file),
+                                  single_line=args.single_line)
+    sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))
+    if args.verbose:
+        _report(session, result)
+    return 0
+
+
+def _report(session: ModelSession, r) -> None:  # noqa: ANN001 - Completion
+    p, s, t = r.prompt, r.stats, r.timings
+    gen_s = max(s.t_total - (s.t_first_token or 0.0), 1e-9)
+    lines = [
+        f"model      {session.model_path} ({session.info.architecture}, {session.info.quantization})",
+        f"template   {session.template.name} ({session.detection.reason})"
+        + (f", order {p.order.value.upper()}" if p.order else ""),
+        f"prompt     {len(p.tokens)} tokens: context {p.n_context}, prefix {p.n_prefix}"
+        f"{' (truncated)' if p.prefix_truncated else ''}, suffix {p.n_suffix}"
+        f"{' (truncated)' if p.suffix_truncated else ''}, special {p.n_special}",
+        f"kv cache   reused {s.n_reused}, evaluated {s.n_evaluated}",
+        f"generated  {s.n_generated} tokens, stop: {r.stop}",
+        f"timings    model load {t['model_load'] * 1000:.0f} ms, prompt eval "
+        f"{s.t_prompt_eval * 1000:.0f} ms ({s.n_evaluated / max(s.t_prompt_eval, 1e-9):.0f} tok/s), "
+        f"first token {(s.t_first_token or 0) * 1000:.0f} ms, total {s.t_total * 1000:.0f} ms"
+        + (f", {max(s.n_generated - 1, 0) / gen_s:.1f} tok/s generating" if s.n_generated > 1 else ""),
+    ]
+    for line in lines:
+        print(f"codefill: {line}", file=sys.stderr)

@@ -1,0 +1,85 @@
+"""`codefill models`: the models available and what each supports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import ModelError
+from ..models.gguf_info import ModelInfo, read_model_info
+from ..models.resolve import available_models
+from ..prompt.detect import detect_template
+from .common import progress
+
+HELP = "list available models (or describe one GGUF) with family, FIM support, context, size"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="PATH", default="", help="describe this GGUF file only")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def describe(info: ModelInfo, source: str = "") -> dict[str, Any]:
+    """The facts `codefill models` shows for one model."""
+    det = detect_template(info)
+    t = det.template
+    return {
+        "path": str(info.path),
+        "source": source,
+        "name": info.name,
+        "architecture": info.architecture,
+        "family": t.label,
+        "template": t.name,
+        "fim": t.is_fim,
+        "fim_orders": [o.value for o in t.orders],
+        "detected_by": det.reason,
+        "context_length": info.context_length,
+        "quantization": info.quantization,
+        "parameters": info.n_params,
+        "size_bytes": info.size_bytes,
+        "vocabulary": len(info.tokens),
+    }
+
+
+def _human(n: float, unit: str = "B") -> str:
+    for prefix in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {prefix}{unit}" if not prefix else f"{n:.1f} {prefix}{unit}"
+        n /= 1000
+    return f"{n:.1f} P{unit}"
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    cols = [("MODEL", lambda r: r["name"] or "?"), ("SOURCE", lambda r: r["source"] or "-"),
+            ("ARCH", lambda r: r["architecture"]), ("FAMILY", lambda r: r["family"]),
+            ("FIM", lambda r: "/".join(r["fim_orders"]).upper() if r["fim"] else "no"),
+            ("CONTEXT", lambda r: str(r["context_length"] or "?")),
+            ("QUANT", lambda r: r["quantization"]), ("PARAMS", lambda r: _human(r["parameters"], "")),
+            ("SIZE", lambda r: _human(r["size_bytes"]))]
+    cells = [[h for h, _ in cols]] + [[f(r) for _, f in cols] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    for r in rows:
+        out.append(f"  {r['name'] or '?'}: {r['path']} — template '{r['template']}' "
+                   f"({r['detected_by']})")
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model:
+        rows = [describe(read_model_info(args.model), "--model")]
+    else:
+        rows = []
+        for m in available_models(progress):
+            try:
+                rows.append(describe(read_model_info(m.path), m.source))
+            except ModelError as exc:  # one bad file must not hide the others
+                print(f"codefill: warning: skipped {m.path}: {exc}", file=sys.stderr)
+    if args.json:
+        json.dump(rows if not args.model else rows[0], sys.stdout, indent=2)
+        print()
+    else:
+        print(_table(rows))
+    return 0

@@ -1,0 +1,158 @@
+"""The typed configuration tree.
+
+One tree of dataclasses serves the CLI, the language server (initializationOptions and
+workspace/configuration) and the benchmarks. Every field carries its documentation and its
+constraints in ``metadata``; :func:`load_config` validates untrusted input against them and
+replaces each invalid value by its default with a message, so a bad setting never crashes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+def setting(default: Any, doc: str, *, min: float | None = None, max: float | None = None,
+            choices: tuple[str, ...] | None = None) -> Any:
+    """A config field with its docstring and constraints."""
+    meta: dict[str, Any] = {"doc": doc}
+    if min is not None:
+        meta["min"] = min
+    if max is not None:
+        meta["max"] = max
+    if choices is not None:
+        meta["choices"] = choices
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class EngineConfig:
+    """How the in-process llama.cpp engine runs the model."""
+
+    model: str = setting("", "Path to a GGUF model file; empty means the embedded default model.")
+    threads: int = setting(0, "CPU threads for evaluation and generation; 0 picks the number of "
+                              "CPUs this process may use (at most 8).", min=0, max=256)
+    context_size: int = setting(4096, "Context window in tokens (prompt plus generated text); "
+                                      "capped at the model's trained context length.",
+                                min=256, max=1 << 20)
+    batch_size: int = setting(512, "Tokens evaluated per llama.cpp decode call while reading the "
+                                   "prompt; cancellation is checked between batches.",
+                              min=8, max=8192)
+    gpu_layers: int = setting(0, "Layers offloaded to the GPU (llama.cpp n_gpu_layers); -1 "
+                                 "offloads all. Ignored by CPU-only builds.", min=-1, max=10000)
+    extra_buffers: str = setting("auto", "llama.cpp's extra CPU weight buffers (weight repacking, "
+                                         "AMX): 'on', 'off', or 'auto' = off on CPUs with AMX, "
+                                         "where llama.cpp's AMX matmul crashes (llama.cpp#20824).",
+                                 choices=("auto", "on", "off"))
+    time_budget_ms: int = setting(5000, "Wall-clock limit of one generation in milliseconds; "
+                                        "the text generated so far is returned when it runs out.",
+                                  min=50, max=600000)
+
+
+@dataclass
+class PromptConfig:
+    """How the fill-in-the-middle prompt is built."""
+
+    template: str = setting("auto", "FIM template name, or 'auto' to detect it from the model's "
+                                    "vocabulary and metadata (see `codefill models`).")
+    fim_order: str = setting("auto", "Order of prefix and suffix: 'psm', 'spm', or 'auto' (the "
+                                     "template's preferred order).", choices=("auto", "psm", "spm"))
+    max_tokens: int = setting(64, "Maximum number of tokens generated for one suggestion.",
+                              min=1, max=4096)
+    context_share: float = setting(0.35, "Share of the prompt budget that repository context may "
+                                         "use; unused context budget goes to prefix and suffix.",
+                                   min=0.0, max=0.9)
+    suffix_share: float = setting(0.25, "Share of the remaining budget reserved for the text "
+                                        "after the cursor; unused suffix budget goes to the prefix.",
+                                  min=0.0, max=0.9)
+
+
+@dataclass
+class Config:
+    """Root of all codefill settings."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig,
+                                 metadata={"doc": "The local llama.cpp engine."})
+    prompt: PromptConfig = field(default_factory=PromptConfig,
+                                 metadata={"doc": "Prompt construction."})
+
+
+def _type_ok(value: Any, typ: Any) -> bool:
+    if typ is bool:
+        return isinstance(value, bool)
+    if typ is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typ is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typ is str:
+        return isinstance(value, str)
+    return isinstance(value, typ)
+
+
+def _check(value: Any, f: dataclasses.Field, typ: Any, name: str) -> str | None:
+    """Return why ``value`` is invalid for field ``f``, or None when it is valid."""
+    if not _type_ok(value, typ):
+        return f"setting '{name}' must be {typ.__name__}, got {value!r}"
+    meta = f.metadata
+    if "min" in meta and value < meta["min"]:
+        return f"setting '{name}' must be ≥ {meta['min']}, got {value!r}"
+    if "max" in meta and value > meta["max"]:
+        return f"setting '{name}' must be ≤ {meta['max']}, got {value!r}"
+    if "choices" in meta and value not in meta["choices"]:
+        return f"setting '{name}' must be one of {', '.join(meta['choices'])}, got {value!r}"
+    return None
+
+
+def _load(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        f = fields.get(key)
+        if f is None:
+            problems.append(f"unknown setting '{name}' (ignored); known: "
+                            f"{', '.join(prefix + k for k in fields)}")
+            continue
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, Mapping):
+                problems.append(f"setting '{name}' must be a table of settings, got {value!r}")
+                continue
+            kwargs[key] = _load(typ, value, f"{name}.", problems)
+            continue
+        why = _check(value, f, typ, name)
+        if why:
+            problems.append(f"{why}; using the default {f.default!r}")
+            continue
+        kwargs[key] = float(value) if typ is float else value
+    return cls(**kwargs)
+
+
+def load_config(data: Mapping[str, Any] | None) -> tuple[Config, list[str]]:
+    """Build a :class:`Config` from untrusted nested mappings.
+
+    Returns the config and one message per ignored or replaced value; never raises for bad
+    values (a non-mapping root is reported too).
+    """
+    problems: list[str] = []
+    if data is None:
+        return Config(), problems
+    if not isinstance(data, Mapping):
+        return Config(), [f"settings must be a table, got {data!r}; using defaults"]
+    return _load(Config, data, "", problems), problems
+
+
+def describe_settings(cls: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted name, default, doc) for every leaf setting, for docs and editor manifests."""
+    rows: list[tuple[str, Any, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            rows.extend(describe_settings(typ, f"{prefix}{f.name}."))
+        else:
+            rows.append((f"{prefix}{f.name}", f.default, f.metadata.get("doc", "")))
+    return rows

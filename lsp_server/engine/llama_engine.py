@@ -1,0 +1,310 @@
+"""The in-process engine: one worker thread owns a llama-cpp-python ``Llama``.
+
+llama.cpp contexts are not thread-safe, so every decode happens on the worker; callers submit
+requests and read token streams. Between requests the KV cache keeps the previous prompt and
+generation: a new prompt only evaluates the tokens after the longest common prefix (the prompt
+layout keeps stable material first so that this prefix is long).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import EngineConfig
+from ..errors import ModelError
+from .types import (EngineCounters, EngineError, GenerationRequest, StopReason, TokenEvent,
+                    TokenStream)
+
+LlamaFactory = Callable[..., Any]
+
+
+def default_threads() -> int:
+    """CPUs this process may run on, capped at 8 (more rarely helps a small model)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
+_PARAMS_LOCK = threading.Lock()
+_LOG_CALLBACK: Any = None
+log = logging.getLogger("codefill.llama_cpp")
+
+
+def route_llama_logs() -> None:
+    """Send llama.cpp's and ggml's log lines to the ``codefill.llama_cpp`` logger (DEBUG).
+
+    Left alone, llama.cpp writes warnings straight to stderr, which would corrupt an LSP
+    stdio stream and clutter the CLI; `--debug` shows them.
+    """
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace").rstrip("\n")
+        if line.strip():
+            log.debug(line)
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    _LOG_CALLBACK = callback  # keep the ctypes callback alive
+
+
+def cpu_has_amx() -> bool:
+    """Whether llama.cpp's CPU backend uses AMX on this machine."""
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+def _llama_factory(*, use_extra_bufts: bool = True, **kwargs: Any) -> Any:
+    import llama_cpp  # imported lazily: `codefill models` and the tests of pure code skip it
+    import llama_cpp.llama_cpp as ll
+
+    route_llama_logs()
+    if use_extra_bufts:
+        return llama_cpp.Llama(**kwargs)
+    # Llama() has no argument for llama_model_params.use_extra_bufts; it builds its params from
+    # llama_model_default_params(), so wrap that while this one model loads.
+    with _PARAMS_LOCK:
+        original = ll.llama_model_default_params
+
+        def params() -> Any:
+            p = original()
+            p.use_extra_bufts = False
+            return p
+
+        ll.llama_model_default_params = params
+        try:
+            return llama_cpp.Llama(**kwargs)
+        finally:
+            ll.llama_model_default_params = original
+
+
+def common_prefix_len(a: np.ndarray, b: np.ndarray) -> int:
+    """Length of the longest common prefix of two int arrays."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if diff.size else n
+
+
+class LlamaEngine:
+    """Loads a GGUF model on a worker thread and serves generation requests in order."""
+
+    def __init__(self, model_path: str | os.PathLike[str], config: EngineConfig | None = None,
+                 *, n_ctx_train: int | None = None, llama_factory: LlamaFactory | None = None,
+                 on_state: Callable[[str, str], None] | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.config = config or EngineConfig()
+        self.threads = self.config.threads or default_threads()
+        n_ctx = self.config.context_size
+        if n_ctx_train:
+            n_ctx = min(n_ctx, n_ctx_train)
+        self.n_ctx = n_ctx
+        self.counters = EngineCounters()
+        self.state = "loading"
+        self.load_error: str | None = None
+        self.load_seconds: float | None = None
+        self._factory = llama_factory or _llama_factory
+        self._on_state = on_state
+        self._jobs: "queue.Queue[TokenStream | None]" = queue.Queue()
+        self._ready = threading.Event()
+        self._llama: Any = None
+        self._thread = threading.Thread(target=self._run, name="codefill-engine", daemon=True)
+        self._thread.start()
+
+    # --- public API ----------------------------------------------------------------------
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the model is loaded; raise :class:`ModelError` if loading failed."""
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"model still loading after {timeout} s")
+        if self.load_error:
+            raise ModelError(self.load_error, "check the model file (`codefill models --model "
+                                              "PATH`) or pick another with --model")
+
+    @property
+    def llama(self) -> Any:
+        """The loaded ``Llama`` (for tokenization, which is read-only and thread-safe)."""
+        self.wait_ready()
+        return self._llama
+
+    def submit(self, request: GenerationRequest) -> TokenStream:
+        """Queue ``request``; its tokens arrive on the returned stream."""
+        stream = TokenStream(request)
+        if self.state == "closed":
+            stream._finish(StopReason.ERROR, "engine is closed")
+        else:
+            self._jobs.put(stream)
+        return stream
+
+    def close(self) -> None:
+        """Stop the worker after the current request and free the model."""
+        if self.state == "closed":
+            return
+        self._jobs.put(None)
+        self._thread.join(timeout=30)
+        self._set_state("closed")
+
+    def __enter__(self) -> "LlamaEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- worker --------------------------------------------------------------------------
+    def _set_state(self, state: str, detail: str = "") -> None:
+        self.state = state
+        if self._on_state:
+            self._on_state(state, detail)
+
+    def _load(self) -> None:
+        t0 = time.monotonic()
+        try:
+            self._llama = self._factory(
+                model_path=str(self.model_path), n_ctx=self.n_ctx,
+                n_batch=self.config.batch_size, n_ubatch=self.config.batch_size,
+                n_threads=self.threads, n_threads_batch=self.threads,
+                n_gpu_layers=self.config.gpu_layers, logits_all=False, verbose=False,
+                # A full-size sliding-window cache lets SWA models (Gemma 2/3) drop a suffix of
+                # the KV cache, which prefix reuse needs.
+                swa_full=True,
+                use_extra_bufts=self._extra_buffers(),
+            )
+        except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
+            self.load_error = f"cannot load model {self.model_path}: {exc}"
+            self._set_state("failed", self.load_error)
+        else:
+            self.load_seconds = time.monotonic() - t0
+            self._set_state("ready")
+        finally:
+            self._ready.set()
+
+    def _extra_buffers(self) -> bool:
+        mode = self.config.extra_buffers
+        if mode == "auto":
+            # llama.cpp's AMX matmul segfaults on Q4_K models on some AMX CPUs (ggml-org/
+            # llama.cpp#20824, seen on this project's build machines): keep AMX out.
+            return not cpu_has_amx()
+        return mode == "on"
+
+    def _run(self) -> None:
+        self._load()
+        while True:
+            stream = self._jobs.get()
+            if stream is None:
+                break
+            if self.load_error:
+                stream._finish(StopReason.ERROR, self.load_error)
+                continue
+            try:
+                self._generate(stream)
+            except Exception as exc:  # a decode failure must not kill the worker
+                self._reset_cache()
+                stream._finish(StopReason.ERROR, f"generation failed: {exc}")
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+
+    def _reset_cache(self) -> None:
+        if self._llama is not None:
+            self._llama.n_tokens = 0
+            self._llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+
+    def _generate(self, stream: TokenStream) -> None:
+        llm = self._llama
+        req = stream.request
+        stats = stream.stats
+        start = time.monotonic()
+        stats.t_queued = start - stream.submitted
+        deadline = stream.submitted + req.time_budget_s if req.time_budget_s else None
+        prompt = np.asarray(req.tokens, dtype=np.intc)
+        self.counters.requests += 1
+        stats.n_prompt = len(prompt)
+        if len(prompt) == 0:
+            stream._finish(StopReason.ERROR, "empty prompt")
+            return
+        if len(prompt) >= self.n_ctx:
+            stream._finish(StopReason.ERROR, f"prompt of {len(prompt)} tokens does not fit the "
+                                             f"context of {self.n_ctx} tokens")
+            return
+
+        # KV reuse: keep the longest common prefix, but always evaluate at least one token so
+        # that fresh logits exist for the first sampled token.
+        keep = min(common_prefix_len(llm.input_ids[: llm.n_tokens], prompt), len(prompt) - 1)
+        if keep < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            keep = 0  # this cache cannot drop a suffix: start over
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.n_tokens = keep
+        stats.n_reused = keep
+        batch = self.config.batch_size
+        for i in range(keep, len(prompt), batch):
+            if stream.cancelled:
+                return self._end(stream, StopReason.CANCELLED)
+            if deadline is not None and time.monotonic() > deadline:
+                return self._end(stream, StopReason.TIME_BUDGET)
+            chunk = prompt[i: i + batch].tolist()
+            llm.eval(chunk)
+            stats.n_evaluated += len(chunk)
+        stats.t_prompt_eval = time.monotonic() - start
+
+        n_vocab = llm.n_vocab()
+        rng = np.random.default_rng(req.seed) if req.temperature > 0 else None
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while True:
+            ptr = llm._ctx.get_logits_ith(-1)
+            logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
+                                           shape=(n_vocab,))
+            token = self._pick(logits, req.temperature, rng)
+            if token in req.stop_ids:
+                return self._end(stream, StopReason.STOP_TOKEN)
+            text = decoder.decode(llm.detokenize([token]))
+            stats.n_generated += 1
+            if stats.t_first_token is None:
+                stats.t_first_token = time.monotonic() - stream.submitted
+            stream._emit(TokenEvent(token, text))
+            if stats.n_generated >= req.max_tokens:
+                return self._end(stream, StopReason.MAX_TOKENS)
+            if stream.cancelled:
+                return self._end(stream, StopReason.CANCELLED)
+            if deadline is not None and time.monotonic() > deadline:
+                return self._end(stream, StopReason.TIME_BUDGET)
+            if llm.n_tokens + 1 >= self.n_ctx:
+                return self._end(stream, StopReason.CONTEXT_FULL)
+            # Evaluate the emitted token so that the cache holds prompt + generation: a follow-up
+            # request that continues this text reuses all of it.
+            llm.eval([token])
+
+    @staticmethod
+    def _pick(logits: np.ndarray, temperature: float, rng: np.random.Generator | None) -> int:
+        if temperature <= 0 or rng is None:
+            return int(np.argmax(logits))
+        z = logits.astype(np.float64) / temperature
+        z -= z.max()
+        p = np.exp(z)
+        p /= p.sum()
+        return int(rng.choice(len(p), p=p))
+
+    def _end(self, stream: TokenStream, reason: StopReason) -> None:
+        s = stream.stats
+        c = self.counters
+        c.prompt_tokens += s.n_prompt
+        c.reused_tokens += s.n_reused
+        c.evaluated_tokens += s.n_evaluated
+        c.generated_tokens += s.n_generated
+        c.cancelled += reason is StopReason.CANCELLED
+        stream._finish(reason)

@@ -1,0 +1,142 @@
+"""Engine-neutral request, stream and statistics types (no llama.cpp import)."""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+
+class StopReason(str, enum.Enum):
+    """Why a generation ended."""
+
+    STOP_TOKEN = "stop_token"
+    MAX_TOKENS = "max_tokens"
+    TIME_BUDGET = "time_budget"
+    CANCELLED = "cancelled"
+    CONTEXT_FULL = "context_full"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation: prompt tokens in, a token stream out."""
+
+    tokens: list[int]
+    """The whole prompt; the engine reuses the longest prefix its KV cache already holds."""
+    max_tokens: int = 64
+    """Generated tokens at most."""
+    stop_ids: frozenset[int] = frozenset()
+    """Tokens that end the generation; they are not emitted."""
+    time_budget_s: float | None = None
+    """Wall-clock limit counted from submission, prompt evaluation included."""
+    temperature: float = 0.0
+    """0 is greedy (deterministic); above 0 samples from the softmax at that temperature."""
+    seed: int = 0
+    """Sampling seed when temperature > 0."""
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token and the text it completes (empty inside a multi-byte character)."""
+
+    token_id: int
+    text: str
+
+
+@dataclass
+class GenerationStats:
+    """What one request cost; the KV-reuse figures are exact token counts."""
+
+    n_prompt: int = 0
+    n_reused: int = 0
+    """Prompt tokens whose KV entries were kept from the previous request."""
+    n_evaluated: int = 0
+    """Prompt tokens evaluated by this request (n_prompt − n_reused)."""
+    n_generated: int = 0
+    t_queued: float = 0.0
+    """Seconds between submission and the worker picking the request up."""
+    t_prompt_eval: float = 0.0
+    t_first_token: float | None = None
+    """Seconds from submission to the first emitted token."""
+    t_total: float = 0.0
+    stop_reason: StopReason | None = None
+    error: str | None = None
+
+
+@dataclass
+class EngineCounters:
+    """Totals since the engine started."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    evaluated_tokens: int = 0
+    generated_tokens: int = 0
+    cancelled: int = 0
+
+
+class EngineError(RuntimeError):
+    """The engine failed (model load or decode); the message is meant for the user."""
+
+
+_END = object()
+
+
+@dataclass
+class TokenStream:
+    """Tokens of one request as the worker produces them; iterate it from any one thread.
+
+    ``cancel()`` may be called from any thread; the worker checks it between tokens (and between
+    prompt batches), so at most one more token arrives after it.
+    """
+
+    request: GenerationRequest
+    submitted: float = field(default_factory=time.monotonic)
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    _queue: "queue.SimpleQueue[object]" = field(default_factory=queue.SimpleQueue)
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _done: threading.Event = field(default_factory=threading.Event)
+
+    # --- consumer side -------------------------------------------------------------------
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def __iter__(self) -> Iterator[TokenEvent]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                self._queue.put(_END)  # later iterations end at once
+                if self.stats.stop_reason is StopReason.ERROR:
+                    raise EngineError(self.stats.error or "generation failed")
+                return
+            assert isinstance(item, TokenEvent)
+            yield item
+
+    def wait(self, timeout: float | None = None) -> GenerationStats:
+        """Block until the generation has ended; returns its statistics."""
+        if not self._done.wait(timeout):
+            raise TimeoutError("generation still running")
+        return self.stats
+
+    def text(self) -> str:
+        """Consume the stream and return the whole generated text."""
+        return "".join(ev.text for ev in self)
+
+    # --- worker side ---------------------------------------------------------------------
+    def _emit(self, event: TokenEvent) -> None:
+        self._queue.put(event)
+
+    def _finish(self, reason: StopReason, error: str | None = None) -> None:
+        self.stats.stop_reason = reason
+        self.stats.error = error
+        self.stats.t_total = time.monotonic() - self.submitted
+        self._done.set()
+        self._queue.put(_END)

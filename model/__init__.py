@@ -1,0 +1,1 @@
+"""codefill training tools: Gemma in torch, FIM transform, multi-file packing (see issue 7)."""

@@ -1,0 +1,163 @@
+"""Prompt assembly for every family, PSM and SPM, and truncation under a token budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from lsp_server.errors import TemplateError
+from lsp_server.prompt import Budget, ContextFile, Order, TEMPLATES, assemble, get_template
+from tests.fake_tokenizer import CharTokenizer
+
+BIG = Budget(total=10_000)
+
+# Expected prompt text (CharTokenizer.render) for prefix "P", suffix "S", no path or context.
+EXPECTED: dict[tuple[str, Order | None], str] = {
+    ("codegemma", Order.PSM): "<BOS><|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>",
+    ("codegemma", Order.SPM): "<BOS><|fim_prefix|><|fim_suffix|>S<|fim_middle|>P",
+    ("qwen2.5-coder", Order.PSM): "<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>",
+    ("starcoder", Order.PSM): "<fim_prefix>P<fim_suffix>S<fim_middle>",
+    ("starcoder", Order.SPM): "<fim_prefix><fim_suffix>S<fim_middle>P",
+    ("deepseek-coder", Order.PSM): "<BOS><｜fim▁begin｜>P<｜fim▁hole｜>S<｜fim▁end｜>",
+    ("codellama", Order.PSM): "<BOS>▁<PRE>P▁<SUF>S▁<MID>",
+    ("codellama", Order.SPM): "<BOS>▁<PRE>▁<SUF>S▁<MID>P",
+    ("codestral", Order.SPM): "<BOS>[SUFFIX]S[PREFIX]P",
+    ("plain", None): "<BOS>P",
+}
+
+
+def test_every_family_and_order_is_covered() -> None:
+    covered = {(name, order) for name, order in EXPECTED}
+    wanted = {(t.name, o) for t in TEMPLATES.values() for o in (t.orders or (None,))}
+    assert covered == wanted
+
+
+@pytest.mark.parametrize(("name", "order"), list(EXPECTED))
+def test_layout(name: str, order: Order | None) -> None:
+    tok = CharTokenizer()
+    p = assemble(get_template(name), tok, prefix="P", suffix="S", budget=BIG, order=order)
+    assert tok.render(p.tokens) == EXPECTED[(name, order)]
+    assert p.n_prefix == 1 and p.n_suffix == (0 if name == "plain" else 1)
+    assert not p.prefix_truncated and not p.suffix_truncated
+
+
+def test_default_order_is_the_preferred_one() -> None:
+    tok = CharTokenizer()
+    p = assemble(get_template("codegemma"), tok, prefix="P", suffix="S", budget=BIG)
+    assert p.order is Order.PSM
+    assert tok.render(p.tokens) == EXPECTED[("codegemma", Order.PSM)]
+
+
+def test_order_the_family_was_not_trained_on_is_rejected() -> None:
+    with pytest.raises(TemplateError, match="PSM"):
+        assemble(get_template("codestral"), CharTokenizer(), prefix="P", suffix="S",
+                 budget=BIG, order=Order.PSM)
+    with pytest.raises(TemplateError, match="SPM"):
+        assemble(get_template("qwen2.5-coder"), CharTokenizer(), prefix="P", suffix="S",
+                 budget=BIG, order=Order.SPM)
+
+
+def test_missing_sentinel_is_a_clear_error() -> None:
+    tok = CharTokenizer(specials=["<fim_prefix>"])
+    with pytest.raises(TemplateError, match="<fim_suffix>"):
+        assemble(get_template("starcoder"), tok, prefix="P", suffix="S", budget=BIG)
+
+
+def test_sentinel_text_in_user_code_stays_text() -> None:
+    tok = CharTokenizer()
+    code = "x = '<|fim_middle|>'\n"
+    p = assemble(get_template("codegemma"), tok, prefix=code, suffix="", budget=BIG)
+    assert tok.specials["<|fim_middle|>"] in p.tokens  # the real sentinel, once
+    assert p.tokens.count(tok.specials["<|fim_middle|>"]) == 1
+
+
+def _lines(tag: str, n: int) -> str:
+    return "".join(f"{tag}{i:03d}\n" for i in range(n))
+
+
+@pytest.mark.parametrize("name", ["codegemma", "starcoder", "codellama", "codestral"])
+@pytest.mark.parametrize("total", [40, 64, 101, 250])
+def test_truncation_keeps_text_nearest_the_cursor(name: str, total: int) -> None:
+    tok = CharTokenizer()
+    prefix = _lines("p", 50) + "cursor_line = "  # the cursor line is partial
+    suffix = "  # rest\n" + _lines("s", 50)
+    t = get_template(name)
+    for order in t.orders:
+        p = assemble(t, tok, prefix=prefix, suffix=suffix, budget=Budget(total=total),
+                     order=order)
+        assert len(p.tokens) <= total
+        text = tok.render(p.tokens)
+        assert p.prefix_truncated and p.suffix_truncated
+        # The prefix kept is a tail of the prefix that starts at a line start…
+        pre = prefix[len(prefix) - p.n_prefix:]
+        assert pre in text and (pre.startswith("p") or pre == "cursor_line = ")
+        # …and the suffix kept is a head of the suffix that ends at a line end.
+        suf = suffix[: p.n_suffix]
+        assert suf.startswith("  # rest") or p.n_suffix == 0
+        assert suf.endswith("\n") or p.n_suffix == 0
+        assert p.n_prefix + p.n_suffix + p.n_special == len(p.tokens)
+
+
+def test_budget_shares_and_hand_back() -> None:
+    tok = CharTokenizer()
+    t = get_template("starcoder")  # no BOS: 3 special tokens
+    long = _lines("x", 100)
+    # Short prefix: the suffix gets the prefix's unused budget.
+    p = assemble(t, tok, prefix="a = ", suffix=long, budget=Budget(total=103, suffix_share=0.25))
+    assert p.n_prefix == 4 and p.n_suffix == 95  # 19 five-char lines; 100 - 4 = 96 available
+    # Short suffix: the prefix gets the suffix's unused budget.
+    p = assemble(t, tok, prefix=long, suffix="\n", budget=Budget(total=103, suffix_share=0.25))
+    assert p.n_suffix == 1 and p.n_prefix == 95
+    # Both long: the suffix gets its share, the prefix the rest.
+    p = assemble(t, tok, prefix=long, suffix=long, budget=Budget(total=103, suffix_share=0.25))
+    assert p.n_suffix == 25 and p.n_prefix == 75
+
+
+def test_cursor_line_longer_than_budget_keeps_its_end() -> None:
+    tok = CharTokenizer()
+    line = "y = " + "+".join(str(i) for i in range(200))
+    p = assemble(get_template("plain"), tok, prefix=line, suffix="", budget=Budget(total=30))
+    assert "".join(chr(x) for x in p.tokens[1:]) == line[-29:]
+
+
+def test_huge_prefix_is_not_tokenized_whole() -> None:
+    tok = CharTokenizer()
+    prefix = _lines("q", 200_000)  # 1 MB
+    p = assemble(get_template("codegemma"), tok, prefix=prefix, suffix="", budget=Budget(total=500))
+    assert len(p.tokens) <= 500 and p.prefix_truncated
+    assert tok.calls < 40  # binary search over lines, on a pre-cut slice
+
+
+def test_context_with_file_separators() -> None:
+    tok = CharTokenizer()
+    files = [ContextFile("pkg/a.py", "A = 1\n"), ContextFile("pkg/b.py", "B = 2\n")]
+    p = assemble(get_template("qwen2.5-coder"), tok, prefix="x", suffix="y", budget=BIG,
+                 path="pkg/c.py", context=files, repo_name="demo")
+    assert tok.render(p.tokens) == (
+        "<|repo_name|>demo\n<|file_sep|>pkg/a.py\nA = 1\n<|file_sep|>pkg/b.py\nB = 2\n"
+        "<|file_sep|>pkg/c.py\n<|fim_prefix|>x<|fim_suffix|>y<|fim_middle|>")
+    assert p.context_files == ["pkg/a.py", "pkg/b.py"]
+
+
+def test_context_as_comment_block_without_separators() -> None:
+    tok = CharTokenizer()
+    files = [ContextFile("lib/util.ts", "export const k = 1;")]
+    p = assemble(get_template("codellama"), tok, prefix="x", suffix="y", budget=BIG,
+                 path="src/main.ts", context=files)
+    assert tok.render(p.tokens) == (
+        "<BOS>▁<PRE>// file: lib/util.ts\nexport const k = 1;\nx▁<SUF>y▁<MID>")
+
+
+def test_context_respects_its_share_and_skips_what_does_not_fit() -> None:
+    tok = CharTokenizer()
+    files = [ContextFile("big.py", "z" * 500), ContextFile("small.py", "s = 1\n")]
+    p = assemble(get_template("codegemma"), tok, prefix="x" * 10, suffix="", budget=Budget(
+        total=200, context_share=0.5), path="main.py", context=files)
+    assert p.context_files == ["small.py"]
+    assert p.n_context <= 100
+    assert len(p.tokens) <= 200
+
+
+def test_tiny_budget_is_an_error() -> None:
+    with pytest.raises(TemplateError, match="too small"):
+        assemble(get_template("codegemma"), CharTokenizer(), prefix="x", suffix="y",
+                 budget=Budget(total=6))
