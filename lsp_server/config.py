@@ -156,3 +156,23 @@ def describe_settings(cls: type = Config, prefix: str = "") -> list[tuple[str, A
         else:
             rows.append((f"{prefix}{f.name}", f.default, f.metadata.get("doc", "")))
     return rows
+
+
+REPO_DOC_HINT = "docs/settings.md is stale: run `python -m lsp_server.config > docs/settings.md`"
+
+
+def settings_markdown() -> str:
+    """docs/settings.md: every setting with its default and documentation."""
+    lines = ["# Settings", "",
+             "Generated from `lsp_server/config.py` by `python -m lsp_server.config > "
+             "docs/settings.md`.", "",
+             "The CLI takes the engine and prompt settings as options; the language server takes "
+             "the same tree in `initializationOptions` and `workspace/configuration` (section "
+             "`codefill`). Invalid values are reported and replaced by their defaults.", "",
+             "| setting | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{name}` | `{default!r}` | {doc} |" for name, default, doc in describe_settings()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

@@ -1,0 +1,144 @@
+"""Engine overhead and KV reuse, measured against a bare llama-cpp-python loop in the same run.
+
+    .venv/bin/python bench/engine.py [--model PATH] [--reps 5] [--prompt-tokens 512] [--gen 64]
+
+Figures (medians over --reps, the two sides alternating so machine drift hits both):
+- prompt eval tok/s: a cold prompt (a different first line each rep, so nothing is reused);
+- generation tok/s: greedy tokens after the first;
+- first-token latency: submission to first token, cold prompt;
+- ratio codefill / bare for each (goal: time ratio ≤ 1.05);
+- one-token extension: the prompt plus one token, with KV reuse (codefill's engine) vs cold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lsp_server.config import EngineConfig  # noqa: E402
+from lsp_server.engine import GenerationRequest  # noqa: E402
+from lsp_server.engine.llama_engine import LlamaEngine, _llama_factory, cpu_has_amx  # noqa: E402
+from lsp_server.models import read_model_info, resolve_model  # noqa: E402
+
+
+def source_text(n_chars: int) -> str:
+    """Real Python code from the standard library (present on every install)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    text = "".join((stdlib / name).read_text() for name in ("textwrap.py", "shlex.py"))
+    return text[:n_chars]
+
+
+def bare_run(llm, tokens: list[int], n_gen: int) -> tuple[float, float, float]:
+    """(prompt eval s, first token s, generation s for n_gen-1 tokens) with llama-cpp-python."""
+    llm.reset()
+    t0 = time.perf_counter()
+    llm.eval(tokens)  # the same batched decode the engine uses
+    t_eval = time.perf_counter() - t0
+    llm.reset()
+    t0 = time.perf_counter()
+    t_first = 0.0
+    n = 0
+    for _ in llm.generate(tokens, temp=0.0, top_k=1, reset=True):
+        n += 1
+        if n == 1:
+            t_first = time.perf_counter() - t0
+        if n == n_gen:
+            break
+    return t_eval, t_first, time.perf_counter() - t0 - t_first
+
+
+def invalidate(engine: LlamaEngine, tokens: list[int]) -> None:
+    """Make the next request for ``tokens`` cold: cache a prompt that differs after BOS."""
+    engine.submit(GenerationRequest(tokens=tokens[:1] + [tokens[1] + 1], max_tokens=1)).text()
+
+
+def engine_run(engine: LlamaEngine, tokens: list[int], n_gen: int) -> tuple[float, float, float]:
+    """Like bare_run, through the engine; prompt eval time scaled to the whole prompt (the
+    engine keeps BOS, which a cold bare llama.cpp evaluates)."""
+    invalidate(engine, tokens)
+    s = engine.submit(GenerationRequest(tokens=tokens, max_tokens=1))
+    s.text()
+    t_eval = s.stats.t_prompt_eval * len(tokens) / s.stats.n_evaluated
+    invalidate(engine, tokens)
+    s = engine.submit(GenerationRequest(tokens=tokens, max_tokens=n_gen))
+    s.text()
+    assert s.stats.n_generated == n_gen, s.stats
+    first = s.stats.t_first_token or 0.0
+    return t_eval, first, s.stats.t_total - first
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--prompt-tokens", type=int, default=512)
+    ap.add_argument("--gen", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+
+    path = resolve_model(args.model or None)
+    info = read_model_info(path)
+    cfg = EngineConfig(context_size=2048, threads=args.threads)
+    engine = LlamaEngine(path, cfg, n_ctx_train=info.context_length)
+    engine.wait_ready()
+    bare = _llama_factory(model_path=str(path), n_ctx=engine.n_ctx, n_batch=cfg.batch_size,
+                          n_ubatch=cfg.batch_size, n_threads=engine.threads,
+                          n_threads_batch=engine.threads, n_gpu_layers=0, verbose=False,
+                          swa_full=True, use_extra_bufts=not cpu_has_amx())
+    text = source_text(args.prompt_tokens * 6)
+    base = bare.tokenize(text.encode(), add_bos=True)[: args.prompt_tokens]
+
+    rows: dict[str, list[float]] = {k: [] for k in (
+        "eval_b", "eval_e", "first_b", "first_e", "gen_b", "gen_e", "ext_cold", "ext_warm")}
+    for rep in range(args.reps + 1):  # rep 0 warms up
+        tokens = base[:1] + bare.tokenize(f"# run {rep}\n".encode(), add_bos=False) + base[1:]
+        tokens = tokens[: args.prompt_tokens]
+        b = bare_run(bare, tokens, args.gen)
+        e = engine_run(engine, tokens, args.gen)
+        # One-token extension: warm (KV reuse of `tokens`) vs the same prompt cold.
+        engine.submit(GenerationRequest(tokens=tokens, max_tokens=1)).text()
+        warm = engine.submit(GenerationRequest(tokens=tokens + [tokens[-1]], max_tokens=1))
+        warm.text()
+        assert warm.stats.n_evaluated == 1, warm.stats
+        invalidate(engine, tokens)
+        cold = engine.submit(GenerationRequest(tokens=tokens + [tokens[-1]], max_tokens=1))
+        cold.text()
+        if rep == 0:
+            continue
+        for key, value in zip(("eval_b", "first_b", "gen_b"), b):
+            rows[key].append(value)
+        for key, value in zip(("eval_e", "first_e", "gen_e"), e):
+            rows[key].append(value)
+        rows["ext_warm"].append(warm.stats.t_first_token or 0.0)
+        rows["ext_cold"].append(cold.stats.t_first_token or 0.0)
+    engine.close()
+    bare.close()
+
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    n_p, n_g = len(tokens), args.gen - 1
+    print(f"model: {path.name} ({info.architecture}, {info.quantization}), threads {engine.threads}, "
+          f"prompt {n_p} tokens, {args.gen} generated, median of {args.reps} reps\n")
+    print("| figure | bare llama-cpp-python | codefill engine | time ratio (codefill / bare) |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| prompt eval | {n_p / med['eval_b']:.0f} tok/s | {n_p / med['eval_e']:.0f} tok/s "
+          f"| {med['eval_e'] / med['eval_b']:.3f} |")
+    print(f"| generation | {n_g / med['gen_b']:.1f} tok/s | {n_g / med['gen_e']:.1f} tok/s "
+          f"| {med['gen_e'] / med['gen_b']:.3f} |")
+    print(f"| first token (cold prompt) | {med['first_b'] * 1000:.0f} ms "
+          f"| {med['first_e'] * 1000:.0f} ms | {med['first_e'] / med['first_b']:.3f} |")
+    print()
+    print("| one-token extension of the prompt | first token | tokens evaluated |")
+    print("| --- | ---: | ---: |")
+    print(f"| cold (no reuse) | {med['ext_cold'] * 1000:.1f} ms | {n_p + 1} |")
+    print(f"| KV reuse (codefill engine) | {med['ext_warm'] * 1000:.1f} ms | 1 |")
+    print(f"| speed-up | {med['ext_cold'] / med['ext_warm']:.1f}× | |")
+
+
+if __name__ == "__main__":
+    main()
