@@ -70,6 +70,57 @@ class PromptConfig:
 
 
 @dataclass
+class CompletionConfig:
+    """When and how the language server completes."""
+
+    enabled: bool = setting(True, "Offer completions at all (the editors' toggle command flips it).")
+    mode: str = setting("auto", "Suggestion length: 'single' (to the end of the line), 'multi' "
+                                "(a block), or 'auto' (single-line when the cursor is mid-line or "
+                                "the line is a statement, else multi-line).",
+                        choices=("auto", "single", "multi"))
+    debounce_min_ms: int = setting(20, "Shortest wait after a keystroke before the model is asked; "
+                                        "cache hits are served without waiting.", min=0, max=2000)
+    debounce_max_ms: int = setting(150, "Longest wait; the debounce adapts between the two to the "
+                                        "typing speed (fast typing waits longer).", min=0, max=5000)
+    languages: dict = setting(None, "Per-language switch by LSP languageId, e.g. {\"markdown\": "
+                                    "false}; \"*\" sets the default. Empty: every language on.")
+    speculative: bool = setting(True, "After a suggestion is accepted, generate the next one in "
+                                      "the background so it is ready when asked for.")
+    log_level: str = setting("info", "Level of the server's window/logMessage output; 'debug' logs "
+                                     "each request's decisions.",
+                             choices=("error", "warning", "info", "debug"))
+
+
+@dataclass
+class ContextConfig:
+    """Repository context: the workspace files a prompt carries besides the current one."""
+
+    enabled: bool = setting(True, "Index the workspace and add the files the current file "
+                                  "imports (and its test partner and importers) to prompts.")
+    max_files: int = setting(12, "Context files in one prompt at most.", min=0, max=200)
+    max_distance: int = setting(3, "Import hops followed from the current file.", min=1, max=16)
+    whole_distance: int = setting(1, "Files at most this many hops away go in whole when they "
+                                     "fit; farther ones (and big ones) as outlines.",
+                                  min=0, max=16)
+    test_pairing: bool = setting(True, "Add the current file's unit-test partner (foo.py ↔ "
+                                       "test_foo.py, foo.ts ↔ foo.test.ts, foo.go ↔ foo_test.go).")
+    importers: bool = setting(True, "Add files that import the current file, after its "
+                                    "dependencies.")
+    max_file_bytes: int = setting(262144, "Files larger than this many bytes are not indexed.",
+                                  min=1024, max=1 << 26)
+    max_index_files: int = setting(200000, "Files indexed per workspace root at most; the rest "
+                                           "of a huge tree is skipped with a warning.",
+                                   min=1, max=10_000_000)
+    ignore: str = setting("", "Extra ignore patterns in .gitignore syntax, comma-separated, "
+                              "relative to each workspace root (on top of .gitignore and the "
+                              "built-in ignores).")
+    watch: bool = setting(True, "Watch the workspace for changes on disk (git checkouts, "
+                                "codegen, other editors).")
+    debounce_ms: int = setting(150, "Quiet time after a burst of file changes before the index "
+                                    "is updated, in milliseconds.", min=0, max=60000)
+
+
+@dataclass
 class Config:
     """Root of all codefill settings."""
 
@@ -77,6 +128,15 @@ class Config:
                                  metadata={"doc": "The local llama.cpp engine."})
     prompt: PromptConfig = field(default_factory=PromptConfig,
                                  metadata={"doc": "Prompt construction."})
+    context: ContextConfig = field(default_factory=ContextConfig,
+                                   metadata={"doc": "Repository context from the import graph."})
+    completion: CompletionConfig = field(default_factory=CompletionConfig,
+                                         metadata={"doc": "The language server's behaviour."})
+
+    def language_enabled(self, language_id: str) -> bool:
+        """Whether completions are on for ``language_id``."""
+        table = self.completion.languages or {}
+        return bool(table.get(language_id, table.get("*", True)))
 
 
 def _type_ok(value: Any, typ: Any) -> bool:
@@ -88,13 +148,17 @@ def _type_ok(value: Any, typ: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if typ is str:
         return isinstance(value, str)
+    if typ is dict:  # tables of per-name booleans (completion.languages)
+        return value is None or (isinstance(value, Mapping) and all(
+            isinstance(k, str) and isinstance(v, bool) for k, v in value.items()))
     return isinstance(value, typ)
 
 
 def _check(value: Any, f: dataclasses.Field, typ: Any, name: str) -> str | None:
     """Return why ``value`` is invalid for field ``f``, or None when it is valid."""
     if not _type_ok(value, typ):
-        return f"setting '{name}' must be {typ.__name__}, got {value!r}"
+        kind = "a table of true/false values" if typ is dict else typ.__name__
+        return f"setting '{name}' must be {kind}, got {value!r}"
     meta = f.metadata
     if "min" in meta and value < meta["min"]:
         return f"setting '{name}' must be ≥ {meta['min']}, got {value!r}"
@@ -127,7 +191,8 @@ def _load(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str]) 
         if why:
             problems.append(f"{why}; using the default {f.default!r}")
             continue
-        kwargs[key] = float(value) if typ is float else value
+        kwargs[key] = float(value) if typ is float else dict(value) if typ is dict and value \
+            else value
     return cls(**kwargs)
 
 

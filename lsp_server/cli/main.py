@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "complete": "complete",
     "models": "models",
     "doctor": "doctor",
+    "serve": "serve",
 }
 
 EXIT_USAGE = 2

@@ -143,9 +143,10 @@ class LlamaEngine:
         self.wait_ready()
         return self._llama
 
-    def submit(self, request: GenerationRequest) -> TokenStream:
-        """Queue ``request``; its tokens arrive on the returned stream."""
-        stream = TokenStream(request)
+    def submit(self, request: GenerationRequest,
+               listener: Callable[[TokenEvent | None], None] | None = None) -> TokenStream:
+        """Queue ``request``; its tokens arrive on the returned stream (and at ``listener``)."""
+        stream = TokenStream(request, listener=listener)
         if self.state == "closed":
             stream._finish(StopReason.ERROR, "engine is closed")
         else:

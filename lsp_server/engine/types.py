@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class StopReason(str, enum.Enum):
@@ -97,6 +97,9 @@ class TokenStream:
     request: GenerationRequest
     submitted: float = field(default_factory=time.monotonic)
     stats: GenerationStats = field(default_factory=GenerationStats)
+    listener: Callable[[TokenEvent | None], None] | None = None
+    """Called on the worker thread with each event and None at the end (for asyncio bridges);
+    it must be quick and must not raise."""
     _queue: "queue.SimpleQueue[object]" = field(default_factory=queue.SimpleQueue)
     _cancel: threading.Event = field(default_factory=threading.Event)
     _done: threading.Event = field(default_factory=threading.Event)
@@ -133,6 +136,8 @@ class TokenStream:
     # --- worker side ---------------------------------------------------------------------
     def _emit(self, event: TokenEvent) -> None:
         self._queue.put(event)
+        if self.listener is not None:
+            self.listener(event)
 
     def _finish(self, reason: StopReason, error: str | None = None) -> None:
         self.stats.stop_reason = reason
@@ -140,3 +145,5 @@ class TokenStream:
         self.stats.t_total = time.monotonic() - self.submitted
         self._done.set()
         self._queue.put(_END)
+        if self.listener is not None:
+            self.listener(None)

@@ -1,0 +1,31 @@
+"""`codefill serve`: run the language server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..errors import CodefillError
+
+HELP = "run the language server on stdio (or --tcp HOST:PORT for debugging)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    p.add_argument("--log-file", metavar="PATH", help="write the server's own log here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..server import serve
+
+    if args.tcp and ":" not in args.tcp:
+        raise CodefillError(f"--tcp needs HOST:PORT, got {args.tcp!r}", "e.g. --tcp 127.0.0.1:2087")
+    if args.log_file:
+        logging.basicConfig(filename=args.log_file, level=logging.DEBUG if args.debug else
+                            logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    elif not args.debug:
+        # stdout carries the protocol; keep library chatter off stderr too unless asked.
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    serve(args.tcp)
+    return 0

@@ -1,0 +1,431 @@
+"""The completion pipeline: from a cursor in an open document to a suggestion, as fast as typing.
+
+Plain asyncio, no LSP types. Per request: cache / typing-through → adaptive debounce → supersede
+older work for the document → one generation job on the engine, cut by the stop rules and
+cleaned by the post-processors. Jobs are separate from requests: a request waits on a job, a job
+outlives a cancelled request for a short grace period so that the next keystroke can adopt it
+(typing-through an in-flight suggestion), and a document change that contradicts a job's
+suggestion cancels it at once, so no stale text is ever served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..config import Config
+from ..engine.types import EngineError, GenerationRequest, StopReason, TokenEvent, TokenStream
+from .cache import CacheEntry, SuggestionCache, make_entry
+from .rules import SuggestionContext, decide_single_line, first_cut, postprocess
+from .session import ModelSession
+
+Log = Callable[[str, str], None]  # (level, message)
+
+# A job whose requests were all cancelled keeps running this long, waiting to be adopted.
+ORPHAN_GRACE_S = 0.3
+# Intervals between requests longer than this are pauses, not typing speed.
+TYPING_GAP_S = 1.5
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """A cursor in a document snapshot."""
+
+    uri: str
+    text: str
+    offset: int
+    """Cursor position as an index into ``text`` (code points)."""
+    language: str = ""
+    path: str = ""
+    """Workspace-relative path shown to the model."""
+
+
+@dataclass
+class Suggestion:
+    """What a request produced ("" with a reason when nothing)."""
+
+    text: str
+    source: str = "none"
+    """'model', 'in_flight', 'cache', 'typing_through' or 'none'."""
+    reason: str = ""
+    """Why it ended, or why there is nothing (shown by codefill/status)."""
+    single_line: bool = False
+    latency_s: float = 0.0
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    served: int = 0
+    empty: int = 0
+    model_calls: int = 0
+    cache_hits: int = 0
+    typing_through: int = 0
+    in_flight_adopted: int = 0
+    superseded: int = 0
+    cancelled_requests: int = 0
+    cancelled_jobs: int = 0
+    stale_dropped: int = 0
+    speculative: int = 0
+    tokens_evaluated: int = 0
+    tokens_generated: int = 0
+
+
+@dataclass
+class Job:
+    """One generation on the engine, feeding a cache entry."""
+
+    entry: CacheEntry
+    ctx: SuggestionContext
+    suffix_len: int
+    answer_first_line: bool
+    speculative: bool = False
+    stream: TokenStream | None = None
+    task: asyncio.Task | None = None
+    waiters: int = 0
+    cancelled: bool = False
+    stop: str = ""
+    error: str = ""
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    orphan_timer: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.stream is not None:
+            self.stream.cancel()
+        elif self.task is not None:
+            self.task.cancel()
+
+
+def first_line(text: str) -> str:
+    """The suggestion up to the end of its first non-empty line (a leading newline is kept:
+    after an accepted line the next one starts with it)."""
+    lead = len(text) - len(text.lstrip("\n"))
+    nl = text.find("\n", lead)
+    return text if nl < 0 else text[:nl]
+
+
+class Pipeline:
+    """Serves completion requests for every open document of one language server."""
+
+    def __init__(self, config: Config, session: Callable[[], ModelSession | None],
+                 log: Log | None = None) -> None:
+        self.config = config
+        self._session = session
+        self._log = log or (lambda level, msg: None)
+        self.cache = SuggestionCache()
+        self.counters = Counters()
+        self.last_reason = ""
+        self.last_latency_s: float | None = None
+        self._seq: dict[str, int] = {}
+        self._last_request_at: dict[str, float] = {}
+        self._interval_ema: dict[str, float] = {}
+        self._jobs: dict[str, list[Job]] = {}
+        self._last_served: dict[str, tuple[str, int, str]] = {}  # uri → (doc text, offset, text)
+
+    # --- requests ------------------------------------------------------------------------
+    async def complete(self, req: CompletionRequest,
+                       on_text: Callable[[str], None] | None = None) -> Suggestion:
+        """A suggestion for ``req``; ``on_text`` receives the suggestion as it grows."""
+        t0 = time.monotonic()
+        self.counters.requests += 1
+        try:
+            result = await self._complete(req, on_text)
+        except asyncio.CancelledError:
+            self.counters.cancelled_requests += 1
+            self._log("debug", f"{req.uri}: request cancelled")
+            raise
+        result.latency_s = time.monotonic() - t0
+        if result.text:
+            self.counters.served += 1
+            self.last_latency_s = result.latency_s
+            self._last_served[req.uri] = (req.text, req.offset, result.text)
+        else:
+            self.counters.empty += 1
+            self.last_reason = result.reason
+        self._log("debug", f"{req.uri}@{req.offset}: {result.source} {result.reason} "
+                           f"{len(result.text)} chars in {result.latency_s * 1000:.0f} ms")
+        return result
+
+    async def _complete(self, req: CompletionRequest,
+                        on_text: Callable[[str], None] | None) -> Suggestion:
+        cc = self.config.completion
+        if not cc.enabled:
+            return Suggestion("", reason="completions are disabled")
+        if not self.config.language_enabled(req.language):
+            return Suggestion("", reason=f"completions are off for language '{req.language}'")
+        if not 0 <= req.offset <= len(req.text):
+            return Suggestion("", reason="cursor outside the document")
+        prefix, suffix = req.text[:req.offset], req.text[req.offset:]
+        seq = self._seq[req.uri] = self._seq.get(req.uri, 0) + 1
+        self._note_typing(req.uri)
+        single = self._single_line(prefix, suffix, req.language)
+        ctx = SuggestionContext(prefix=prefix[-4096:], suffix=suffix[:4096],
+                                language=req.language, single_line=single)
+
+        hit = self.cache.lookup(req.uri, prefix, suffix)
+        if hit is not None:
+            entry, typed = hit
+            if entry.done:
+                text = self._answer(entry.text[len(typed):], ctx)
+                if text:
+                    self.counters.typing_through += bool(typed)
+                    self.counters.cache_hits += not typed
+                    return Suggestion(text, "typing_through" if typed else "cache",
+                                      "cached", single)
+            elif isinstance(entry.job, Job):
+                self.counters.in_flight_adopted += 1
+                return await self._wait(entry.job, typed, ctx, on_text, "in_flight")
+
+        session = self._session()
+        if session is None:
+            return Suggestion("", reason="the model is not loaded yet")
+        await asyncio.sleep(self._debounce(req.uri))
+        if self._seq.get(req.uri) != seq:
+            self.counters.superseded += 1
+            return Suggestion("", reason="superseded by a newer request")
+        self._supersede(req.uri, keep=None)
+        job = self._start(session, req, ctx, speculative=False)
+        return await self._wait(job, "", ctx, on_text, "model")
+
+    def _single_line(self, prefix: str, suffix: str, language: str) -> bool:
+        mode = self.config.completion.mode
+        if mode != "auto":
+            return mode == "single"
+        return decide_single_line(prefix, suffix, language)
+
+    def _answer(self, remainder: str, ctx: SuggestionContext) -> str:
+        """The part of a (cached) suggestion a request shows."""
+        text = first_line(remainder) if ctx.single_line else remainder
+        text, _ = postprocess(text, ctx)
+        return text
+
+    async def _wait(self, job: Job, typed: str, ctx: SuggestionContext,
+                    on_text: Callable[[str], None] | None, source: str) -> Suggestion:
+        """Wait on ``job`` until it can answer a request that typed ``typed`` since it began."""
+        job.waiters += 1
+        if job.orphan_timer is not None:
+            job.orphan_timer.cancel()
+            job.orphan_timer = None
+        sent = ""
+        try:
+            async with job.changed:
+                while True:
+                    entry = job.entry
+                    rem = entry.remainder(typed)
+                    if rem is None or job.cancelled:
+                        self.counters.stale_dropped += rem is None
+                        return Suggestion("", source, "the document changed" if rem is None
+                                          else "generation cancelled", ctx.single_line)
+                    if job.error:
+                        return Suggestion("", source, f"engine error: {job.error}", ctx.single_line)
+                    line_done = ctx.single_line and "\n" in rem.lstrip("\n")
+                    if on_text is not None and rem != sent and not entry.done:
+                        sent = first_line(rem) if ctx.single_line else rem
+                        on_text(sent)
+                    if entry.done or line_done:
+                        text = self._answer(rem, ctx)
+                        reason = job.stop if entry.done else "line complete"
+                        return Suggestion(text, source, reason if text else
+                                          f"nothing left after post-processing ({job.stop})",
+                                          ctx.single_line)
+                    await job.changed.wait()
+        finally:
+            job.waiters -= 1
+            if job.waiters == 0 and not job.entry.done and not job.cancelled:
+                # Keep it briefly: the next keystroke may type through it.
+                loop = asyncio.get_running_loop()
+                job.orphan_timer = loop.call_later(ORPHAN_GRACE_S, self._orphan_expired, job)
+
+    def _orphan_expired(self, job: Job) -> None:
+        if job.waiters == 0 and not job.entry.done and not job.speculative:
+            self._cancel_job(job, "no request is waiting for it")
+
+    # --- jobs ------------------------------------------------------------------------------
+    def _start(self, session: ModelSession, req: CompletionRequest, ctx: SuggestionContext,
+               *, speculative: bool) -> Job:
+        prefix, suffix = req.text[:req.offset], req.text[req.offset:]
+        entry = make_entry(req.uri, prefix, suffix)
+        # Single-line requests at the end of a line answer with the first line, but the job goes
+        # on with the next lines into the cache: accepting the line then shows them at once.
+        hot_streak = ctx.single_line and not suffix.split("\n", 1)[0].strip()
+        job_ctx = SuggestionContext(prefix=ctx.prefix, suffix=ctx.suffix, language=ctx.language,
+                                    single_line=ctx.single_line and not hot_streak)
+        job = Job(entry=entry, ctx=job_ctx, suffix_len=len(suffix),
+                  answer_first_line=ctx.single_line, speculative=speculative)
+        entry.job = job
+        self.cache.add(entry)
+        self._jobs.setdefault(req.uri, []).append(job)
+        self.counters.model_calls += 1
+        self.counters.speculative += speculative
+        job.task = asyncio.create_task(self._run(session, job, req, prefix, suffix))
+        return job
+
+    async def _run(self, session: ModelSession, job: Job, req: CompletionRequest, prefix: str,
+                   suffix: str) -> None:
+        entry = job.entry
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[TokenEvent | None] = asyncio.Queue()
+        try:
+            n = self.config.prompt.max_tokens
+            prompt = await asyncio.to_thread(session.build_prompt, prefix, suffix,
+                                             path=req.path, max_tokens=n)
+            if job.cancelled:
+                raise asyncio.CancelledError
+            job.stream = session.engine.submit(
+                GenerationRequest(tokens=prompt.tokens, max_tokens=n, stop_ids=session.stop_ids,
+                                  time_budget_s=self.config.engine.time_budget_ms / 1000),
+                listener=lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev))
+            raw = ""
+            while (ev := await queue.get()) is not None:
+                raw += ev.text
+                cut = first_cut(raw, job.ctx)
+                if cut is not None:
+                    raw, job.stop = raw[:cut[0]], cut[1]
+                    job.stream.cancel()
+                async with job.changed:
+                    entry.text = raw
+                    job.changed.notify_all()
+                if cut is not None:
+                    break
+            stats = await asyncio.to_thread(job.stream.wait)
+            self.counters.tokens_evaluated += stats.n_evaluated
+            self.counters.tokens_generated += stats.n_generated
+            if stats.stop_reason is StopReason.ERROR:
+                raise EngineError(stats.error or "generation failed")
+            if job.cancelled:
+                raise asyncio.CancelledError
+            if not job.stop:
+                job.stop = stats.stop_reason.value if stats.stop_reason else "end"
+            text, changed_by = postprocess(raw, job.ctx)
+            if changed_by:
+                job.stop += f" (post-processed: {', '.join(changed_by)})"
+            async with job.changed:
+                entry.text, entry.done = text, True
+                job.changed.notify_all()
+            if not text:
+                self.cache.remove(entry)
+        except asyncio.CancelledError:
+            job.cancelled = True
+            self.cache.remove(entry)
+            async with job.changed:
+                job.changed.notify_all()
+        except Exception as exc:  # engine failures reach the waiting requests as a reason
+            job.error = str(exc)
+            self._log("error", f"{req.uri}: generation failed: {exc}")
+            self.cache.remove(entry)
+            async with job.changed:
+                job.changed.notify_all()
+        finally:
+            entry.job = None
+            jobs = self._jobs.get(req.uri, [])
+            if job in jobs:
+                jobs.remove(job)
+
+    def _cancel_job(self, job: Job, why: str) -> None:
+        if job.cancelled or job.entry.done:
+            return
+        self.counters.cancelled_jobs += 1
+        self._log("debug", f"{job.entry.uri}: generation cancelled: {why}")
+        job.cancel()
+        self.cache.remove(job.entry)
+        if job.task is not None:
+            asyncio.get_running_loop().create_task(self._wake(job))
+
+    @staticmethod
+    async def _wake(job: Job) -> None:
+        async with job.changed:
+            job.changed.notify_all()
+
+    def _supersede(self, uri: str, keep: Job | None) -> None:
+        """A new generation for ``uri`` starts: stop the others (the engine is serial)."""
+        for job in list(self._jobs.get(uri, [])):
+            if job is not keep:
+                self._cancel_job(job, "superseded by a newer request")
+
+    # --- document events -----------------------------------------------------------------
+    def document_changed(self, uri: str, text: str) -> None:
+        """The document now reads ``text``: cancel the jobs this edit contradicts (typing that
+        matches a suggestion keeps it), and notice an accepted suggestion."""
+        for job in list(self._jobs.get(uri, [])):
+            e = job.entry
+            typed_len = len(text) - e.prefix_len - job.suffix_len
+            consistent = False
+            if typed_len >= 0:
+                typed = text[e.prefix_len:e.prefix_len + typed_len]
+                consistent = (text[e.prefix_len - len(e.prefix_key):e.prefix_len] == e.prefix_key
+                              and text[e.prefix_len + typed_len:][:len(e.suffix_key)] == e.suffix_key
+                              and e.remainder(typed) is not None)
+            if not consistent:
+                self._cancel_job(job, "the document changed")
+        served = self._last_served.pop(uri, None)
+        if served is not None:
+            before, offset, suggestion = served
+            if text == before[:offset] + suggestion + before[offset:]:
+                self.accepted(uri, text, offset + len(suggestion))
+
+    def accepted(self, uri: str, text: str, offset: int, language: str = "",
+                 path: str = "") -> None:
+        """A suggestion was accepted and the cursor is at ``offset``: prepare the next one."""
+        session = self._session()
+        if (not self.config.completion.speculative or session is None
+                or self._jobs.get(uri) or not 0 <= offset <= len(text)):
+            return
+        prefix, suffix = text[:offset], text[offset:]
+        if self.cache.lookup(uri, prefix, suffix) is not None:
+            return
+        single = self._single_line(prefix, suffix, language)
+        ctx = SuggestionContext(prefix=prefix[-4096:], suffix=suffix[:4096], language=language,
+                                single_line=single)
+        self._log("debug", f"{uri}@{offset}: speculative generation after an accept")
+        self._start(session, CompletionRequest(uri, text, offset, language, path), ctx,
+                    speculative=True)
+
+    def document_closed(self, uri: str) -> None:
+        for job in list(self._jobs.get(uri, [])):
+            self._cancel_job(job, "document closed")
+        self.cache.clear(uri)
+        for table in (self._seq, self._last_request_at, self._interval_ema, self._last_served):
+            table.pop(uri, None)
+
+    def reset(self) -> None:
+        """Forget everything (the model or the prompt settings changed)."""
+        for jobs in self._jobs.values():
+            for job in list(jobs):
+                self._cancel_job(job, "settings changed")
+        self.cache.clear()
+
+    # --- debounce ----------------------------------------------------------------------------
+    def _note_typing(self, uri: str) -> None:
+        now = time.monotonic()
+        last = self._last_request_at.get(uri)
+        self._last_request_at[uri] = now
+        if last is not None and now - last < TYPING_GAP_S:
+            prev = self._interval_ema.get(uri, now - last)
+            self._interval_ema[uri] = 0.7 * prev + 0.3 * (now - last)
+
+    def _debounce(self, uri: str) -> float:
+        """Wait about one typical keystroke interval while the user types fast, so work that
+        the next keystroke would supersede is never started; barely wait otherwise."""
+        cc = self.config.completion
+        lo, hi = cc.debounce_min_ms / 1000, max(cc.debounce_min_ms, cc.debounce_max_ms) / 1000
+        ema = self._interval_ema.get(uri)
+        if ema is None or ema > 2 * hi:
+            return lo
+        return min(hi, max(lo, ema * 1.1))
+
+    # --- status ------------------------------------------------------------------------------
+    def status(self) -> dict[str, object]:
+        c = self.counters
+        looked_up = c.cache_hits + c.typing_through + c.model_calls - c.speculative
+        return {
+            "counters": dict(vars(c)),
+            "cache_entries": len(self.cache),
+            "cache_hit_rate": round((c.cache_hits + c.typing_through) / looked_up, 3)
+            if looked_up else None,
+            "last_latency_ms": round(self.last_latency_s * 1000, 1)
+            if self.last_latency_s is not None else None,
+            "last_empty_reason": self.last_reason,
+        }

@@ -1,0 +1,370 @@
+"""The codefill language server: LSP registration and glue only.
+
+Everything that decides anything lives in plain modules: the completion pipeline
+(lsp_server/completion/pipeline.py), the model's lifecycle (lsp_server/lifecycle.py), the
+config tree (lsp_server/config.py). See docs/protocol.md for the codefill/* methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import unquote, urlparse
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from . import __version__
+from .completion.pipeline import CompletionRequest, Pipeline
+from .config import Config, load_config
+from .lifecycle import ModelHost
+
+log = logging.getLogger("codefill.server")
+
+# JSON-RPC bodies above this are read and thrown away instead of parsed (a bad client must not
+# make us allocate gigabytes).
+MAX_CONTENT_LENGTH = int(os.environ.get("CODEFILL_MAX_MESSAGE_BYTES", 64 * 1024 * 1024))
+LOG_LEVELS = {"error": types.MessageType.Error, "warning": types.MessageType.Warning,
+              "info": types.MessageType.Info, "debug": types.MessageType.Log}
+COMPLETION_ITEM_MARK = "codefill"
+
+
+class CodefillServer(LanguageServer):
+    """pygls server plus the codefill components it glues together."""
+
+    def __init__(self) -> None:
+        super().__init__("codefill", __version__,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.config = Config()
+        self.host = ModelHost(self.config, self._model_state)
+        self.pipeline = Pipeline(self.config, lambda: self.host.ready, self._log)
+        self.roots: list[Path] = []
+        self._progress_token: str | None = None
+        self._parent_watch: asyncio.Task | None = None
+
+    # --- settings ------------------------------------------------------------------------
+    def apply_settings(self, data: Any, source: str) -> None:
+        """Validate and apply a settings table; report problems; reload the model if needed."""
+        if data is None:
+            return
+        config, problems = load_config(data)
+        for problem in problems:
+            self._message(types.MessageType.Warning, f"codefill: {problem} ({source})")
+        self.config = config
+        self.host.config = config
+        self.pipeline.config = config
+        if self.host.session is not None:
+            self.host.session.config = config
+        if self.host.state != "idle" and self.host.needs_reload():
+            self.pipeline.reset()
+            self.host.start()
+
+    # --- messages ------------------------------------------------------------------------
+    def _message(self, kind: types.MessageType, text: str) -> None:
+        try:
+            self.window_show_message(types.ShowMessageParams(type=kind, message=text))
+        except Exception:  # no client yet / connection gone
+            log.warning(text)
+
+    def _log(self, level: str, text: str) -> None:
+        order = list(LOG_LEVELS)
+        if order.index(level) > order.index(self.config.completion.log_level):
+            return
+        try:
+            self.window_log_message(types.LogMessageParams(type=LOG_LEVELS[level], message=text))
+        except Exception:
+            log.debug(text)
+
+    def _model_state(self, state: str, detail: str) -> None:
+        self._log("info", f"model {state}: {detail}")
+        token = self._progress_token
+        if token is not None:
+            try:
+                if state == "loading":
+                    self.work_done_progress.report(token, types.WorkDoneProgressReport(
+                        message=detail))
+                elif state in ("ready", "failed"):
+                    self.work_done_progress.end(token, types.WorkDoneProgressEnd(
+                        message=f"{state}: {detail}"))
+                    self._progress_token = None
+            except Exception:
+                pass
+        if state == "failed":
+            self._message(types.MessageType.Error, f"codefill: {detail}")
+
+    async def load_model(self) -> None:
+        caps = self.client_capabilities.window
+        if caps is not None and caps.work_done_progress:
+            token = f"codefill-load-{uuid.uuid4().hex[:8]}"
+            try:
+                await self.work_done_progress.create_async(token)
+                self.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+                    title="codefill", message="loading the model", cancellable=False))
+                self._progress_token = token
+            except Exception:
+                self._progress_token = None
+        self.host.start()
+
+    @property
+    def client_capabilities(self) -> types.ClientCapabilities:
+        return self.protocol.client_capabilities
+
+    # --- documents -----------------------------------------------------------------------
+    def request_at(self, uri: str, position: types.Position) -> CompletionRequest | None:
+        """The pipeline request for ``position`` in an open ``file:`` document inside the
+        workspace, or None (unknown document, other scheme, outside the roots, bad position)."""
+        doc = self.workspace.text_documents.get(uri)
+        if doc is None:
+            return None
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            return None
+        path = Path(unquote(parsed.path))
+        rel = relative_to_roots(path, self.roots)
+        if self.roots and rel is None:
+            return None
+        lines = doc.lines
+        if position.line < 0 or position.character < 0:
+            return None
+        if position.line > len(lines) or (position.line == len(lines) and position.character):
+            return None
+        if position.line == len(lines):
+            offset = len(doc.source)
+        else:
+            line = lines[position.line]
+            text = line.rstrip("\r\n")
+            pos = doc.position_codec.position_from_client_units(lines, position)
+            # Past the end of a line means its end (LSP spec).
+            offset = sum(len(x) for x in lines[:position.line]) + min(pos.character, len(text))
+        return CompletionRequest(uri=uri, text=doc.source, offset=offset,
+                                 language=doc.language_id or "",
+                                 path=str(rel) if rel is not None else path.name)
+
+    def watch_parent(self, pid: int | None) -> None:
+        """Exit when the editor process that started us dies (LSP initialize processId)."""
+        if not pid or pid == os.getpid():
+            return
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                if not pid_alive(pid):
+                    log.info("parent process %s is gone; exiting", pid)
+                    os._exit(0)
+
+        self._parent_watch = asyncio.get_running_loop().create_task(watch())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def relative_to_roots(path: Path, roots: list[Path]) -> Path | None:
+    for root in roots:
+        try:
+            return path.resolve().relative_to(root.resolve())
+        except ValueError:
+            continue
+    return None
+
+
+def _uri_path(uri: str) -> Path | None:
+    parsed = urlparse(uri)
+    return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+server = None  # set by create_server()
+
+
+def create_server() -> CodefillServer:
+    ls = CodefillServer()
+
+    @ls.feature(types.INITIALIZE)
+    def initialize(ls: CodefillServer, params: types.InitializeParams) -> None:
+        folders = params.workspace_folders or []
+        roots = [_uri_path(f.uri) for f in folders]
+        if not roots and params.root_uri:
+            roots = [_uri_path(params.root_uri)]
+        ls.roots = [r for r in roots if r is not None]
+        opts = params.initialization_options
+        if isinstance(opts, dict) and "codefill" in opts and isinstance(opts["codefill"], dict):
+            opts = opts["codefill"]
+        ls.apply_settings(opts, "initializationOptions")
+        ls.watch_parent(params.process_id)
+
+    @ls.feature(types.INITIALIZED)
+    async def initialized(ls: CodefillServer, params: types.InitializedParams) -> None:
+        ws = ls.client_capabilities.workspace
+        if ws is not None and ws.configuration:
+            try:
+                result = await asyncio.wait_for(ls.workspace_configuration_async(
+                    types.ConfigurationParams(items=[types.ConfigurationItem(section="codefill")])),
+                    timeout=5)
+                if result and isinstance(result[0], dict):
+                    ls.apply_settings(result[0], "workspace/configuration")
+            except Exception as exc:
+                log.info("workspace/configuration failed: %s", exc)
+        await ls.load_model()
+
+    @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(ls: CodefillServer,
+                                       params: types.DidChangeConfigurationParams) -> None:
+        settings = params.settings
+        if isinstance(settings, dict) and isinstance(settings.get("codefill"), dict):
+            ls.apply_settings(settings["codefill"], "didChangeConfiguration")
+            return
+        ws = ls.client_capabilities.workspace
+        if ws is not None and ws.configuration:  # pull model: the notification carries nothing
+            try:
+                result = await ls.workspace_configuration_async(types.ConfigurationParams(
+                    items=[types.ConfigurationItem(section="codefill")]))
+                if result and isinstance(result[0], dict):
+                    ls.apply_settings(result[0], "workspace/configuration")
+            except Exception as exc:
+                log.info("workspace/configuration failed: %s", exc)
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: CodefillServer, params: types.DidChangeTextDocumentParams) -> None:
+        doc = ls.workspace.text_documents.get(params.text_document.uri)
+        if doc is not None:
+            ls.pipeline.document_changed(doc.uri, doc.source)
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: CodefillServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.pipeline.document_closed(params.text_document.uri)
+
+    @ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(ls: CodefillServer, params: types.InlineCompletionParams
+                                ) -> types.InlineCompletionList | None:
+        req = ls.request_at(params.text_document.uri, params.position)
+        if req is None:
+            return None
+        result = await ls.pipeline.complete(req)
+        if not result.text or _stale(ls, req):
+            return None
+        pos = params.position
+        return types.InlineCompletionList(items=[types.InlineCompletionItem(
+            insert_text=result.text, range=types.Range(start=pos, end=pos))])
+
+    @ls.feature(types.TEXT_DOCUMENT_COMPLETION,
+                types.CompletionOptions(trigger_characters=None, resolve_provider=False))
+    async def completion(ls: CodefillServer, params: types.CompletionParams
+                         ) -> types.CompletionList | None:
+        req = ls.request_at(params.text_document.uri, params.position)
+        if req is None:
+            return None
+        result = await ls.pipeline.complete(req)
+        if not result.text or _stale(ls, req):
+            return types.CompletionList(is_incomplete=True, items=[])
+        pos = params.position
+        label = result.text.strip().splitlines()[0][:60] if result.text.strip() else result.text
+        item = types.CompletionItem(
+            label=label, kind=types.CompletionItemKind.Snippet, detail=COMPLETION_ITEM_MARK,
+            # Sorted after the language's own items ("~" sorts late), never preselected.
+            sort_text="~" + label, filter_text=None, preselect=False,
+            text_edit=types.TextEdit(range=types.Range(start=pos, end=pos),
+                                     new_text=result.text),
+            documentation=types.MarkupContent(kind=types.MarkupKind.Markdown,
+                                              value=f"```\n{result.text}\n```"))
+        # isIncomplete: typing refines the suggestion, so the client must ask again.
+        return types.CompletionList(is_incomplete=True, items=[item])
+
+    @ls.feature("codefill/complete")
+    async def codefill_complete(ls: CodefillServer, params: Any) -> dict[str, Any] | None:
+        """Streaming completion: codefill/partial notifications, then the final text."""
+        try:
+            uri = params["textDocument"]["uri"]
+            position = types.Position(line=int(params["position"]["line"]),
+                                      character=int(params["position"]["character"]))
+            stream_id = params.get("streamId")
+        except (KeyError, TypeError, ValueError):
+            return None
+        req = ls.request_at(uri, position)
+        if req is None:
+            return None
+
+        def on_text(text: str) -> None:
+            if stream_id is not None:
+                ls.protocol.notify("codefill/partial", {"streamId": stream_id, "text": text})
+
+        result = await ls.pipeline.complete(req, on_text=on_text)
+        if _stale(ls, req):
+            return {"text": "", "source": result.source, "reason": "the document changed"}
+        return {"text": result.text, "source": result.source, "reason": result.reason,
+                "singleLine": result.single_line, "latencyMs": round(result.latency_s * 1000, 1)}
+
+    @ls.feature("codefill/didAccept")
+    def did_accept(ls: CodefillServer, params: Any) -> None:
+        try:
+            uri = params["textDocument"]["uri"]
+            position = types.Position(line=int(params["position"]["line"]),
+                                      character=int(params["position"]["character"]))
+        except (KeyError, TypeError, ValueError):
+            return
+        req = ls.request_at(uri, position)
+        if req is not None:
+            ls.pipeline.accepted(req.uri, req.text, req.offset, req.language, req.path)
+
+    @ls.feature("codefill/status")
+    def status(ls: CodefillServer, params: Any) -> dict[str, Any]:
+        return {"version": __version__, "model": ls.host.status(),
+                "completion": ls.pipeline.status(),
+                "settings": {"enabled": ls.config.completion.enabled,
+                             "mode": ls.config.completion.mode}}
+
+    @ls.feature(types.SHUTDOWN)
+    async def shutdown(ls: CodefillServer, params: Any) -> None:
+        ls.pipeline.reset()
+        await ls.host.close()
+
+    return ls
+
+
+def _stale(ls: CodefillServer, req: CompletionRequest) -> bool:
+    """The document no longer reads as it did when the request was made."""
+    doc = ls.workspace.text_documents.get(req.uri)
+    return doc is None or doc.source != req.text
+
+
+class CappedStdin:
+    """stdin for pygls that refuses to read absurd Content-Length bodies into memory."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+
+    def readline(self) -> bytes:
+        return self.raw.readline()
+
+    def read(self, n: int) -> bytes:
+        if n <= MAX_CONTENT_LENGTH:
+            return self.raw.read(n)
+        log.error("message of %d bytes exceeds the %d byte limit; skipped", n, MAX_CONTENT_LENGTH)
+        left = n
+        while left > 0:  # discard in chunks so the stream stays in sync
+            chunk = self.raw.read(min(left, 1 << 20))
+            if not chunk:
+                return b""
+            left -= len(chunk)
+        return b"null"
+
+
+def serve(tcp: str | None = None) -> None:
+    """Run the server on stdio (or on HOST:PORT for debugging)."""
+    global server
+    server = create_server()
+    if tcp:
+        host, _, port = tcp.rpartition(":")
+        server.start_tcp(host or "127.0.0.1", int(port))
+    else:
+        server.start_io(CappedStdin(sys.stdin.buffer), sys.stdout.buffer)
