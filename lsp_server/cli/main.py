@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "doctor": "doctor",
     "serve": "serve",
+    "quantize": "quantize",
 }
 
 EXIT_USAGE = 2
