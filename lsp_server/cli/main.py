@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "doctor": "doctor",
     "serve": "serve",
+    "context": "context",
     "quantize": "quantize",
 }
 
