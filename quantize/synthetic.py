@@ -97,7 +97,8 @@ def train_tokenizer(directory: Path, vocab_size: int = 512, seed: int = 0) -> Pa
     spm.SentencePieceTrainer.train(
         sentence_iterator=corpus_lines(seed=seed), model_prefix=str(prefix),
         model_type="bpe", vocab_size=vocab_size, byte_fallback=True, character_coverage=1.0,
-        pad_id=0, eos_id=1, bos_id=2, unk_id=3, user_defined_symbols=SENTINELS,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
+        bos_piece="<bos>", unk_piece="<unk>", user_defined_symbols=SENTINELS,
         add_dummy_prefix=False, remove_extra_whitespaces=False, split_digits=True,
         normalization_rule_name="identity", allow_whitespace_only_pieces=True,
         num_threads=1, minloglevel=2)
