@@ -199,7 +199,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                  _read_gemma, _write_gemma, supports_untied_output=False),
         ArchSpec("Gemma2ForCausalLM", gguf.MODEL_ARCH.GEMMA2, "Gemma 2",
                  _read_gemma2, _write_gemma2, supports_untied_output=False),
-        ArchSpec("Gemma3ForCausalLM", gguf.MODEL_ARCH.GEMMA3, "Gemma 3 (text)",
+        ArchSpec("Gemma3ForCausalLM", gguf.MODEL_ARCH.GEMMA3, "Gemma 3, text only",
                  _read_gemma3, _write_gemma3, supports_untied_output=True),
     )
 }

@@ -416,3 +416,56 @@ def test_output_names() -> None:
     assert output_paths(Path("d/m.gguf"), ["Q8_0", "Q4_0"]) == {
         "Q8_0": Path("d/m-Q8_0.gguf"), "Q4_0": Path("d/m-Q4_0.gguf")}
     assert output_paths(Path("x-{type}.bin"), ["F16"]) == {"F16": Path("x-F16.bin")}
+
+
+# --- readers and registries ------------------------------------------------------------------
+
+def test_sentencepiece_reader_agrees_with_sentencepiece(ckpt: Ckpt) -> None:
+    import sentencepiece as spm
+
+    from quantize.sentencepiece_model import (BYTE, CONTROL, NORMAL, UNKNOWN, USER_DEFINED,
+                                              read_sentencepiece)
+
+    path = ckpt.dir / "tokenizer.model"
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    m = read_sentencepiece(path)
+    n = sp.get_piece_size()
+    assert m.pieces == [sp.id_to_piece(i) for i in range(n)]
+    assert m.scores == [pytest.approx(sp.get_score(i)) for i in range(n)]
+    for i in range(n):
+        expected = (UNKNOWN if sp.is_unknown(i) else CONTROL if sp.is_control(i) else
+                    BYTE if sp.is_byte(i) else
+                    USER_DEFINED if sp.id_to_piece(i) in ("<|fim_prefix|>", "<|fim_suffix|>",
+                                                          "<|fim_middle|>", "<|file_separator|>",
+                                                          "<start_of_turn>", "<end_of_turn>")
+                    else NORMAL)
+        assert m.types[i] == expected, (i, sp.id_to_piece(i))
+    assert (m.unk_id, m.bos_id, m.eos_id, m.pad_id) == (3, 2, 1, 0)
+    assert m.model_type == "bpe" and m.byte_fallback
+    assert m.add_dummy_prefix is False and m.remove_extra_whitespaces is False
+
+
+def test_safetensors_reader_agrees_with_safetensors(ckpt: Ckpt) -> None:
+    from safetensors.numpy import load_file
+
+    from quantize.safetensors_io import SafetensorsCheckpoint
+
+    expected = load_file(str(ckpt.dir / "model.safetensors"))
+    with SafetensorsCheckpoint(ckpt.dir) as c:
+        assert c.tensors.keys() == expected.keys()
+        for name, arr in expected.items():
+            np.testing.assert_array_equal(c.array(c.tensors[name]), arr)
+        emb = c.tensors["model.embed_tokens.weight"]
+        np.testing.assert_array_equal(c.rows(emb, 5, 9), expected["model.embed_tokens.weight"][5:9])
+
+
+def test_tensor_tables_only_name_tensors_llama_cpp_knows() -> None:
+    from quantize.hf_config import ARCHITECTURES
+    from quantize.tensor_map import GLOBAL_TENSORS, LAYER_TENSORS, SHAPES
+
+    for spec in ARCHITECTURES.values():
+        known = set(gguf.MODEL_TENSORS[spec.gguf_arch])
+        used = set(LAYER_TENSORS[spec.gguf_arch].values()) | {
+            t for t in GLOBAL_TENSORS.values() if t is not gguf.MODEL_TENSOR.OUTPUT}
+        assert used <= known, (spec.hf_name, used - known)
+        assert all(t in SHAPES for t in used)

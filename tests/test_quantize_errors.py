@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 
 pytest.importorskip("sentencepiece")
@@ -108,6 +109,12 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda ck: _rewrite_shard(ck, lambda t: t.update(
             {"model.layers.7.mlp.up_proj.weight": t[next(iter(t))]})),
         "belongs to layer 7"),
+    "untied config without lm_head": (lambda ck: _config(ck, tie_word_embeddings=False),
+                                      "tie_word_embeddings = false"),
+    "untied lm_head on gemma": (
+        lambda ck: (_config(ck, tie_word_embeddings=False), _rewrite_shard(ck, lambda t: t.update(
+            {"lm_head.weight": np.ones((512, 64), dtype=np.float32)}))),
+        "always ties the output head"),
     "tokenizer larger than the embedding": (lambda ck: _config(ck, vocab_size=100),
                                             "the tokenizer has 512 tokens"),
 }
@@ -213,3 +220,15 @@ def test_bad_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     truncated = tmp_path / "t.gguf"
     truncated.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 8)
     assert "GGUF" in cli_error(capsys, out, str(truncated), "--out", str(out / "m.gguf"))
+
+
+def test_tied_lm_head_copy_is_skipped(ck: Path, tmp_path: Path) -> None:
+    """Some exports save the tied head as its own tensor: equal to the embedding, it is dropped."""
+    with SafetensorsCheckpoint(ck) as c:
+        emb = c.array(c.tensors["model.embed_tokens.weight"]).copy()
+    _rewrite_shard(ck, lambda t: t.update({"lm_head.weight": emb}))
+    _config(ck, tie_word_embeddings=False)
+    from quantize.convert import convert_checkpoint
+
+    res = convert_checkpoint(ck, tmp_path / "m.gguf", "F16")
+    assert res.skipped == ["lm_head.weight"]
