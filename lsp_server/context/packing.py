@@ -128,7 +128,7 @@ def pack(cands: list[Candidate], load: Callable[[str], Source | None],
         else:
             outline_text = "".join(i.text for i in items)
             cost = file_cost(count, name, outline_text)
-            if whole <= cost and whole <= left:  # small file: the outline saves nothing
+            if whole <= cost * 1.25 and whole <= left:  # the outline saves little: take it all
                 text, form, cost = src.text, "whole", whole
             elif cost <= left and outline_text.strip():
                 text, form = outline_text, "outline"
