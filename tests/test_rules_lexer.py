@@ -84,3 +84,14 @@ def test_strip_comments_keeps_strings() -> None:
 def test_unknown_language_is_generic_and_ids_are_case_insensitive() -> None:
     assert spec_for("brainfuck") is GENERIC
     assert spec_for("Python") is LANGUAGES["python"]
+
+
+def test_prefix_window_starts_at_a_line_and_bounds_the_scan() -> None:
+    from lsp_server.completion.rules import decide_single_line
+    from lsp_server.completion.rules.lexer import SCAN_WINDOW, prefix_window
+    far = "f(\n" + "x = 1\n" * (SCAN_WINDOW // 4) + "y = 2"
+    window = prefix_window(far)
+    assert len(window) <= SCAN_WINDOW and window.startswith("x = 1\n") and window.endswith("y = 2")
+    # the `(` opened beyond the window is out of view: the line reads as a plain assignment
+    assert decide_single_line(far, "\n", "python") is True
+    assert decide_single_line("f(\nx = 1\ny = 2", "\n", "python") is False

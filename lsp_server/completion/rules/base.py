@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import accumulate
 from typing import Protocol
 
 from .languages import OPENER_OF, LangSpec, spec_for
-from .lexer import Scan, open_brackets, scan, unmatched_closers
+from .lexer import SCAN_WINDOW, Scan, open_brackets, prefix_window, scan, unmatched_closers
 
 PREFIX_TAIL_LINES = 16
 """Lines before the cursor's line that the repetition rule compares the suggestion with."""
@@ -80,12 +81,12 @@ class SuggestionContext:
 
     @cached_property
     def prefix_scan(self) -> Scan:
-        return scan(self.prefix, self.spec)
+        return scan(prefix_window(self.prefix), self.spec)
 
     @cached_property
     def suffix_scan(self) -> Scan:
         """The suffix, read as the continuation of the prefix (the cursor may be in a string)."""
-        return scan(self.suffix, self.spec, self.prefix_scan.state)
+        return scan(self.suffix[:SCAN_WINDOW], self.spec, self.prefix_scan.state)
 
     @cached_property
     def needed_closers(self) -> tuple[str, ...]:
@@ -138,9 +139,10 @@ MIN_NONTRIVIAL = 4
 
 def indent_width(line: str) -> int:
     """Columns of leading whitespace, tabs counted as :data:`TAB_WIDTH`."""
-    stripped = line.lstrip(" \t")
-    lead = line[: len(line) - len(stripped)]
-    return len(lead.expandtabs(TAB_WIDTH)) if "\t" in lead else len(lead)
+    width = len(line) - len(line.lstrip(" \t"))
+    if "\t" in line[:width]:
+        return len(line[:width].expandtabs(TAB_WIDTH))
+    return width
 
 
 def nontrivial(line: str) -> bool:
@@ -149,15 +151,9 @@ def nontrivial(line: str) -> bool:
     return len(s) >= MIN_NONTRIVIAL and _NONTRIVIAL.search(s) is not None
 
 
-def line_starts(text: str) -> list[int]:
-    """Offset of the start of every line of ``text``."""
-    starts = [0]
-    find = text.find
-    pos = find("\n")
-    while pos >= 0:
-        starts.append(pos + 1)
-        pos = find("\n", pos + 1)
-    return starts
+def line_starts(lines: list[str]) -> list[int]:
+    """Offset of the start of every line, for ``lines = text.split("\\n")``."""
+    return [0, *accumulate(len(line) + 1 for line in lines[:-1])]
 
 
 def cut_before(text: str, offset: int) -> int:

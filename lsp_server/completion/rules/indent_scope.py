@@ -62,7 +62,7 @@ class IndentScope:
             return None
         spec = ctx.spec
         lines = text.split("\n")
-        starts = line_starts(text)
+        starts = line_starts(lines)
         last = len(lines) - 1  # lines[last] is still being generated
         first = ctx.cursor_line + lines[0]
         anchor: int | None = 0

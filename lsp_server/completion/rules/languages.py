@@ -58,7 +58,7 @@ class LangSpec:
     delimiters: tuple[Delimited, ...]
     """Comments and strings; earlier entries win when two openers start at the same place."""
     block_open: re.Pattern[str]
-    """Matches the code of a line (comments removed, stripped) after which a deeper block follows."""
+    """Matches the code of a line (comments removed, stripped) that a deeper block follows."""
     block_close: re.Pattern[str]
     """Matches a stripped line that closes the block opened at its indentation (``}``, ``end``)."""
     block_continue: re.Pattern[str]

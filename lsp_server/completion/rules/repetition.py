@@ -58,55 +58,56 @@ def _inline_cut(text: str, line_start: int) -> int | None:
     return None
 
 
+def _second_copy(seq: list[str], j: int, k: int) -> int | None:
+    """Where the second copy starts if line ``j`` ends a repetition of period ``k``."""
+    line = seq[j]
+    if k == 1:
+        if j >= 2 and seq[j - 2] == line and nontrivial(line):
+            return j - 1  # three in a row: keep the first
+        if len(line.strip()) >= LONG_LINE and nontrivial(line):
+            return j
+        return None
+    if j - 2 * k + 1 < 0 or seq[j - k + 1:j + 1] != seq[j - 2 * k + 1:j - k + 1]:
+        return None
+    return j - k + 1 if any(nontrivial(x) for x in seq[j - k + 1:j + 1]) else None
+
+
 @dataclass(frozen=True)
 class Repetition:
     name: str = "repetition"
 
     def cut(self, text: str, ctx: SuggestionContext) -> int | None:
-        starts = line_starts(text)
-        inline = _inline_cut(text, starts[-1])
-        if len(starts) == 1:
-            return inline
+        first_break = text.find("\n")
+        best = _inline_cut(text, text.rfind("\n") + 1)
+        if first_break < 0:
+            return best
         lines = text.split("\n")
         complete = lines[:-1]
         user_line = not ctx.cursor_line_blank
         prior = ctx.prefix_tail_lines[-2 * MAX_BLOCK:]
-        seq = list(prior)
-        seq.append((ctx.cursor_line + complete[0]).rstrip())
+        seq = [*prior, (ctx.cursor_line + complete[0]).rstrip()]
         seq.extend(line.rstrip() for line in complete[1:])
         k0 = len(prior)  # index of the suggestion's first line in seq
-        # Repetitions must end at or after the first line the model wrote on its own.
+        # Repetitions must end at or after the first line the model wrote on its own, and the
+        # cut must not reach into the user's part of the cursor's line.
         min_end = k0 + 1 if user_line or not complete[0].strip() else k0
-        # The earliest offset the cut may take: the user's part of the line is not ours.
-        floor = starts[1] - 1 if user_line else 0
-
-        ids: dict[str, int] = {}
-        code = [ids.setdefault(s, len(ids)) for s in seq]
-        real = [nontrivial(s) for s in seq]
-        n = len(seq)
-        best: int | None = None
-
-        def offset(j: int) -> int:  # start of seq line j in text
-            return starts[j - k0] if j > k0 else 0
-
-        for k in range(1, MAX_BLOCK + 1):
-            run = 0
-            for i in range(max(0, min_end - 2 * k), n - k):
-                run = run + 1 if code[i] == code[i + k] else 0
-                if k == 1:
-                    long_line = run >= 1 and len(seq[i].strip()) >= LONG_LINE
-                    hit = real[i] and (run >= 2 or long_line)
-                    end, copy2 = i + 1, i + 1
-                    if run >= 2 and not long_line:
-                        copy2 = i  # three in a row: keep the first, cut from the second
-                else:
-                    hit = run >= k and any(real[i - k + 1:i + 1])
-                    end, copy2 = i + k, i + 1
-                if hit and end >= min_end:
-                    at = max(cut_before(text, offset(copy2)) if copy2 > k0 else 0, floor)
+        floor = first_break if user_line else 0
+        if len(set(seq)) == len(seq):
+            return best  # no line occurs twice: the common case, decided in C
+        starts = line_starts(lines)
+        seen: dict[str, list[int]] = {}
+        for j, line in enumerate(seq):
+            earlier = seen.setdefault(line, [])
+            if j >= min_end:
+                for p in reversed(earlier):  # nearest first: the shortest period
+                    k = j - p
+                    if k > MAX_BLOCK:
+                        break
+                    copy2 = _second_copy(seq, j, k)
+                    if copy2 is None:
+                        continue
+                    at = max(cut_before(text, starts[copy2 - k0]) if copy2 > k0 else 0, floor)
                     if best is None or at < best:
                         best = at
-                    break
-        if inline is not None and (best is None or inline < best):
-            best = inline
+            earlier.append(j)
         return best

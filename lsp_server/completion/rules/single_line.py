@@ -13,9 +13,11 @@ The heuristic, in order (first match wins):
    operator that continues the expression (``return x +``, ``and``) → multi-line.
 6. A block header word among the line's leading words (``if``, ``def``, ``function``…) →
    multi-line; a statement already terminated by ``;`` → multi-line (what follows is a new line).
-7. A one-line statement (``import``, ``from``, ``return``, ``#include``, ``use``…) → single line.
+7. A one-line statement (``import``, ``from``, ``return``, ``#include``, ``use``…) → single
+   line.
 8. An assignment with content after ``=`` (``x = foo``, ``let y = a.b``, ``n := 1``,
-   ``a += b``) whose value does not start a block (``function``, ``lambda``, ``=>``) → single line.
+   ``a += b``) whose value does not start a block (``function``, ``fn``, ``=>``…) → single
+   line.
 9. Anything else → multi-line.
 
 It errs towards multi-line when unsure: the multi-line stop rules (indentation scope, blank
@@ -28,7 +30,7 @@ from __future__ import annotations
 import re
 
 from .languages import LangSpec, spec_for
-from .lexer import open_brackets, scan, strip_comments
+from .lexer import open_brackets, prefix_window, scan, strip_comments
 
 _CONTINUES = re.compile(r"(?:[-+*/%&|^~<>=,?:\\]|\b(?:and|or|not|in|is|instanceof))$")
 """An expression that goes on: a trailing binary operator, comma or word operator. A trailing
@@ -81,6 +83,7 @@ def decide_single_line(prefix: str, suffix: str, language: str = "") -> bool:
     end = suffix.find("\n")
     if (suffix if end < 0 else suffix[:end]).strip():
         return True
+    prefix = prefix_window(prefix)
     line_start = prefix.rfind("\n") + 1
     line = prefix[line_start:]
     if not line.strip():

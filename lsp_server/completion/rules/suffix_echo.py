@@ -24,12 +24,10 @@ class SuffixEcho:
         if (ctx.single_line or target is None or "\n" not in text or not nontrivial(target)
                 or target.strip() not in text):
             return None
-        starts = line_starts(text)
+        lines = text.split("\n")
         first = 0 if ctx.cursor_line_blank else 1
-        for i in range(first, len(starts) - 1):  # complete lines only
-            line = text[starts[i]:starts[i + 1] - 1]
-            if i == 0:
-                line = ctx.cursor_line + line
+        for i in range(first, len(lines) - 1):  # complete lines only
+            line = ctx.cursor_line + lines[i] if i == 0 else lines[i]
             if line.rstrip() == target:
-                return cut_before(text, starts[i])
+                return cut_before(text, line_starts(lines)[i])
         return None

@@ -21,6 +21,7 @@ the suggestion's own block stays even when the next line of the suffix is ``}`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 
 from .base import SuggestionContext, cut_before, indent_width, line_starts
 from .bracket_balance import cut_is_safe
@@ -38,14 +39,14 @@ def trim_line_overlap(text: str, ctx: SuggestionContext) -> str:
     if not rest.strip():
         return text
     line_start = text.rfind("\n") + 1
-    kept = [(i, c) for i, c in enumerate(text[line_start:], line_start) if not c.isspace()]
-    tail = "".join(c for _, c in kept)
+    chars = [(i, c) for i, c in enumerate(text[line_start:], line_start) if not c.isspace()]
+    tail = "".join(c for _, c in chars)
     head_pos = [i for i, c in enumerate(rest) if not c.isspace()]
     head = "".join(rest[i] for i in head_pos)
     for m in range(min(len(tail), len(head)), 0, -1):
         if tail[len(tail) - m:] != head[:m]:
             continue
-        cut = kept[len(kept) - m][0]
+        cut = chars[len(chars) - m][0]
         before = text[cut - 1] if cut else ctx.cursor_line[-1:]
         after = rest[head_pos[m - 1] + 1:head_pos[m - 1] + 2]
         if (_is_word(head[0]) and before and _is_word(before)) or (
@@ -63,15 +64,15 @@ def _norm(line: str) -> tuple[int, str]:
 
 
 def trim_duplicate_lines(text: str, ctx: SuggestionContext) -> str:
-    wanted = [_norm(line) for line in ctx.suffix.split("\n", MAX_SUFFIX_LINES * 4)[1:]
-              if line.strip()][:MAX_SUFFIX_LINES]
+    wanted = list(islice((_norm(line) for line in ctx.suffix.split("\n", MAX_SUFFIX_LINES * 4)[1:]
+                          if line.strip()), MAX_SUFFIX_LINES))
     if not wanted:
         return text
     lines = text.split("\n")
     first = 0 if ctx.cursor_line_blank else 1
     ours = [(i, _norm(ctx.cursor_line + line if i == 0 else line))
             for i, line in enumerate(lines) if i >= first and line.strip()]
-    starts = line_starts(text)
+    starts = line_starts(lines)
     for m in range(min(len(ours), len(wanted)), 0, -1):
         if [n for _, n in ours[-m:]] != wanted[:m]:
             continue
