@@ -39,10 +39,14 @@ SECRET_NAME_GLOBS: tuple[str, ...] = (
 )
 _SECRET_RE = re.compile("|".join(fnmatch.translate(g) for g in SECRET_NAME_GLOBS), re.IGNORECASE)
 
-# Content that marks a file as a secret whatever its name (checked when the text is read).
-_SECRET_CONTENT_RE = re.compile(
-    r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----|-----BEGIN OPENSSH PRIVATE KEY-----"
-    r"|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bsk-[A-Za-z0-9]{32,}\b")
+# Content that marks a file as a secret whatever its name (checked when the text is read). Each
+# regex runs only when its literal occurs: a plain substring search is ~100x faster on big files.
+_SECRET_CONTENT: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    (("PRIVATE KEY-----",), re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
+    (("AKIA",), re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b")),
+    (("sk-",), re.compile(r"\bsk-[A-Za-z0-9]{32,}\b")),
+)
 
 # Extensions of files that are binary (or generated blobs) without reading them.
 BINARY_EXTENSIONS: frozenset[str] = frozenset({
@@ -65,7 +69,8 @@ def is_secret_name(name: str) -> bool:
 
 def has_secret_content(text: str) -> bool:
     """Whether text carries a private key or a well-known token format."""
-    return _SECRET_CONTENT_RE.search(text) is not None
+    return any(any(lit in text for lit in literals) and rx.search(text) is not None
+               for literals, rx in _SECRET_CONTENT)
 
 
 def is_binary_name(name: str) -> bool:

@@ -123,12 +123,14 @@ class DependencyGraph:
         old = self.nodes.get(path)
         refs = ex.refs if ex else ()
         provides = ex.provides if ex else ()
+        if fingerprint is None:
+            fingerprint = ex.fingerprint if ex and ex.fingerprint is not None \
+                else lang.fingerprint(text)
         if old is not None:
             self.tree.undeclare(path, old.provides)
-            node = Node(refs, provides, fingerprint or lang.fingerprint(text), old.edges,
-                        old.unresolved, old.probes)
+            node = Node(refs, provides, fingerprint, old.edges, old.unresolved, old.probes)
         else:
-            node = Node(refs, provides, fingerprint or lang.fingerprint(text))
+            node = Node(refs, provides, fingerprint)
         self.tree.declare(path, provides)
         self.nodes[path] = node
         if old is not None and set(old.provides) != set(provides):

@@ -76,10 +76,25 @@ class Source:
     outline: Callable[[], list[OutlineItem]]
 
 
+# Code averages 3-4 characters a token; a text longer than this many characters per token of
+# room cannot fit, so it is not tokenized at all (huge files cost nothing on the first request).
+_MAX_CHARS_PER_TOKEN = 12
+
+
+def _too_long(text: str, room: int) -> bool:
+    return len(text) > max(room, 0) * _MAX_CHARS_PER_TOKEN
+
+
 def _cut(count: Callable[[str], int], path: str, items: list[OutlineItem], room: int
          ) -> tuple[str, int]:
     """Longest prefix of ``items`` whose cost fits ``room`` (binary search on the prefix)."""
-    lo, hi, best = 1, len(items), ("", 0)
+    chars, hi = 0, 0
+    for item in items:  # prefixes that are hopeless by length are never tokenized
+        chars += len(item.text)
+        if chars > room * _MAX_CHARS_PER_TOKEN:
+            break
+        hi += 1
+    lo, best = 1, ("", 0)
     while lo <= hi:
         mid = (lo + hi) // 2
         text = "".join(i.text for i in items[:mid])
@@ -119,7 +134,8 @@ def pack(cands: list[Candidate], load: Callable[[str], Source | None],
             skip(c, "unreadable or excluded")
             continue
         name = label(c.path)
-        whole = file_cost(count, name, src.text)
+        big = _too_long(src.text, left)
+        whole = left + 1 if big else file_cost(count, name, src.text)
         near = c.distance <= limits.whole_distance and whole <= limits.whole_share * limits.budget
         items = order_items(src.outline(), used)
         n_used = sum(1 for i in items if i.names & used)
@@ -127,7 +143,8 @@ def pack(cands: list[Candidate], load: Callable[[str], Source | None],
             text, form, cost = src.text, "whole", whole
         else:
             outline_text = "".join(i.text for i in items)
-            cost = file_cost(count, name, outline_text)
+            cost = left + 1 if _too_long(outline_text, left) else \
+                file_cost(count, name, outline_text)
             if whole <= cost * 1.25 and whole <= left:  # the outline saves little: take it all
                 text, form, cost = src.text, "whole", whole
             elif cost <= left and outline_text.strip():

@@ -9,6 +9,7 @@ edited, a declaration moves), the graph re-resolves exactly the files that asked
 from __future__ import annotations
 
 import posixpath
+import sys
 from typing import Callable, Iterable
 
 Reader = Callable[[str], "str | None"]
@@ -45,18 +46,23 @@ class FileTree:
         self._reader = reader
         self._probes: set[str] | None = None
         self._parsed: dict[str, tuple[str | None, object]] = {}
+        self.memo: dict[object, object] = {}
+        """Per-resolution scratch space for resolvers, cleared by :meth:`begin_probes`."""
 
     # -- recording ---------------------------------------------------------------------------
     def begin_probes(self) -> None:
         self._probes = set()
+        self.memo.clear()
 
     def end_probes(self) -> frozenset[str]:
         probes, self._probes = self._probes or set(), None
+        self.memo.clear()
         return frozenset(probes)
 
     def _probe(self, key: str) -> None:
         if self._probes is not None:
-            self._probes.add(key)
+            # Interned: thousands of files record the same keys; one string object each.
+            self._probes.add(sys.intern(key))
 
     # -- questions resolvers ask -------------------------------------------------------------
     def exists(self, path: str) -> bool:

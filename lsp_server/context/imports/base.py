@@ -27,6 +27,8 @@ class Extracted:
     refs: tuple[ImportRef, ...]
     provides: tuple[str, ...] = ()
     """Symbols the file declares for other files' resolution (e.g. "jvm:a.b.C")."""
+    fingerprint: str | None = None
+    """The language's fingerprint of the same text, when extraction computed it anyway."""
 
 
 Extractor = Callable[[str, str], Extracted]

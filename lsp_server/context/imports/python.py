@@ -39,10 +39,16 @@ _TOKENS = re.compile(
     r'|"(?:\\.|[^"\\\n])*"' r"|'(?:\\.|[^'\\\n])*'", re.S)
 
 
-def _string_spans(text: str) -> list[tuple[int, int]]:
-    """Spans of multi-line strings, the only tokens an import line can hide in."""
-    return [m.span() for m in _TOKENS.finditer(text)
-            if not m.group(0).startswith("#") and "\n" in m.group(0)]
+def _string_spans(text: str, end: int) -> list[tuple[int, int]]:
+    """Spans of multi-line strings that start before ``end`` (where an import line can hide)."""
+    spans = []
+    for m in _TOKENS.finditer(text, 0, len(text)):
+        s, e = m.span()
+        if s >= end:
+            break
+        if text[s] != "#" and text.find("\n", s, e) >= 0:
+            spans.append((s, e))
+    return spans
 
 
 def _maybe_in_string(text: str, starts: list[int]) -> bool:
@@ -76,7 +82,8 @@ def _statements(text: str) -> list[str]:
         return []
     # The exact tokenizing pass costs ~1 ms per 1000 lines: run it only when a statement may
     # sit inside a triple-quoted string.
-    spans = _string_spans(text) if _maybe_in_string(text, [m.start() for m in matches]) else []
+    starts = [m.start() for m in matches]
+    spans = _string_spans(text, starts[-1] + 1) if _maybe_in_string(text, starts) else []
     out: list[str] = []
     i = 0
     for m in matches:
@@ -88,8 +95,12 @@ def _statements(text: str) -> list[str]:
     return out
 
 
+def _fingerprint(stmts: list[str], dynamic: list[str]) -> str:
+    return "\n".join(stmts) + "\0" + ",".join(dynamic)
+
+
 def fingerprint(text: str) -> str:
-    return "\n".join(_statements(text)) + "\0" + ",".join(_dynamic(text))
+    return _fingerprint(_statements(text), _dynamic(text))
 
 
 def _tolerant(stmt: str) -> list[ImportRef]:
@@ -135,8 +146,9 @@ def extract(text: str, path: str = "") -> Extracted:
     except (SyntaxError, ValueError):
         for stmt in stmts:
             refs += _parse(stmt)
-    refs += [ImportRef(m, (), "import") for m in _dynamic(text)]
-    return Extracted(tuple(dict.fromkeys(refs)))
+    dynamic = _dynamic(text)
+    refs += [ImportRef(m, (), "import") for m in dynamic]
+    return Extracted(tuple(dict.fromkeys(refs)), fingerprint=_fingerprint(stmts, dynamic))
 
 
 # -- resolution --------------------------------------------------------------------------------
@@ -149,15 +161,21 @@ def _join(*parts: str) -> str:
 
 def _module_file(tree: FileTree, base: str, parts: list[str]) -> str | None:
     """The file defining module ``parts`` under directory ``base`` (module or package)."""
-    stem = _join(base, *parts)
+    stem = "/".join(parts)
+    if base:
+        stem = f"{base}/{stem}" if stem else base
     if not parts:
-        return first_existing(tree, [_join(stem, "__init__.py")])
-    return first_existing(tree, [stem + ".py", _join(stem, "__init__.py"), stem + ".pyi",
-                                 _join(stem, "__init__.pyi")])
+        return first_existing(tree, [f"{stem}/__init__.py" if stem else "__init__.py"])
+    return first_existing(tree, [stem + ".py", stem + "/__init__.py", stem + ".pyi",
+                                 stem + "/__init__.pyi"])
 
 
 def _roots(tree: FileTree, importer: str) -> list[str]:
-    """Directories absolute imports are tried from, most specific first."""
+    """Directories absolute imports are tried from, most specific first (memoised while one
+    file's imports are resolved: the probes are recorded by the first call)."""
+    memo = tree.memo.get(("python-roots", importer))
+    if memo is not None:
+        return memo  # type: ignore[return-value]
     here = posixpath.dirname(importer)
     top = here
     while top and tree.exists(_join(top, "__init__.py")):  # climb out of the package
@@ -167,7 +185,10 @@ def _roots(tree: FileTree, importer: str) -> list[str]:
         for proj in tree.named(name):
             d = posixpath.dirname(proj)
             roots += [d, _join(d, "src")]
-    return list(dict.fromkeys(roots))
+    # Only existing directories: fewer probes to remember per file (memory on big trees).
+    out = [r for r in dict.fromkeys(roots) if tree.isdir(r)]
+    tree.memo[("python-roots", importer)] = out
+    return out
 
 
 def resolve(ref: ImportRef, importer: str, tree: FileTree) -> tuple[str, ...]:
