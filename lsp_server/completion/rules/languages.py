@@ -3,7 +3,9 @@
 Only lexical and layout facts live here (comment and string delimiters, how a line opens, closes
 or continues a block, which first words make a one-line statement); the rules read them and never
 branch on a language name. A languageId missing from the table gets :data:`GENERIC`, a C-like
-guess.
+guess. Languages share a family's table where their lexical syntax is close enough for
+brackets and layout (Kotlin, Swift, C#, Dart and PHP read as Java; JSON and Vue as JavaScript);
+their own string forms (Kotlin and Swift triple quotes, C# ``@"…"``) are not modelled.
 """
 
 from __future__ import annotations
@@ -83,12 +85,13 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 
 _CLOSE_BRACKET_LINE = r"^[)\]}]"
+_NEVER = _rx(r"(?!)")
 _C_LIKE_OPEN = _rx(r"(?:[(\[{]|=>)$")
 _C_LIKE_CONTINUE = _rx(r"^(?:[)\]}].*(?:[(\[{]|=>)$|(?:case|default)\b)")
 _C_COMMENTS = (_line("//"), _block("/*", "*/"))
 _C_HEADERS = _words("if else for while do switch try catch finally function class struct "
                     "interface enum union namespace impl trait fn func match loop unsafe "
-                    "select defer go async module")
+                    "select async module")
 
 
 def _c_like(name: str, strings: tuple[Delimited, ...], one_line: str,
@@ -173,7 +176,7 @@ SQL = LangSpec(
     delimiters=(_line("--"), _block("/*", "*/"), _str("'"), _str('"')),
     block_open=_rx(r"[(\[{]$"),
     block_close=_rx(_CLOSE_BRACKET_LINE),
-    block_continue=_rx(r"^$^"),
+    block_continue=_NEVER,
 )
 
 CSS = LangSpec(

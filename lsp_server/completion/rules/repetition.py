@@ -35,7 +35,7 @@ MIN_INLINE_REPEATS = 8
 MAX_INLINE_PERIOD = 40
 """Longest chunk checked for an in-line loop."""
 MIN_INLINE_SPAN = 24
-"""Characters the repeated run must cover, so short runs such as ``----`` never count."""
+"""Characters the repeated run must cover, so short runs (``a.a.a.a.a.a.a.a``) never count."""
 
 
 def _inline_cut(text: str, line_start: int) -> int | None:

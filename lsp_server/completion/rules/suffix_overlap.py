@@ -35,6 +35,7 @@ def _is_word(c: str) -> bool:
 
 
 def trim_line_overlap(text: str, ctx: SuggestionContext) -> str:
+    """Check 1: the last line's tail against the rest of the cursor's line."""
     rest = ctx.rest_of_line
     if not rest.strip():
         return text
@@ -60,10 +61,13 @@ def trim_line_overlap(text: str, ctx: SuggestionContext) -> str:
 
 
 def _norm(line: str) -> tuple[int, str]:
+    """A line as compared: indentation width and its words, whitespace runs collapsed."""
     return indent_width(line), " ".join(line.split())
 
 
 def trim_duplicate_lines(text: str, ctx: SuggestionContext) -> str:
+    """Check 2: the last non-blank lines against the first non-blank lines after the cursor's
+    line."""
     wanted = list(islice((_norm(line) for line in ctx.suffix.split("\n", MAX_SUFFIX_LINES * 4)[1:]
                           if line.strip()), MAX_SUFFIX_LINES))
     if not wanted:
