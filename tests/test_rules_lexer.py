@@ -95,3 +95,12 @@ def test_prefix_window_starts_at_a_line_and_bounds_the_scan() -> None:
     # the `(` opened beyond the window is out of view: the line reads as a plain assignment
     assert decide_single_line(far, "\n", "python") is True
     assert decide_single_line("f(\nx = 1\ny = 2", "\n", "python") is False
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGES))
+def test_every_language_table_compiles_and_runs(language: str) -> None:
+    from lsp_server.completion.rules import SuggestionContext, decide_single_line, first_cut
+    prefix = 'x = f("a", [1, 2]) # c\nif y {'
+    assert lexer_for(spec_for(language)).scan(prefix).brackets
+    ctx = SuggestionContext(prefix, "\n}", language, decide_single_line(prefix, "\n}", language))
+    assert first_cut("\n  a\n  a\n  a\nz", ctx) is not None

@@ -20,6 +20,7 @@ from lsp_server.completion.rules import decide_single_line
     ("rust", "use std::coll", "\n"),
     ("go", "import \"fm", "\n"),
     ("lua", "local x = requi", "\n"),
+    ("go", "\tdefer mu.Unl", "\n"),
     # assignments with a value
     ("python", "    x = compute", "\n"),
     ("python", "x: int = 5", ""),
