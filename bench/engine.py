@@ -89,7 +89,7 @@ def main() -> None:
     engine.wait_ready()
     bare = _llama_factory(model_path=str(path), n_ctx=engine.n_ctx, n_batch=cfg.batch_size,
                           n_ubatch=cfg.batch_size, n_threads=engine.threads,
-                          n_threads_batch=engine.threads, n_gpu_layers=0, verbose=False,
+                          n_threads_batch=engine.threads, n_gpu_layers=0,
                           swa_full=True, use_extra_bufts=not cpu_has_amx())
     text = source_text(args.prompt_tokens * 6)
     base = bare.tokenize(text.encode(), add_bos=True)[: args.prompt_tokens]

@@ -46,6 +46,8 @@ class EngineConfig:
                                          "AMX): 'on', 'off', or 'auto' = off on CPUs with AMX, "
                                          "where llama.cpp's AMX matmul crashes (llama.cpp#20824).",
                                  choices=("auto", "on", "off"))
+    kv_reuse: bool = setting(True, "Keep the KV cache of the longest common token prefix between "
+                                   "requests (off only to measure what it saves).")
     time_budget_ms: int = setting(5000, "Wall-clock limit of one generation in milliseconds; "
                                         "the text generated so far is returned when it runs out.",
                                   min=50, max=600000)
@@ -84,6 +86,8 @@ class CompletionConfig:
                                         "typing speed (fast typing waits longer).", min=0, max=5000)
     languages: dict = setting(None, "Per-language switch by LSP languageId, e.g. {\"markdown\": "
                                     "false}; \"*\" sets the default. Empty: every language on.")
+    cache: bool = setting(True, "Serve repeated and typed-through suggestions from the cache and "
+                                "from in-flight generations (off only to measure what it saves).")
     speculative: bool = setting(True, "After a suggestion is accepted, generate the next one in "
                                       "the background so it is ready when asked for.")
     log_level: str = setting("info", "Level of the server's window/logMessage output; 'debug' logs "

@@ -17,7 +17,9 @@ from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from . import __version__
 from .completion.pipeline import CompletionRequest, Pipeline
@@ -34,12 +36,38 @@ LOG_LEVELS = {"error": types.MessageType.Error, "warning": types.MessageType.War
 COMPLETION_ITEM_MARK = "codefill"
 
 
+class CodefillProtocol(LanguageServerProtocol):
+    """pygls' protocol, plus an error reply to requests whose params do not validate.
+
+    pygls validates params while parsing the JSON and then drops the message, so the client
+    would wait forever for an answer; here the request gets InvalidParams instead.
+    """
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                self._send_response(data["id"], error=exc.to_response_error())
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        # The spec: requests after `shutdown` error with InvalidRequest (pygls drops them).
+        if (self._shutdown and getattr(message, "method", types.EXIT) != types.EXIT
+                and getattr(message, "id", None) is not None):
+            self._send_response(message.id, error=JsonRpcInvalidRequest(
+                "the server is shutting down").to_response_error())
+            return
+        super().handle_message(message)
+
+
 class CodefillServer(LanguageServer):
     """pygls server plus the codefill components it glues together."""
 
     def __init__(self) -> None:
         super().__init__("codefill", __version__,
-                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+                         protocol_cls=CodefillProtocol)
         self.config = Config()
         self.host = ModelHost(self.config, self._model_state)
         self.pipeline = Pipeline(self.config, lambda: self.host.ready, self._log)
@@ -50,6 +78,7 @@ class CodefillServer(LanguageServer):
     # --- settings ------------------------------------------------------------------------
     def apply_settings(self, data: Any, source: str) -> None:
         """Validate and apply a settings table; report problems; reload the model if needed."""
+        data = plain(data)
         if data is None:
             return
         config, problems = load_config(data)
@@ -63,6 +92,12 @@ class CodefillServer(LanguageServer):
         if self.host.state != "idle" and self.host.needs_reload():
             self.pipeline.reset()
             self.host.start()
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Protocol-level errors (bad JSON, bad params) go to the log, not to a popup: the
+        request already got its error reply, and the user can do nothing about a client bug."""
+        log.warning("protocol error (%s): %s", getattr(source, "__name__", source), error)
+        self._log("warning", f"codefill: protocol error: {error}")
 
     # --- messages ------------------------------------------------------------------------
     def _message(self, kind: types.MessageType, text: str) -> None:
@@ -110,10 +145,6 @@ class CodefillServer(LanguageServer):
                 self._progress_token = None
         self.host.start()
 
-    @property
-    def client_capabilities(self) -> types.ClientCapabilities:
-        return self.protocol.client_capabilities
-
     # --- documents -----------------------------------------------------------------------
     def request_at(self, uri: str, position: types.Position) -> CompletionRequest | None:
         """The pipeline request for ``position`` in an open ``file:`` document inside the
@@ -160,6 +191,18 @@ class CodefillServer(LanguageServer):
         self._parent_watch = asyncio.get_running_loop().create_task(watch())
 
 
+def plain(value: Any) -> Any:
+    """JSON-like data as dicts and lists: pygls turns the params of custom methods into
+    namedtuples, and LSPAny values may come either way."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -197,7 +240,7 @@ def create_server() -> CodefillServer:
         if not roots and params.root_uri:
             roots = [_uri_path(params.root_uri)]
         ls.roots = [r for r in roots if r is not None]
-        opts = params.initialization_options
+        opts = plain(params.initialization_options)
         if isinstance(opts, dict) and "codefill" in opts and isinstance(opts["codefill"], dict):
             opts = opts["codefill"]
         ls.apply_settings(opts, "initializationOptions")
@@ -211,6 +254,7 @@ def create_server() -> CodefillServer:
                 result = await asyncio.wait_for(ls.workspace_configuration_async(
                     types.ConfigurationParams(items=[types.ConfigurationItem(section="codefill")])),
                     timeout=5)
+                result = plain(result)
                 if result and isinstance(result[0], dict):
                     ls.apply_settings(result[0], "workspace/configuration")
             except Exception as exc:
@@ -220,7 +264,7 @@ def create_server() -> CodefillServer:
     @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: CodefillServer,
                                        params: types.DidChangeConfigurationParams) -> None:
-        settings = params.settings
+        settings = plain(params.settings)
         if isinstance(settings, dict) and isinstance(settings.get("codefill"), dict):
             ls.apply_settings(settings["codefill"], "didChangeConfiguration")
             return
@@ -229,6 +273,7 @@ def create_server() -> CodefillServer:
             try:
                 result = await ls.workspace_configuration_async(types.ConfigurationParams(
                     items=[types.ConfigurationItem(section="codefill")]))
+                result = plain(result)
                 if result and isinstance(result[0], dict):
                     ls.apply_settings(result[0], "workspace/configuration")
             except Exception as exc:
@@ -283,6 +328,7 @@ def create_server() -> CodefillServer:
     @ls.feature("codefill/complete")
     async def codefill_complete(ls: CodefillServer, params: Any) -> dict[str, Any] | None:
         """Streaming completion: codefill/partial notifications, then the final text."""
+        params = plain(params)
         try:
             uri = params["textDocument"]["uri"]
             position = types.Position(line=int(params["position"]["line"]),
@@ -306,6 +352,7 @@ def create_server() -> CodefillServer:
 
     @ls.feature("codefill/didAccept")
     def did_accept(ls: CodefillServer, params: Any) -> None:
+        params = plain(params)
         try:
             uri = params["textDocument"]["uri"]
             position = types.Position(line=int(params["position"]["line"]),
@@ -356,7 +403,8 @@ class CappedStdin:
             if not chunk:
                 return b""
             left -= len(chunk)
-        return b"null"
+        # A "$/" notification nobody handles: the spec lets servers ignore it silently.
+        return b'{"jsonrpc": "2.0", "method": "$/codefill/skippedOversizedMessage"}'
 
 
 def serve(tcp: str | None = None) -> None:

@@ -17,6 +17,8 @@ from typing import Any, Awaitable, Callable, TypeVar
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from lsp_server.server import plain
+
 T = TypeVar("T")
 
 # What VS Code (1.9x, with the LSP 3.18 inline completion proposal) and Neovim 0.11 announce,
@@ -69,8 +71,20 @@ class Harness:
         self.config_requests = 0
         self.versions: dict[str, int] = {}
 
-    def run(self, coro: Awaitable[T], timeout: float = 120) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore
+    def run(self, aw: Awaitable[T], timeout: float = 300) -> T:
+        """Run a coroutine (or await a future) on the client's loop, from the test thread."""
+        async def wrapper() -> T:
+            return await aw
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(timeout)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call a client method on the loop thread (the transport is not thread-safe)."""
+        if threading.current_thread() is self.thread:  # already there (inside a scenario)
+            return fn(*args)
+
+        async def wrapper() -> T:
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(wrapper(), self.loop).result(30)
 
     # --- lifecycle -------------------------------------------------------------------------
     async def _start(self) -> types.InitializeResult:
@@ -87,7 +101,7 @@ class Harness:
 
         @client.feature("codefill/partial")
         def partial(params: Any) -> None:
-            self.partials.append(params)
+            self.partials.append(plain(params))
 
         @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
         def create(params: Any) -> None:
@@ -103,7 +117,10 @@ class Harness:
             return [self.settings for _ in params.items]
 
         env = {**os.environ, **(self.env or {})}
-        await client.start_io(sys.executable, "-m", "lsp_server.cli.main", "serve", env=env)
+        extra = ["--log-file", os.environ["CODEFILL_TEST_SERVER_LOG"], "--debug"] \
+            if os.environ.get("CODEFILL_TEST_SERVER_LOG") else []
+        await client.start_io(sys.executable, "-m", "lsp_server.cli.main", "serve", *extra,
+                              env=env)
         result = await client.initialize_async(types.InitializeParams(
             capabilities=self.capabilities, process_id=self.process_id,
             root_uri=self.root.as_uri(),
@@ -149,7 +166,11 @@ class Harness:
     # --- requests --------------------------------------------------------------------------
     def request(self, method: str, params: Any, msg_id: str | None = None) -> Any:
         assert self.client is not None
-        return self.run(self.client.protocol.send_request_async(method, params, msg_id=msg_id))
+        client = self.client
+
+        async def req() -> Any:
+            return await client.protocol.send_request_async(method, params, msg_id=msg_id)
+        return plain(self.run(req()))
 
     def status(self) -> dict[str, Any]:
         return self.request("codefill/status", {})
@@ -159,7 +180,7 @@ class Harness:
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = path.as_uri()
         self.versions[uri] = 1
-        self.client.text_document_did_open(types.DidOpenTextDocumentParams(
+        self.call(self.client.text_document_did_open, types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(uri=uri, language_id=language, version=1,
                                                  text=text)))
         return uri
@@ -167,7 +188,7 @@ class Harness:
     def change(self, uri: str, start: tuple[int, int], end: tuple[int, int], text: str) -> None:
         assert self.client is not None
         self.versions[uri] += 1
-        self.client.text_document_did_change(types.DidChangeTextDocumentParams(
+        self.call(self.client.text_document_did_change, types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=uri,
                                                                 version=self.versions[uri]),
             content_changes=[types.TextDocumentContentChangePartial(
@@ -176,12 +197,12 @@ class Harness:
 
     def inline(self, uri: str, line: int, character: int) -> str | None:
         assert self.client is not None
-        result = self.run(self.client.text_document_inline_completion_async(
-            types.InlineCompletionParams(
-                text_document=types.TextDocumentIdentifier(uri=uri),
-                position=types.Position(line, character),
-                context=types.InlineCompletionContext(
-                    trigger_kind=types.InlineCompletionTriggerKind.Automatic))))
+        client = self.client
+
+        async def req() -> Any:
+            return await client.text_document_inline_completion_async(
+                self.inline_params(uri, line, character))
+        result = self.run(req())
         if result is None:
             return None
         items = result.items if isinstance(result, types.InlineCompletionList) else result

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..completion.session import ModelSession
-from ..documents import read_source, split_at
+from ..documents import language_of, read_source, split_at
 from .common import add_model_options, config_from_args, progress
 
 HELP = "complete the code at a cursor position in a file and print the suggestion"
@@ -20,9 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cursor column, 1-based, in characters; length+1 is the end of the line")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--single-line", dest="single_line", action="store_true", default=None,
-                      help="stop at the end of the line (default when text follows the cursor)")
+                      help="stop at the end of the line (default when text follows the cursor "
+                           "or the line is a complete statement)")
     mode.add_argument("--multi-line", dest="single_line", action="store_false",
-                      help="allow several lines, up to a blank line or --max-tokens")
+                      help="allow several lines, up to the end of the block or --max-tokens")
     p.add_argument("--max-tokens", type=int, default=None, help="generated tokens at most (64)")
     p.add_argument("--time-budget-ms", type=int, default=None,
                    help="wall-clock limit of the generation (5000)")
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     prefix, suffix = split_at(text, args.line, args.col, name=args.file)
     with ModelSession(config, progress=progress) as session:
         result = session.complete(prefix, suffix, path=os.path.basename(args.file),
-                                  single_line=args.single_line)
+                                  single_line=args.single_line,
+                                  language=language_of(args.file))
     sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))
     if args.verbose:
         _report(session, result)

@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
         raise CodefillError(f"--tcp needs HOST:PORT, got {args.tcp!r}", "e.g. --tcp 127.0.0.1:2087")
     if args.log_file:
         logging.basicConfig(filename=args.log_file, level=logging.DEBUG if args.debug else
-                            logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+                            logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                            force=True)
     elif not args.debug:
         # stdout carries the protocol; keep library chatter off stderr too unless asked.
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING)

@@ -165,7 +165,7 @@ class Pipeline:
         ctx = SuggestionContext(prefix=prefix[-4096:], suffix=suffix[:4096],
                                 language=req.language, single_line=single)
 
-        hit = self.cache.lookup(req.uri, prefix, suffix)
+        hit = self.cache.lookup(req.uri, prefix, suffix) if cc.cache else None
         if hit is not None:
             entry, typed = hit
             if entry.done:
@@ -177,6 +177,7 @@ class Pipeline:
                                       "cached", single)
             elif isinstance(entry.job, Job):
                 self.counters.in_flight_adopted += 1
+                self.counters.typing_through += bool(typed)
                 return await self._wait(entry.job, typed, ctx, on_text, "in_flight")
 
         session = self._session()
@@ -186,7 +187,7 @@ class Pipeline:
         if self._seq.get(req.uri) != seq:
             self.counters.superseded += 1
             return Suggestion("", reason="superseded by a newer request")
-        self._supersede(req.uri, keep=None)
+        self._supersede(req.uri)
         job = self._start(session, req, ctx, speculative=False)
         return await self._wait(job, "", ctx, on_text, "model")
 
@@ -222,9 +223,12 @@ class Pipeline:
                     if job.error:
                         return Suggestion("", source, f"engine error: {job.error}", ctx.single_line)
                     line_done = ctx.single_line and "\n" in rem.lstrip("\n")
-                    if on_text is not None and rem != sent and not entry.done:
-                        sent = first_line(rem) if ctx.single_line else rem
-                        on_text(sent)
+                    # Trailing whitespace is held back: a stop rule may cut the text at the start
+                    # of the next line, and streamed text should only grow.
+                    view = (first_line(rem) if ctx.single_line else rem).rstrip()
+                    if on_text is not None and view != sent and not entry.done:
+                        sent = view
+                        on_text(view)
                     if entry.done or line_done:
                         text = self._answer(rem, ctx)
                         reason = job.stop if entry.done else "line complete"
@@ -339,11 +343,13 @@ class Pipeline:
         async with job.changed:
             job.changed.notify_all()
 
-    def _supersede(self, uri: str, keep: Job | None) -> None:
-        """A new generation for ``uri`` starts: stop the others (the engine is serial)."""
-        for job in list(self._jobs.get(uri, [])):
-            if job is not keep:
-                self._cancel_job(job, "superseded by a newer request")
+    def _supersede(self, uri: str) -> None:
+        """A request for ``uri`` needs the engine, which is serial: stop older work for this
+        document, and background work (hot streaks, speculation, orphans) for any document."""
+        for jobs in self._jobs.values():
+            for job in list(jobs):
+                if job.entry.uri == uri or job.waiters == 0:
+                    self._cancel_job(job, "superseded by a newer request")
 
     # --- document events -----------------------------------------------------------------
     def document_changed(self, uri: str, text: str) -> None:

@@ -18,6 +18,7 @@ from ..models.resolve import Progress, resolve_model
 from ..prompt.assemble import Budget, ContextFile, Prompt, assemble, resolve_sentinels
 from ..prompt.detect import Detection, choose_template
 from ..prompt.templates import Order
+from .rules import SuggestionContext, decide_single_line, first_cut, postprocess
 
 
 class LlamaTokenizer:
@@ -46,7 +47,7 @@ class Completion:
     prompt: Prompt
     stats: GenerationStats
     stop: str
-    """Why the suggestion ended: an engine stop reason, or 'line_end' / 'blank_line'."""
+    """Why the suggestion ended: an engine stop reason or the stop rule that cut it."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -99,18 +100,22 @@ class ModelSession:
                         budget=budget, path=path, context=context, order=self.order())
 
     def complete(self, prefix: str, suffix: str, *, path: str = "", single_line: bool | None = None,
-                 max_tokens: int | None = None, context: Sequence[ContextFile] = ()) -> Completion:
-        """One suggestion for the cursor between ``prefix`` and ``suffix``.
+                 max_tokens: int | None = None, context: Sequence[ContextFile] = (),
+                 language: str = "", disabled_rules: frozenset[str] = frozenset()
+                 ) -> Completion:
+        """One suggestion for the cursor between ``prefix`` and ``suffix``, synchronously.
 
-        ``single_line`` None decides from the text: the cursor is mid-line (non-blank text after
-        it on its line) → stop at the end of the line. Multi-line suggestions stop at a blank
-        line. (The language server's pipeline adds the full set of stop rules.)
+        The same stop rules and post-processors as the language server's pipeline
+        (lsp_server/completion/rules); ``single_line`` None decides like the server's 'auto'
+        mode. ``disabled_rules`` switches rules off by name (for ablations).
         """
         t0 = time.monotonic()
         self.engine.wait_ready()
         t_ready = time.monotonic()
         if single_line is None:
-            single_line = bool(suffix.split("\n", 1)[0].strip())
+            single_line = decide_single_line(prefix, suffix, language)
+        ctx = SuggestionContext(prefix=prefix[-4096:], suffix=suffix[:4096], language=language,
+                                single_line=single_line)
         n = max_tokens or self.config.prompt.max_tokens
         prompt = self.build_prompt(prefix, suffix, path=path, context=context, max_tokens=n)
         t_prompt = time.monotonic()
@@ -120,20 +125,19 @@ class ModelSession:
         text, stop = "", ""
         for ev in stream:
             text += ev.text
-            body = text.lstrip("\n") if not single_line else text
-            if single_line and "\n" in body:
-                text, stop = text[: text.index("\n")], "line_end"
-            elif not single_line and "\n\n" in body.rstrip(" \t"):
-                lead = len(text) - len(body)
-                text, stop = text[: lead + body.index("\n\n") + 1], "blank_line"
-            if stop:
+            cut = first_cut(text, ctx, disabled_rules)
+            if cut is not None:
+                text, stop = text[:cut[0]], cut[1]
                 stream.cancel()
                 break
         stats = stream.wait()
-        if not stop:
-            stop = stats.stop_reason.value if stats.stop_reason else "unknown"
         if stats.stop_reason is StopReason.ERROR:
             raise EngineError(stats.error or "generation failed")
+        if not stop:
+            stop = stats.stop_reason.value if stats.stop_reason else "unknown"
+        text, changed_by = postprocess(text, ctx, disabled_rules)
+        if changed_by:
+            stop += f" (post-processed: {', '.join(changed_by)})"
         return Completion(text=text, prompt=prompt, stats=stats, stop=stop, timings={
             "model_load": self.engine.load_seconds or 0.0,
             "wait_ready": t_ready - t0,

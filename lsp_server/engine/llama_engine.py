@@ -9,7 +9,9 @@ layout keeps stable material first so that this prefix is long).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
+import io
 import logging
 import os
 import queue
@@ -75,23 +77,30 @@ def _llama_factory(*, use_extra_bufts: bool = True, **kwargs: Any) -> Any:
     import llama_cpp.llama_cpp as ll
 
     route_llama_logs()
-    if use_extra_bufts:
-        return llama_cpp.Llama(**kwargs)
-    # Llama() has no argument for llama_model_params.use_extra_bufts; it builds its params from
-    # llama_model_default_params(), so wrap that while this one model loads.
-    with _PARAMS_LOCK:
+    # verbose=False would make llama-cpp-python point file descriptors 1 and 2 at /dev/null
+    # while the model loads — process-wide, so a language server's replies written to stdout by
+    # another thread in that window are lost. Keep the descriptors; llama.cpp's own log already
+    # goes through route_llama_logs, and llama-cpp-python's few verbose prints to sys.stderr
+    # during construction are captured into the debug log.
+    kwargs["verbose"] = True
+    captured = io.StringIO()
+    with _PARAMS_LOCK, contextlib.redirect_stderr(captured):
         original = ll.llama_model_default_params
+        if not use_extra_bufts:
+            # Llama() has no argument for llama_model_params.use_extra_bufts; it builds its
+            # params from llama_model_default_params(), so wrap that while this model loads.
+            def params() -> Any:
+                p = original()
+                p.use_extra_bufts = False
+                return p
 
-        def params() -> Any:
-            p = original()
-            p.use_extra_bufts = False
-            return p
-
-        ll.llama_model_default_params = params
+            ll.llama_model_default_params = params
         try:
             return llama_cpp.Llama(**kwargs)
         finally:
             ll.llama_model_default_params = original
+            for line in captured.getvalue().splitlines():
+                log.debug(line)
 
 
 def common_prefix_len(a: np.ndarray, b: np.ndarray) -> int:
@@ -180,7 +189,7 @@ class LlamaEngine:
                 model_path=str(self.model_path), n_ctx=self.n_ctx,
                 n_batch=self.config.batch_size, n_ubatch=self.config.batch_size,
                 n_threads=self.threads, n_threads_batch=self.threads,
-                n_gpu_layers=self.config.gpu_layers, logits_all=False, verbose=False,
+                n_gpu_layers=self.config.gpu_layers, logits_all=False,
                 # A full-size sliding-window cache lets SWA models (Gemma 2/3) drop a suffix of
                 # the KV cache, which prefix reuse needs.
                 swa_full=True,
@@ -247,6 +256,8 @@ class LlamaEngine:
         # KV reuse: keep the longest common prefix, but always evaluate at least one token so
         # that fresh logits exist for the first sampled token.
         keep = min(common_prefix_len(llm.input_ids[: llm.n_tokens], prompt), len(prompt) - 1)
+        if not self.config.kv_reuse:
+            keep = 0
         if keep < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
             keep = 0  # this cache cannot drop a suffix: start over
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)

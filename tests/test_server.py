@@ -1,0 +1,454 @@
+"""The language server end to end: a real pygls client over stdio, the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from lsprotocol import types
+
+from tests.conftest import REPO
+from tests.lsp_harness import NEOVIM_CAPABILITIES, Harness
+
+pytestmark = pytest.mark.model
+
+CODE = "def fibonacci(n):\n    if n < 2:\n        return n\n    return \n"
+CURSOR = (3, 11)  # after "    return "
+
+
+@pytest.fixture(scope="module")
+def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    root = tmp_path_factory.mktemp("ws")
+    harness = Harness(root, settings=merged({}))
+    result = harness.start()
+    caps = result.capabilities
+    assert caps.inline_completion_provider is not None
+    assert caps.completion_provider is not None
+    sync = caps.text_document_sync
+    assert getattr(sync, "change", sync) == types.TextDocumentSyncKind.Incremental
+    yield harness
+    assert harness.stop() == 0
+
+
+def test_model_loads_with_progress_and_status(h: Harness) -> None:
+    st = h.status()
+    assert st["model"]["state"] == "ready"
+    assert st["model"]["template"] == "plain" and st["model"]["architecture"] == "gemma3"
+    kinds = [p.value.get("kind") if isinstance(p.value, dict) else getattr(p.value, "kind", None)
+             for p in h.progress]
+    assert "begin" in kinds and "end" in kinds
+    assert h.config_requests >= 1  # settings pulled with workspace/configuration
+
+
+def test_inline_completion(h: Harness) -> None:
+    uri = h.open(h.root / "fib.py", CODE)
+    text = h.inline(uri, *CURSOR)
+    assert text and "\n" not in text.strip("\n")  # end of a statement line: one line
+    calls = h.counters()["model_calls"]
+    again = h.inline(uri, *CURSOR)
+    assert again == text  # served from the cache (or the generation still running)
+    c = h.counters()
+    assert c["model_calls"] == calls
+    assert c["cache_hits"] + c["in_flight_adopted"] >= 1
+
+
+def test_completion_fallback_item(h: Harness) -> None:
+    uri = h.open(h.root / "fallback.py", CODE)
+    assert h.client is not None
+    result = h.run(_completion(h, uri))
+    assert isinstance(result, types.CompletionList) and result.is_incomplete
+    item = result.items[0]
+    assert item.detail == "codefill" and item.sort_text.startswith("~") and not item.preselect
+    assert item.text_edit.new_text
+
+
+def test_typing_through_needs_no_model_call(h: Harness) -> None:
+    uri = h.open(h.root / "through.py", "import os\n\ndef list_files(path):\n    return os.\n")
+    text = h.inline(uri, 3, 14)
+    assert text and len(text) >= 3
+    before = h.counters()
+    line = "    return os."
+    for i, ch in enumerate(text[:3]):  # the user types what the ghost text shows
+        h.change(uri, (3, len(line) + i), (3, len(line) + i), ch)
+        rest = h.inline(uri, 3, len(line) + i + 1)
+        assert rest == text[i + 1:] or (rest and text[i + 1:].startswith(rest))
+    after = h.counters()
+    assert after["model_calls"] == before["model_calls"]
+    assert after["typing_through"] - before["typing_through"] == 3
+
+
+def test_streaming_request(h: Harness) -> None:
+    uri = h.open(h.root / "stream.py", "class Stack:\n    def __init__(self):\n        ")
+    h.partials.clear()
+    result = h.request("codefill/complete", {"textDocument": {"uri": uri},
+                                             "position": {"line": 2, "character": 8},
+                                             "streamId": "s1"})
+    assert result["source"] == "model"
+    texts = [p["text"] for p in h.partials if p["streamId"] == "s1"]
+    assert texts, "partial notifications were sent"
+    assert all(b.startswith(a) for a, b in zip(texts, texts[1:])), texts  # it only grows
+    assert result["text"].startswith(texts[-1].rstrip()) or texts[-1].startswith(result["text"])
+
+
+def test_cancel_request_then_next_is_served(h: Harness) -> None:
+    h.run(_set(h, {"prompt": {"max_tokens": 300}, "completion": {"mode": "multi",
+                                                                 "debounce_min_ms": 0}}))
+    uri = h.open(h.root / "cancel.py", "# the first hundred primes\nPRIMES = [\n    2, 3, 5,")
+    assert h.client is not None
+    before = h.status()
+
+    async def scenario() -> Exception | None:
+        h.partials.clear()
+        fut = h.client.protocol.send_request_async("codefill/complete", {
+            "textDocument": {"uri": uri}, "position": {"line": 2, "character": 12},
+            "streamId": "c1"}, msg_id="to-cancel")
+        deadline = time.monotonic() + 120
+        while not h.partials:  # generation is running
+            assert time.monotonic() < deadline, "no partial text arrived"
+            await asyncio.sleep(0.02)
+        h.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="to-cancel"))
+        try:
+            await asyncio.wait_for(fut, 30)
+        except Exception as exc:
+            return exc
+        return None
+
+    err = h.run(scenario(), timeout=300)
+    assert err is not None and "cancel" in str(err).lower(), err
+    time.sleep(1.0)  # past the grace period in which a keystroke could adopt the generation
+    after = h.status()
+    assert after["completion"]["counters"]["cancelled_requests"] > \
+        before["completion"]["counters"]["cancelled_requests"]
+    assert after["model"]["engine"]["cancelled"] > before["model"]["engine"]["cancelled"]
+    h.run(_set(h, {"prompt": {"max_tokens": 16}, "completion": {"debounce_min_ms": 0}}))
+    uri2 = h.open(h.root / "after_cancel.py", CODE)
+    assert h.inline(uri2, *CURSOR)
+
+
+def test_did_change_during_generation_returns_nothing_stale(h: Harness) -> None:
+    h.run(_set(h, {"prompt": {"max_tokens": 120}, "completion": {"debounce_min_ms": 0,
+                                                                 "log_level": "debug"}}))
+    uri = h.open(h.root / "stale.py", "def total(items):\n    result = 0\n    ")
+    assert h.client is not None
+
+    async def scenario() -> object:
+        fut = h.client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION,
+                                                   h.inline_params(uri, 2, 4))
+        await asyncio.sleep(0.25)
+        # An edit elsewhere that contradicts every suggestion made for the old text.
+        h.change(uri, (0, 4), (0, 9), "summe")
+        return await asyncio.wait_for(fut, 60)
+
+    result = h.run(scenario())
+    assert result is None or not result.items
+    h.run(_set(h, {"prompt": {"max_tokens": 16}}))
+
+
+def test_burst_only_newest_runs(h: Harness) -> None:
+    h.run(_set(h, {"completion": {"debounce_min_ms": 50, "debounce_max_ms": 150}}))
+    uri = h.open(h.root / "burst.py", "def greet(name):\n    print(")
+    assert h.client is not None
+    before = h.counters()
+
+    async def burst() -> list[object]:
+        futs = [h.client.protocol.send_request_async(types.TEXT_DOCUMENT_INLINE_COMPLETION,
+                                                     h.inline_params(uri, 1, 10))
+                for _ in range(20)]
+        return await asyncio.gather(*futs)
+
+    results = h.run(burst())
+    after = h.counters()
+    assert after["model_calls"] - before["model_calls"] == 1
+    assert after["superseded"] - before["superseded"] == 19
+    assert results[-1] is not None and results[-1].items
+    h.run(_set(h, {"completion": {"debounce_min_ms": 0, "log_level": "debug"}}))
+
+
+def test_settings_change_applies_without_restart(h: Harness) -> None:
+    uri = h.open(h.root / "toggle.py", CODE)
+    h.run(_set(h, {"completion": {"enabled": False}}))
+    assert h.inline(uri, *CURSOR) is None
+    assert "disabled" in h.status()["completion"]["last_empty_reason"]
+    h.run(_set(h, {"completion": {"languages": {"python": False}}}))
+    assert h.inline(uri, *CURSOR) is None
+    h.run(_set(h, {"completion": {"debounce_min_ms": 0}, "prompt": {"max_tokens": 16}}))
+    assert h.inline(uri, *CURSOR)
+    assert h.status()["model"]["state"] == "ready"  # no reload for non-engine settings
+
+
+def test_invalid_settings_are_reported(h: Harness) -> None:
+    n = len(h.messages)
+    h.run(_set(h, {"completion": {"mode": "sometimes"}, "prompt": {"max_tokens": 16}}))
+    assert any("completion.mode" in m.message for m in h.messages[n:])
+    assert h.status()["settings"]["mode"] == "auto"
+
+
+@pytest.mark.parametrize(("uri_kind", "line", "char"), [
+    ("never-opened", 0, 0), ("untitled", 0, 0), ("outside", 0, 0),
+    ("open", 999, 0), ("open", 0, 9999)])
+def test_bad_documents_and_positions_get_empty_results(h: Harness, uri_kind: str, line: int,
+                                                       char: int, tmp_path: Path) -> None:
+    uris = {"never-opened": (h.root / "nope.py").as_uri(),
+            "untitled": "untitled:Untitled-1",
+            "outside": (tmp_path / "outside.py").as_uri(),
+            "open": h.open(h.root / "bad.py", "x = 1\n")}
+    uri = uris[uri_kind]
+    if uri_kind in ("untitled", "outside"):
+        assert h.client is not None
+        h.call(h.client.text_document_did_open, types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1,
+                                                 text="import os\nos.")))
+    try:
+        result = h.inline(uri, line, char)
+    except Exception as exc:  # an error reply is acceptable for invalid params
+        result = None
+        assert "Invalid" in str(exc) or "invalid" in str(exc)
+    if uri_kind == "open" and char == 9999:
+        assert result is None or isinstance(result, str)  # past the line end = end of line
+    else:
+        assert result is None
+    assert h.status()["model"]["state"] == "ready"  # the server survived
+
+
+def test_unknown_method_gets_method_not_found(h: Harness) -> None:
+    with pytest.raises(Exception, match="[Mm]ethod"):
+        h.request("codefill/doesNotExist", {})
+    assert h.status()["model"]["state"] == "ready"
+
+
+async def _completion(h: Harness, uri: str) -> types.CompletionList:
+    assert h.client is not None
+    return await h.client.text_document_completion_async(types.CompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(*CURSOR)))
+
+
+BASE_SETTINGS = {"completion": {"debounce_min_ms": 0, "log_level": "debug"},
+                 "prompt": {"max_tokens": 16},
+                 "engine": {"context_size": 2048, "time_budget_ms": 60000}}
+
+
+def merged(overrides: dict) -> dict:
+    """The module's base settings with ``overrides`` (a whole settings table, as editors send)."""
+    out = {k: dict(v) for k, v in BASE_SETTINGS.items()}
+    for section, values in overrides.items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
+async def _set(h: Harness, overrides: dict) -> None:
+    """Change settings the way VS Code does: the whole table in didChangeConfiguration (and
+    the same table for a later workspace/configuration pull)."""
+    assert h.client is not None
+    settings = merged(overrides)
+    h.settings = settings
+    h.client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"codefill": settings}))
+    await asyncio.sleep(0.1)
+
+
+# --- separate server processes -------------------------------------------------------------
+
+def test_neovim_capabilities_and_initialization_options(tmp_path: Path) -> None:
+    h = Harness(tmp_path, capabilities=NEOVIM_CAPABILITIES,
+                init_options={"prompt": {"max_tokens": 8}, "completion": {"debounce_min_ms": 0}})
+    result = h.start()
+    assert result.capabilities.completion_provider is not None
+    uri = h.open(tmp_path / "a.py", CODE)
+    assert h.client is not None
+    lst = h.run(_completion(h, uri))
+    assert lst.items and lst.items[0].text_edit.new_text
+    assert h.stop() == 0
+
+
+def test_failed_model_load_keeps_the_server_up_and_recovers(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a model")
+    h = Harness(tmp_path, settings={"engine": {"model": str(bad)},
+                                    "completion": {"debounce_min_ms": 0}})
+    h.start(wait_ready=False)
+    st = h.wait_state({"failed"})
+    assert "not a GGUF" in st["model"]["error"]
+    assert any("not a GGUF" in m.message for m in h.messages)
+    uri = h.open(tmp_path / "a.py", CODE)
+    assert h.inline(uri, *CURSOR) is None
+    assert "not loaded" in h.status()["completion"]["last_empty_reason"]
+    h.run(_set(h, {"engine": {"model": "", "context_size": 2048, "time_budget_ms": 60000}}))
+    h.wait_state({"ready"})
+    assert h.inline(uri, *CURSOR)
+    assert h.stop() == 0
+
+
+def test_exits_when_the_parent_process_dies(tmp_path: Path) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    h = Harness(tmp_path, process_id=parent.pid)
+    h.start(wait_ready=False)
+    assert h.client is not None and h.client._server is not None
+    server = h.client._server
+    parent.kill()
+    parent.wait()
+
+    async def wait_exit() -> int | None:
+        return await asyncio.wait_for(server.wait(), 15)
+
+    assert h.run(wait_exit()) == 0
+    h.loop.call_soon_threadsafe(h.loop.stop)
+
+
+def test_shutdown_then_exit_code_and_requests_after_shutdown(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.start(wait_ready=False)
+    assert h.client is not None
+
+    async def scenario() -> tuple[str, int | None]:
+        await h.client.shutdown_async(None)
+        try:
+            await asyncio.wait_for(h.client.protocol.send_request_async(
+                "codefill/status", {}), 10)
+            after = "answered"
+        except Exception as exc:
+            after = f"{type(exc).__name__} {getattr(exc, 'code', '')} {exc}"
+        h.client.exit(None)
+        code = await asyncio.wait_for(h.client._server.wait(), 20)
+        await h.client.stop()
+        return after, code
+
+    after, code = h.run(scenario())
+    assert "InvalidRequest" in after and "-32600" in after, after  # as the spec says
+    assert code == 0
+    h.loop.call_soon_threadsafe(h.loop.stop)
+
+
+def test_oversized_content_length_is_skipped_and_the_stream_resyncs(tmp_path: Path) -> None:
+    """Raw stdio: a body over the limit is discarded, the next message is answered."""
+    env = {**os.environ, "CODEFILL_MAX_MESSAGE_BYTES": "100000"}
+    proc = subprocess.Popen([sys.executable, "-m", "lsp_server.cli.main", "serve"], cwd=REPO,
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        big = b'{"jsonrpc": "2.0", "method": "x", "params": "' + b"y" * 300_000 + b'"}'
+        proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(big) + big)
+        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "initialize",
+                           "params": {"capabilities": {}, "processId": None}}).encode()
+        proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        proc.stdin.flush()
+        seen = []
+        while True:
+            header = proc.stdout.readline()
+            assert header.startswith(b"Content-Length: "), (header, seen)
+            length = int(header.split(b":")[1])
+            while proc.stdout.readline().strip():  # other headers, then the blank line
+                pass
+            seen.append(json.loads(proc.stdout.read(length)))
+            if seen[-1].get("id") == 7:
+                break
+        assert "capabilities" in seen[-1]["result"]
+        assert not any(m.get("method") == "window/showMessage" for m in seen), seen
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+class RawServer:
+    """`codefill serve` driven with raw bytes, for malformed JSON-RPC."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "lsp_server.cli.main", "serve"],
+                                     cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        self.replies: "queue.Queue[dict]" = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        assert out is not None
+        while True:
+            header = out.readline()
+            if not header:
+                return
+            if header.startswith(b"Content-Length:"):
+                length = int(header.split(b":")[1])
+                while out.readline().strip():
+                    pass
+                self.replies.put(json.loads(out.read(length)))
+
+    def send_bytes(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, obj: object) -> None:
+        body = json.dumps(obj).encode()
+        self.send_bytes(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def reply(self, msg_id: object, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.replies.get(timeout=max(0.01, deadline - time.monotonic()))
+            if msg.get("id") == msg_id and "method" not in msg:
+                return msg
+        raise TimeoutError(msg_id)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawServer]:
+    root = tmp_path_factory.mktemp("raw")
+    server = RawServer()
+    server.send({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                 "params": {"capabilities": {}, "processId": None, "rootUri": root.as_uri(),
+                            "initializationOptions": {"prompt": {"max_tokens": 4}}}})
+    assert "result" in server.reply(0)
+    server.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+    uri = (root / "a.py").as_uri()
+    server.send({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+        "uri": uri, "languageId": "python", "version": 1, "text": "x = 1\n"}}})
+    yield server
+    server.close()
+
+
+def _alive(raw: RawServer, n: int) -> None:
+    raw.send({"jsonrpc": "2.0", "id": f"alive{n}", "method": "codefill/status", "params": {}})
+    assert "result" in raw.reply(f"alive{n}")
+
+
+@pytest.mark.parametrize(("n", "message", "expect"), [
+    (1, b"{not json", None),
+    (2, {"jsonrpc": "2.0", "id": 2, "method": "textDocument/inlineCompletion",
+         "params": {"textDocument": {"uri": "file:///x.py"},
+                    "position": {"line": -1, "character": 0}, "context": {"triggerKind": 1}}},
+     "error"),
+    (3, {"jsonrpc": "2.0", "id": 3, "method": "textDocument/inlineCompletion",
+         "params": {"textDocument": {"uri": 42}, "position": "here"}}, "error"),
+    (4, {"jsonrpc": "2.0", "id": 4, "method": "textDocument/inlineCompletion",
+         "params": "not an object"}, "error"),
+    (5, {"jsonrpc": "2.0", "id": 5, "method": "codefill/complete", "params": [1, 2]}, "result"),
+    (6, {"jsonrpc": "2.0", "id": 6, "method": "no/suchMethod", "params": {}}, "error"),
+    (7, {"jsonrpc": "2.0", "method": "no/suchNotification", "params": {}}, None),
+    (8, b"Content-Length: -5\r\n\r\n", None),
+    (9, {"jsonrpc": "2.0", "id": 9, "method": "textDocument/didChange", "params": None}, None),
+])
+def test_malformed_json_rpc_is_survived(raw: RawServer, n: int, message: object,
+                                        expect: str | None) -> None:
+    if isinstance(message, bytes):
+        body = message if message.startswith(b"Content-Length") else \
+            b"Content-Length: %d\r\n\r\n" % len(message) + message
+        raw.send_bytes(body)
+    else:
+        raw.send(message)
+    if expect is not None:
+        reply = raw.reply(n)
+        assert expect in reply, reply
+    _alive(raw, n)
