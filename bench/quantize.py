@@ -9,7 +9,8 @@ parameters / ~300 MB. Its perplexity on code is therefore near-uniform; what the
 is how each type changes size, speed and perplexity relative to F16, and whether our pipeline
 and llama-quantize agree.
 
-Measured, each in a fresh process (peak RSS is that process's ru_maxrss):
+Measured, each in a fresh process (peak RSS is its VmHWM: ru_maxrss would include the
+parent's RSS, which Linux carries across fork+exec):
 1. `codefill quantize CKPT --type T` for every type: wall time and peak RSS (conversion of the
    checkpoint + llama.cpp quantization for the K/legacy types);
 2. on one F16 GGUF written by our converter: quantize_gguf (llama-cpp-python's
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -54,23 +54,23 @@ def _child(argv: list[str]) -> dict[str, Any]:
 
 
 _RUN_CLI = """
-import json, resource, sys, time
+import json, sys, time
 from lsp_server.cli.main import main
 t0 = time.perf_counter()
 rc = main(["quantize", *sys.argv[1:]])
 dt = time.perf_counter() - t0
-print(json.dumps({"rc": rc, "seconds": dt,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+print(json.dumps({"rc": rc, "seconds": dt, "peak_rss_mib": int(hwm) / 1024}))
 """
 
 _RUN_QUANTIZE = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from quantize.llama_quantize import quantize_gguf
 t0 = time.perf_counter()
 quantize_gguf(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], threads=int(sys.argv[4]))
-print(json.dumps({"seconds": time.perf_counter() - t0,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mib": int(hwm) / 1024}))
 """
 
 
