@@ -5,7 +5,8 @@
 
 Tasks come from real installed packages (each copied to a temporary workspace): a line that uses
 a name imported from another module of the same package (``from .x import Name`` / ``from pkg.x
-import Name``); the cursor goes before the name and the target is the rest of that line. Each task
+import Name``) in a call or attribute access (``Name(`` / ``Name.``); the cursor goes before the
+name and the target is the rest of that line (6 to 120 characters). Each task
 is completed twice by the same model, with the same prompt budget: once with the repository
 context that ``WorkspaceIndex.select_context`` chooses, once without any. Single-line, greedy.
 
@@ -88,7 +89,9 @@ def tasks_for_file(package: str, root: Path, path: Path) -> list[Task]:
         if line[:col].strip().startswith(("#", "@")) or (node.id, row) in seen:
             continue
         target = line[col:].rstrip()
-        if not 4 <= len(target) <= 120 or target == node.id:
+        after = line[col + len(node.id):col + len(node.id) + 1]
+        # A call or an attribute: where the other module's definition decides the completion.
+        if after not in ("(", ".") or not 6 <= len(target) <= 120:
             continue
         seen.add((node.id, row))
         start = offsets[row] + col
