@@ -122,3 +122,31 @@ def test_changes_during_the_first_scan_are_not_lost(tmp_path: Path) -> None:
         wait_until(lambda: "late.py" in files(idx))
     finally:
         idx.stop()
+
+
+def test_selection_never_waits_for_the_first_scan(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    for i in range(3000):
+        d = root / f"p{i // 100}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"m{i}.py").write_text(f"import p{(i + 7) // 100 % 30}.m{(i + 7) % 3000}\n"
+                                    f"def f{i}():\n    return {i}\n")
+    (root / "p0" / "__init__.py").write_text("")
+    idx = WorkspaceIndex([root], ContextConfig(watch=False))
+    idx.start()
+    worst, statuses = 0.0, set()
+    try:
+        while not idx.ready:
+            t0 = time.monotonic()
+            sel = idx.select_context(root / "p0" / "m1.py", "import p0.m8\n", "",
+                                     CharTokenizer(), 2000)
+            worst = max(worst, time.monotonic() - t0)
+            statuses.add(sel.status)
+            time.sleep(0.005)
+        assert idx.wait_ready(30)
+    finally:
+        idx.stop()
+    assert "indexing" in statuses  # the scan was still running while we asked
+    assert worst < 0.5, worst
+    sel = idx.select_context(root / "p0" / "m1.py", "import p0.m8\n", "", CharTokenizer(), 2000)
+    assert sel.status == "ok" and [f.path for f in sel.files][-1] == "p0/m8.py"
