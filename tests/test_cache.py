@@ -55,3 +55,9 @@ def test_long_prefixes_compare_only_their_tail() -> None:
     prefix = "# header\n" + "x = 1\n" * 5000
     cache.add(_done("a", prefix, "", "y = 2"))
     assert cache.lookup("a", prefix + "y", "")[1] == "y"
+
+
+def test_fully_typed_through_entry_is_no_hit() -> None:
+    cache = SuggestionCache()
+    cache.add(_done("a", "x = ", "\n", "f(1)"))
+    assert cache.lookup("a", "x = f(1)", "\n") is None

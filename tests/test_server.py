@@ -173,6 +173,42 @@ def test_burst_only_newest_runs(h: Harness) -> None:
     h.run(_set(h, {"completion": {"debounce_min_ms": 0, "log_level": "debug"}}))
 
 
+def test_accept_starts_the_next_suggestion_speculatively(h: Harness) -> None:
+    code = "def area(width, height):\n    return width * height\n\n\ndef perimeter(width, height):\n"
+    uri = h.open(h.root / "accept.py", code)
+    before = h.counters()
+    # The user accepted a suggestion that ended at the start of line 5 (the cursor is there).
+    h.call(h.client.protocol.notify, "codefill/didAccept",
+           {"textDocument": {"uri": uri}, "position": {"line": 5, "character": 0}})
+    deadline = time.monotonic() + 120
+    while h.counters()["speculative"] == before["speculative"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    text = h.inline(uri, 5, 0)
+    after = h.counters()
+    assert text
+    # Served by the speculative generation: no new model call for the request itself.
+    assert after["model_calls"] - before["model_calls"] == 1
+    assert after["in_flight_adopted"] + after["cache_hits"] > \
+        before["in_flight_adopted"] + before["cache_hits"]
+
+
+def test_accept_is_inferred_from_the_document(h: Harness) -> None:
+    # Multi-line mode: the request waits for the whole suggestion, so no generation is still
+    # running (a running one would simply continue past the accepted text instead).
+    h.run(_set(h, {"completion": {"mode": "multi", "debounce_min_ms": 0}}))
+    uri = h.open(h.root / "infer.py", "import math\n\ndef circle_area(r):\n    return ")
+    text = h.inline(uri, 3, 11)
+    assert text
+    before = h.counters()
+    h.change(uri, (3, 11), (3, 11), text)  # the editor inserts the suggestion as shown
+    deadline = time.monotonic() + 60
+    while h.counters()["speculative"] == before["speculative"]:
+        assert time.monotonic() < deadline, "no speculative generation after the accept"
+        time.sleep(0.05)
+    h.run(_set(h, {}))
+
+
 def test_settings_change_applies_without_restart(h: Harness) -> None:
     uri = h.open(h.root / "toggle.py", CODE)
     h.run(_set(h, {"completion": {"enabled": False}}))
@@ -452,3 +488,33 @@ def test_malformed_json_rpc_is_survived(raw: RawServer, n: int, message: object,
         reply = raw.reply(n)
         assert expect in reply, reply
     _alive(raw, n)
+
+
+def test_tcp_transport(tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "lsp_server.cli.main", "serve", "--tcp",
+                             f"127.0.0.1:{port}"], cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "server did not listen"
+                time.sleep(0.1)
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                           "params": {"capabilities": {}, "processId": None}}).encode()
+        conn.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        data = b""
+        while b"capabilities" not in data:
+            chunk = conn.recv(65536)
+            assert chunk, data
+            data += chunk
+        conn.close()
+    finally:
+        proc.kill()
+        proc.wait()

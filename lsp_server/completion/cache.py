@@ -79,7 +79,10 @@ class SuggestionCache:
             if entry.uri != uri:
                 continue
             typed = entry.typed_since(prefix, suffix)
-            if typed is None or entry.remainder(typed) is None:
+            if typed is None:
+                continue
+            rest = entry.remainder(typed)
+            if rest is None or (entry.done and not rest):  # diverged, or fully typed through
                 continue
             self._entries.move_to_end(id(entry))
             return entry, typed
