@@ -1,0 +1,115 @@
+"""SentencePiece tokenizers: train one on a code corpus, or use a checkpoint's own.
+
+Trained like Gemma's: BPE with byte fallback, no dummy prefix, identity normalisation (code keeps
+every space), digits split, and Gemma's special ids (pad 0, eos 1, bos 2, unk 3). The CodeGemma
+FIM sentinels and file separator are reserved as user-defined symbols, taken from the daemon's
+template registry so that the prompt code and the vocabulary cannot drift apart; the chat turn
+markers are reserved as Gemma's vocabulary has them. Pieces may span newlines
+(``split_by_whitespace`` off), so ``):\\n`` or a newline plus indentation is one token.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from lsp_server.prompt.templates import TEMPLATES
+
+CODEGEMMA = TEMPLATES["codegemma"]
+FIM_ROLES = ("pre", "mid", "suf", "sep")
+TURN_MARKERS = ("<start_of_turn>", "<end_of_turn>")
+
+
+def reserved_symbols() -> list[str]:
+    """User-defined symbols, in the order Gemma's vocabulary lists them (prefix, middle, suffix,
+    file separator), from the daemon's CodeGemma template."""
+    return [CODEGEMMA.sentinels[r][0] for r in FIM_ROLES] + list(TURN_MARKERS)
+
+
+class SentencePieceTokenizer:
+    """The daemon's ``Tokenizer`` protocol over a SentencePiece model (plus what training needs)."""
+
+    def __init__(self, model_file: Path | None = None, *, proto: bytes | None = None) -> None:
+        import sentencepiece as spm
+
+        self.sp = spm.SentencePieceProcessor()
+        if proto is not None:
+            self.sp.load_from_serialized_proto(proto)
+        elif model_file is not None:
+            self.sp.load(str(model_file))
+        else:
+            raise ValueError("a model file or a serialized proto is needed")
+        self.bos_id: int | None = self.sp.bos_id() if self.sp.bos_id() >= 0 else None
+        self.eos_id: int = self.sp.eos_id()
+        self.pad_id: int = self.sp.pad_id() if self.sp.pad_id() >= 0 else 0
+        self.add_bos = self.bos_id is not None
+        self.vocab_size: int = self.sp.get_piece_size()
+
+    @classmethod
+    def from_checkpoint(cls, directory: Path) -> "SentencePieceTokenizer":
+        f = directory / "tokenizer.model"
+        if not f.is_file():
+            raise FileNotFoundError(f"{directory} has no tokenizer.model (SentencePiece)")
+        return cls(f)
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.sp.encode(text)) if text else []
+
+    def token_id(self, piece: str) -> int | None:
+        tid = self.sp.piece_to_id(piece)
+        return tid if self.sp.id_to_piece(tid) == piece else None
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode(ids)
+
+    def piece(self, tid: int) -> str:
+        return self.sp.id_to_piece(tid)
+
+
+def _chunks(texts: Iterable[str], chunk_chars: int) -> Iterator[str]:
+    # SentencePiece trains on "sentences" of bounded length; chunks of whole lines keep
+    # newline + indentation pairs together.
+    for text in texts:
+        buf: list[str] = []
+        size = 0
+        for line in text.splitlines(keepends=True):
+            if size + len(line) > chunk_chars and buf:
+                yield "".join(buf)
+                buf, size = [], 0
+            buf.append(line[:chunk_chars])
+            size += len(buf[-1])
+        if buf:
+            yield "".join(buf)
+
+
+def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 4096, *,
+                    max_chunks: int = 20000, seed: int = 0, threads: int = 2) -> Path:
+    """Train on ``texts``; writes ``tokenizer.model`` and ``tokenizer_config.json`` to out_dir."""
+    import sentencepiece as spm
+
+    from quantize.synthetic import write_tokenizer_config
+
+    chunks = list(_chunks(texts, 2000))
+    if not chunks:
+        raise ValueError("no text to train a tokenizer on")
+    rng = random.Random(seed)
+    if len(chunks) > max_chunks:  # a seeded sample bounds the training time
+        chunks = rng.sample(chunks, max_chunks)
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(chunks), model_writer=proto, model_type="bpe",
+        vocab_size=vocab_size, byte_fallback=True, character_coverage=1.0,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
+        bos_piece="<bos>", unk_piece="<unk>", user_defined_symbols=reserved_symbols(),
+        add_dummy_prefix=False, remove_extra_whitespaces=False, split_digits=True,
+        normalization_rule_name="identity", allow_whitespace_only_pieces=True,
+        split_by_whitespace=False, max_sentence_length=8192, num_threads=threads,
+        minloglevel=2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "tokenizer.model"
+    path.write_bytes(proto.getvalue())
+    tok = SentencePieceTokenizer(path)
+    write_tokenizer_config(out_dir, [tok.piece(i) for i in range(tok.vocab_size)])
+    return path
