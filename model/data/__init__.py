@@ -1,0 +1,1 @@
+"""Training data: corpus reading, the FIM transform, repository-level packing into rows."""

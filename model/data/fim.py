@@ -1,0 +1,108 @@
+"""The FIM transform (Bavarian et al. 2022, as CodeGemma trains it) and its token layout.
+
+Character level: two cut points drawn uniformly over the document split it into prefix, middle
+and suffix, so a middle can start or end inside a token, a word or a line, as a cursor can. With
+probability ``fim_rate`` (0.9) a document becomes a FIM example, in SPM order with probability
+``spm_rate`` (0.5, CodeGemma 2B v1.1's 50/50 split) and PSM otherwise; the rest stay plain
+left-to-right documents.
+
+The layout of an example is the daemon's prompt plus the answer: sentinel roles and slots come
+from the daemon's template (``TEMPLATES["codegemma"].layout(order)``) and the repository context
+section is ``(SEP path\\n text)* SEP current-path\\n`` as ``lsp_server.prompt.assemble`` writes
+it, each piece tokenized separately as the assembler does; then the middle and the file
+separator that ends it (the first stop token of the template).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+from lsp_server.prompt.assemble import ContextFile, resolve_sentinels
+from lsp_server.prompt.templates import PREFIX, SUFFIX, TEMPLATES, FimTemplate, Order
+from lsp_server.prompt.tokens import Tokenizer
+
+
+@dataclass(frozen=True)
+class FimRates:
+    fim_rate: float = 0.9
+    spm_rate: float = 0.5
+    """Share of the FIM examples laid out suffix-first."""
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.fim_rate <= 1.0 and 0.0 <= self.spm_rate <= 1.0):
+            raise ValueError("FIM rates must be within [0, 1]")
+
+
+@dataclass(frozen=True)
+class FimSplit:
+    prefix: str
+    middle: str
+    suffix: str
+    order: Order | None
+    """PSM or SPM; None for a plain (left-to-right) document, whose text is all in ``prefix``."""
+
+    @property
+    def document(self) -> str:
+        return self.prefix + self.middle + self.suffix
+
+
+def fim_split(text: str, rng: random.Random, rates: FimRates = FimRates()) -> FimSplit:
+    """Split ``text`` at two uniform character positions (or not at all)."""
+    if rng.random() >= rates.fim_rate:
+        return FimSplit(text, "", "", None)
+    a, b = sorted((rng.randint(0, len(text)), rng.randint(0, len(text))))
+    order = Order.SPM if rng.random() < rates.spm_rate else Order.PSM
+    return FimSplit(text[:a], text[a:b], text[b:], order)
+
+
+class Layout:
+    """Token layout of training examples for one FIM template and tokenizer."""
+
+    def __init__(self, tok: Tokenizer, template: FimTemplate = TEMPLATES["codegemma"],
+                 eos_id: int | None = None) -> None:
+        self.tok = tok
+        self.template = template
+        self.ids = resolve_sentinels(template, tok.token_id)
+        # Repository context needs the file separator: families without one (Code Llama) put
+        # context in the prefix slot as comments, a layout this trainer does not produce.
+        missing = [r for r in ("pre", "suf", "mid", "sep") if r not in self.ids]
+        if missing:
+            raise ValueError(f"the tokenizer (or template {template.name}) lacks the sentinels "
+                             f"for {missing}")
+        # Plain documents end with EOS (the tokenizer's own when not given).
+        self.eos_id = eos_id if eos_id is not None else getattr(tok, "eos_id", None)
+        # The middle ends with the template's first stop token (CodeGemma: the file separator),
+        # the token the daemon stops generation on.
+        end = tok.token_id(template.stops[0]) if template.stops else None
+        self.end_id = end if end is not None else eos_id
+
+    def head(self) -> list[int]:
+        t = self.template
+        return [self.tok.bos_id] if t.bos and self.tok.add_bos and self.tok.bos_id is not None \
+            else []
+
+    def context(self, files: Sequence[ContextFile], path: str) -> list[int]:
+        """``(SEP path\\n text)* SEP path\\n``: the assembler's context section, nothing cut."""
+        sep = self.ids["sep"]
+        out: list[int] = []
+        for f in files:
+            out += [sep] + self.tok.tokenize(f"{f.path}\n{f.text}")
+        return out + ([sep] + self.tok.tokenize(f"{path}\n") if path else [])
+
+    def example(self, split: FimSplit, path: str, files: Sequence[ContextFile] = ()) -> list[int]:
+        """The tokens of one training example: BOS, context, the FIM layout, middle, end."""
+        toks = self.head() + self.context(files, path)
+        if split.order is None:  # plain document: the file's text follows its header
+            toks += self.tok.tokenize(split.prefix)
+            return toks + ([self.eos_id] if self.eos_id is not None else [])
+        slots = {PREFIX: self.tok.tokenize(split.prefix), SUFFIX: self.tok.tokenize(split.suffix)}
+        for part in self.template.layout(split.order):
+            toks += slots[part] if part in slots else [self.ids[part]]
+        toks += self.tok.tokenize(split.middle)
+        return toks + ([self.end_id] if self.end_id is not None else [])
+
+    def overhead(self, path: str) -> int:
+        """Tokens an example spends besides its text and context files."""
+        return len(self.head()) + 1 + len(self.tok.tokenize(f"{path}\n")) + 4

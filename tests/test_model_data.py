@@ -1,0 +1,234 @@
+"""model/data: corpus filters, the FIM transform, its layout against the daemon's assembler,
+dependency-graph packing against the daemon's selection, and packed rows."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="model/ needs torch: scripts/setup dev installs it")
+
+from lsp_server.context import WorkspaceIndex  # noqa: E402
+from lsp_server.context.graph import DependencyGraph  # noqa: E402
+from lsp_server.context.packing import TokenCounter  # noqa: E402
+from lsp_server.prompt.assemble import Budget, ContextFile, assemble  # noqa: E402
+from lsp_server.prompt.templates import TEMPLATES, Order  # noqa: E402
+from model.data.corpus import read_corpus  # noqa: E402
+from model.data.dataset import (DataConfig, ExampleBuilder, RowStream, collate,  # noqa: E402
+                                pack_rows)
+from model.data.fim import FimRates, FimSplit, Layout, fim_split  # noqa: E402
+from model.data.repo_select import select_for_target  # noqa: E402
+from model.gemma import IGNORE_INDEX  # noqa: E402
+from tests.fake_tokenizer import CharTokenizer  # noqa: E402
+
+CG = TEMPLATES["codegemma"]
+DOC = "import os\n\n\ndef main(argv):\n    for name in argv[1:]:\n        print(name)\n"
+
+# A small repository: cart imports tax and money, tax imports money, a test for cart, and an
+# unrelated module.
+REPO = {
+    "shop/__init__.py": "",
+    "shop/money.py": "class Money:\n    def __init__(self, cents):\n        self.cents = cents\n",
+    "shop/tax.py": "from shop.money import Money\n\n\ndef vat(m: Money) -> Money:\n"
+                   "    return Money(m.cents * 21 // 100)\n",
+    "shop/cart.py": "from shop.money import Money\nfrom shop.tax import vat\n\n\nclass Cart:\n"
+                    "    def total(self):\n        return vat(Money(100))\n",
+    "tests/test_cart.py": "from shop.cart import Cart\n\n\ndef test_total():\n"
+                          "    assert Cart().total().cents == 21\n",
+    "shop/other.py": "def unrelated():\n    return 1\n",
+}
+
+
+def char_tok() -> CharTokenizer:
+    tok = CharTokenizer()
+    tok.eos_id = 99_000  # type: ignore[attr-defined]
+    return tok
+
+
+# --- FIM transform -----------------------------------------------------------------------------
+
+def test_fim_split_invariants_and_rates() -> None:
+    rng = random.Random(0)
+    n, n_fim, n_spm = 4000, 0, 0
+    for _ in range(n):
+        s = fim_split(DOC, rng)
+        assert s.document == DOC  # prefix + middle + suffix is the document
+        if s.order is not None:
+            n_fim += 1
+            n_spm += s.order is Order.SPM
+    # Binomial: 3 standard deviations are ~0.014 (FIM) and ~0.024 (SPM share).
+    assert abs(n_fim / n - 0.9) < 0.015
+    assert abs(n_spm / n_fim - 0.5) < 0.025
+    assert all(fim_split(DOC, random.Random(1), FimRates(0.0)).order is None for _ in range(5))
+    r = FimRates(fim_rate=1.0, spm_rate=0.0)
+    assert {fim_split(DOC, random.Random(i), r).order for i in range(50)} == {Order.PSM}
+    # Seeded: the same rng state gives the same split.
+    assert fim_split(DOC, random.Random(7)) == fim_split(DOC, random.Random(7))
+    # Character level: middles start and end anywhere, not only at token or line boundaries.
+    cuts = {len(fim_split(DOC, random.Random(i), FimRates(1.0)).prefix) for i in range(400)}
+    assert len(cuts) > len(DOC) // 2
+
+
+@pytest.mark.parametrize("order", [Order.PSM, Order.SPM])
+def test_example_is_the_daemons_prompt_plus_the_middle(order: Order) -> None:
+    tok = char_tok()
+    lay = Layout(tok)
+    ctx = [ContextFile("shop/money.py", REPO["shop/money.py"]),
+           ContextFile("shop/tax.py", REPO["shop/tax.py"])]
+    text = REPO["shop/cart.py"]
+    split = FimSplit(text[:40], text[40:71], text[71:], order)
+    got = lay.example(split, "shop/cart.py", ctx)
+    prompt = assemble(CG, tok, prefix=split.prefix, suffix=split.suffix,
+                      budget=Budget(total=100_000), path="shop/cart.py", context=ctx, order=order)
+    assert not prompt.prefix_truncated and prompt.context_files == ["shop/money.py", "shop/tax.py"]
+    sep = tok.token_id("<|file_separator|>")
+    assert got == prompt.tokens + tok.tokenize(split.middle) + [sep]
+    # Without repository context too.
+    bare = assemble(CG, tok, prefix=split.prefix, suffix=split.suffix,
+                    budget=Budget(total=100_000), path="shop/cart.py", order=order)
+    assert lay.example(split, "shop/cart.py") == bare.tokens + tok.tokenize(split.middle) + [sep]
+
+
+def test_sentinels_exactly_once() -> None:
+    tok = char_tok()
+    lay = Layout(tok)
+    ids = {r: tok.token_id(CG.sentinels[r][0]) for r in ("pre", "suf", "mid", "sep")}
+    ctx = [ContextFile("a.py", "x = 1\n")]
+    rng = random.Random(3)
+    seen = set()
+    for _ in range(200):
+        s = fim_split(DOC, rng)
+        toks = lay.example(s, "m.py", ctx)
+        assert toks[0] == tok.bos_id and toks.count(tok.bos_id) == 1
+        if s.order is None:
+            assert all(toks.count(ids[r]) == 0 for r in ("pre", "suf", "mid"))
+            assert toks[-1] == tok.eos_id
+        else:
+            assert all(toks.count(ids[r]) == 1 for r in ("pre", "suf", "mid"))
+            # SPM puts the suffix first: <pre><suf>S<mid>P M
+            i = {r: toks.index(ids[r]) for r in ("pre", "suf", "mid")}
+            assert i["pre"] < i["suf"] < i["mid"]
+            if s.order is Order.SPM:
+                assert i["suf"] == i["pre"] + 1
+            assert toks[-1] == ids["sep"]
+        # One separator per context file, one for the current file's header (+ the end).
+        assert toks.count(ids["sep"]) == 2 + (s.order is not None)
+        seen.add(s.order)
+    assert seen == {None, Order.PSM, Order.SPM}
+
+
+# --- repository packing -----------------------------------------------------------------------
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for p, t in files.items():
+        (root / p).parent.mkdir(parents=True, exist_ok=True)
+        (root / p).write_text(t)
+
+
+def test_packing_order_is_topological_and_pairs_tests() -> None:
+    tok = char_tok()
+    g = DependencyGraph.from_texts(REPO)
+    count = TokenCounter(tok)
+    sel = select_for_target(g, REPO, "shop/cart.py", count, 10_000)
+    paths = [f.path for f in sel.files]
+    assert set(paths) == {"shop/money.py", "shop/tax.py", "tests/test_cart.py"}
+    assert "shop/other.py" not in paths
+    # Dependencies before the files that use them.
+    for i, p in enumerate(paths):
+        for dep in g.deps(p):
+            if dep in paths:
+                assert paths.index(dep) < i, (dep, p)
+    assert paths.index("shop/money.py") < paths.index("shop/tax.py")
+    # A test target: its implementation sits right before it (the last context file).
+    sel = select_for_target(g, REPO, "tests/test_cart.py", count, 10_000)
+    assert sel.files[-1].path == "shop/cart.py"
+    assert [f.path for f in sel.files].index("shop/money.py") < len(sel.files) - 1
+
+
+@pytest.mark.parametrize("budget", [10_000, 260])
+def test_packing_equals_the_daemons_selection(tmp_path: Path, budget: int) -> None:
+    """Training context == what the daemon's WorkspaceIndex selects for the same file."""
+    _write(tmp_path, REPO)
+    tok = char_tok()
+    index = WorkspaceIndex([tmp_path])
+    index.build()
+    try:
+        g = DependencyGraph.from_texts(REPO)
+        for target in ("shop/cart.py", "shop/tax.py", "tests/test_cart.py", "shop/money.py"):
+            daemon = index.select_context(tmp_path / target, REPO[target], "", tok, budget)
+            assert daemon.status == "ok"
+            ours = select_for_target(g, REPO, target, TokenCounter(tok), budget)
+            assert ours.files == daemon.files, target
+        if budget < 1000:  # the tight budget really cut something
+            assert any(r.form != "whole" for r in daemon.rows)
+    finally:
+        index.stop()
+
+
+def test_examples_fit_and_rows_pack() -> None:
+    tok = char_tok()
+    tok.pad_id = 0  # type: ignore[attr-defined]
+    cfg = DataConfig(seq_len=200, rates=FimRates(1.0), eval_share=0.0)
+    b = ExampleBuilder(REPO, Layout(tok), cfg)
+    ex = [b.build(p, random.Random(p)) for p in sorted(REPO) if REPO[p]]
+    assert all(len(e) <= cfg.seq_len + 1 for e in ex)
+    # With room, cart's example carries its dependencies' text; without, only itself.
+    roomy = ExampleBuilder(REPO, Layout(tok), DataConfig(seq_len=600, eval_share=0.0))
+    cart = tok.render(roomy.build("shop/cart.py", random.Random(0)))
+    assert "shop/money.py\n" + REPO["shop/money.py"] in cart and "shop/tax.py\n" in cart
+    assert "shop/money.py" not in tok.render(b.build("shop/cart.py", random.Random(0)))
+    rows = list(pack_rows(ex, cfg.seq_len, 0))
+    assert all(r.input_ids.shape == (cfg.seq_len,) for r in rows)
+    # Every example token is in a row exactly once, as input and as the next label.
+    assert sum(int((r.labels != IGNORE_INDEX).sum()) for r in rows) == sum(len(e) - 1 for e in ex)
+    for r in rows:
+        pad = r.segment_ids == -1
+        assert (r.labels[pad] == IGNORE_INDEX).all()
+        for s in set(r.segment_ids.tolist()) - {-1}:
+            pos = r.position_ids[r.segment_ids == s]
+            assert pos.tolist() == list(range(len(pos)))  # each example from position 0
+    batch = collate(rows[:2])
+    assert batch["input_ids"].shape == (2, cfg.seq_len)
+
+
+def test_row_stream_is_deterministic_and_resumable() -> None:
+    from model.data.corpus import Corpus
+
+    tok = char_tok()
+    tok.pad_id = 0  # type: ignore[attr-defined]
+    corpus = Corpus("repo", {p: t for p, t in REPO.items() if t})
+    cfg = DataConfig(seq_len=128, eval_share=0.0, seed=5)
+    s1 = RowStream(corpus, Layout(tok), cfg)
+    it = s1.rows()
+    first = [next(it) for _ in range(12)]  # crosses epochs
+    s2 = RowStream(corpus, Layout(tok), cfg)
+    it2 = s2.rows(start=7)
+    for r in first[7:]:
+        assert torch.equal(next(it2).input_ids, r.input_ids)
+    other = RowStream(corpus, Layout(tok), DataConfig(seq_len=128, eval_share=0.0, seed=6))
+    assert any(not torch.equal(a.input_ids, b.input_ids)
+               for a, b in zip(first, other.rows()))
+
+
+def test_corpus_reader_uses_the_daemons_filters(tmp_path: Path) -> None:
+    _write(tmp_path, {
+        "pkg/good.py": "import os\n",
+        "pkg/gen.py": "x = 1\n",
+        ".gitignore": "pkg/gen.py\n",
+        "node_modules/lib/index.js": "module.exports = 1\n",
+        ".venv/lib/x.py": "y = 2\n",
+        ".env": "TOKEN=abc\n",
+        "pkg/config_secret.py": "password = 'x'\n",
+        "pkg/leak.py": "KEY = 'AKIAABCDEFGHIJKLMNOP'\n",
+        "pkg/fim.py": "s = '<|fim_middle|>'\n",
+        "pkg/notes.txt": "plain text\n",
+        "web/app.ts": "import { a } from './a';\n",
+    })
+    (tmp_path / "pkg" / "blob.py").write_bytes(b"x = 1\x00\x01\n")
+    (tmp_path / "pkg" / "big.py").write_text("# " + "x" * 5000 + "\n")
+    c = read_corpus(tmp_path, max_file_bytes=4096)
+    assert sorted(c.files) == ["pkg/good.py", "web/app.ts"]
+    assert c.skipped.get("contains a FIM sentinel") == 1
+    assert "pkg/notes.txt" in read_corpus(tmp_path, source_only=False).files
