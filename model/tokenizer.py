@@ -85,8 +85,13 @@ def _chunks(texts: Iterable[str], chunk_chars: int) -> Iterator[str]:
 
 
 def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 4096, *,
-                    max_chunks: int = 20000, seed: int = 0, threads: int = 2) -> Path:
-    """Train on ``texts``; writes ``tokenizer.model`` and ``tokenizer_config.json`` to out_dir."""
+                    max_chunks: int = 20000, seed: int = 0, threads: int = 2,
+                    character_coverage: float = 0.9995) -> Path:
+    """Train on ``texts``; writes ``tokenizer.model`` and ``tokenizer_config.json`` to out_dir.
+
+    Characters outside ``character_coverage`` of the corpus get no piece of their own; byte
+    fallback still encodes them (as UTF-8 bytes), so nothing is ever <unk>.
+    """
     import sentencepiece as spm
 
     from quantize.synthetic import write_tokenizer_config
@@ -100,7 +105,7 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 4096,
     proto = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(chunks), model_writer=proto, model_type="bpe",
-        vocab_size=vocab_size, byte_fallback=True, character_coverage=1.0,
+        vocab_size=vocab_size, byte_fallback=True, character_coverage=character_coverage,
         pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>",
         bos_piece="<bos>", unk_piece="<unk>", user_defined_symbols=reserved_symbols(),
         add_dummy_prefix=False, remove_extra_whitespaces=False, split_digits=True,

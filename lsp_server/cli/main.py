@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "context": "context",
     "quantize": "quantize",
+    "train": "train",
 }
 
 EXIT_USAGE = 2
