@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "context": "context",
     "quantize": "quantize",
     "train": "train",
+    "bench": "bench",
 }
 
 EXIT_USAGE = 2

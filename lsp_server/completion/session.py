@@ -101,13 +101,14 @@ class ModelSession:
 
     def complete(self, prefix: str, suffix: str, *, path: str = "", single_line: bool | None = None,
                  max_tokens: int | None = None, context: Sequence[ContextFile] = (),
-                 language: str = "", disabled_rules: frozenset[str] = frozenset()
-                 ) -> Completion:
+                 language: str = "", disabled_rules: frozenset[str] = frozenset(),
+                 temperature: float = 0.0, seed: int = 0) -> Completion:
         """One suggestion for the cursor between ``prefix`` and ``suffix``, synchronously.
 
         The same stop rules and post-processors as the language server's pipeline
         (lsp_server/completion/rules); ``single_line`` None decides like the server's 'auto'
-        mode. ``disabled_rules`` switches rules off by name (for ablations).
+        mode. ``disabled_rules`` switches rules off by name (for ablations). ``temperature``
+        0 is greedy; above 0 samples with ``seed`` (pass@k benchmarks).
         """
         t0 = time.monotonic()
         self.engine.wait_ready()
@@ -121,7 +122,8 @@ class ModelSession:
         t_prompt = time.monotonic()
         stream = self.engine.submit(GenerationRequest(
             tokens=prompt.tokens, max_tokens=n, stop_ids=self.stop_ids,
-            time_budget_s=self.config.engine.time_budget_ms / 1000))
+            time_budget_s=self.config.engine.time_budget_ms / 1000,
+            temperature=temperature, seed=seed))
         text, stop = "", ""
         for ev in stream:
             text += ev.text
