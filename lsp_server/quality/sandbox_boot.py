@@ -42,6 +42,9 @@ _BLOCKED = {
     "resource.setrlimit": "changing resource limits",
     "resource.prlimit": "changing resource limits",
 }
+# Modules whose C functions start processes without an audit event of their own (subprocess
+# imports _posixsubprocess, so `import subprocess` is refused too).
+_BLOCKED_IMPORTS = {"_posixsubprocess": "starting a program"}
 # Events whose path arguments must stay inside the working directory.
 _PATH_EVENTS = {
     "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1),
@@ -95,6 +98,8 @@ def _guard(root: str) -> None:
         why = _BLOCKED.get(event)
         if why is not None:
             deny(f"{why} ({event})")
+        if event == "import" and args[0] in _BLOCKED_IMPORTS:
+            deny(f"{_BLOCKED_IMPORTS[args[0]]} (import {args[0]})")
         if event == "open":
             path, mode, flags = args
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
