@@ -1,0 +1,139 @@
+-- Bad input: server missing, not on PATH, crashing, model that fails to load. Neovim must show a
+-- clear status, never raise, keep typing working, and restart a crashing server a bounded
+-- number of times.
+local Child = require("child")
+
+local WS = assert(vim.env.CODEFILL_TEST_WORKSPACE, "CODEFILL_TEST_WORKSPACE is not set")
+local CMD = vim.json.decode((assert(vim.env.CODEFILL_TEST_SERVER_CMD, "CODEFILL_TEST_SERVER_CMD is not set")))
+
+local function eq(a, b, what)
+  if not vim.deep_equal(a, b) then
+    error(string.format("%s: expected %s, got %s", what or "value", vim.inspect(b), vim.inspect(a)), 2)
+  end
+end
+
+local function note_matching(notes, level, pattern)
+  for _, n in ipairs(notes) do
+    if n.level == level and n.msg:find(pattern) then
+      return n.msg
+    end
+  end
+  error(string.format("no notification of level %d matching %q in %s", level, pattern, vim.inspect(notes)), 2)
+end
+
+local ERROR = vim.log.levels.ERROR
+local WARN = vim.log.levels.WARN
+
+--- Typing still works and nothing raised: insert text and read it back.
+local function typing_works(c)
+  c:input("Go")
+  c:type("still typing")
+  c:input("<Esc>")
+  local lines = c:lines()
+  eq(lines[#lines], "still typing", "last line after typing")
+  local errmsg = c:api("nvim_get_vvar", "errmsg")
+  eq(errmsg, "", "v:errmsg")
+end
+
+return function(t)
+  local children = {}
+  local function child(env)
+    local c = Child.new({ cwd = WS, env = env })
+    children[#children + 1] = c
+    return c
+  end
+  t.after_all(function()
+    for _, c in ipairs(children) do
+      c:stop()
+    end
+  end)
+
+  t.case("a server command that does not exist: one clear error, status says so, typing works", function()
+    local c = child()
+    c:lua([[
+      require("codefill").setup({ server = { cmd = { "/nonexistent/bin/codefill", "serve" } } })
+      vim.cmd("edit fib.py")
+      vim.cmd("edit! fib.py")
+    ]])
+    local notes = c:notes()
+    note_matching(notes, ERROR, "/nonexistent/bin/codefill.*is not executable")
+    local errors = 0
+    for _, n in ipairs(notes) do
+      errors = errors + (n.level == ERROR and 1 or 0)
+    end
+    eq(errors, 1, "the error is reported once, not on every buffer event")
+    eq(c:lua("return require('codefill').statusline()"), "codefill: error", "statusline")
+    local status = c:lua([[
+      local out
+      require("codefill").status(function(_, text) out = text end)
+      return out
+    ]])
+    assert(status and status:find("is not executable", 1, true), vim.inspect(status))
+    local health = c:lua([[
+      vim.cmd("checkhealth codefill")
+      local text = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n")
+      vim.cmd("bwipeout")
+      return text
+    ]])
+    assert(health:find("ERROR server command \"/nonexistent/bin/codefill\" is not executable", 1, true), health)
+    eq(c:lua("return #vim.lsp.get_clients()"), 0, "no LSP client")
+    typing_works(c)
+  end)
+
+  t.case("no server command configured and none on PATH: the error says how to fix it", function()
+    local c = child({ PATH = "/usr/bin:/bin", VIRTUAL_ENV = "" })
+    c:lua([[
+      require("codefill").setup({})
+      vim.cmd("edit fib.py")
+    ]])
+    note_matching(c:notes(), ERROR, "`codefill` command was not found .* set server.cmd")
+    typing_works(c)
+  end)
+
+  t.case("a server that crashes is restarted at most server.max_restarts times", function()
+    local c = child()
+    c:lua([[
+      require("codefill").setup({ server = { cmd = { "sh", "-c", "exit 3" }, max_restarts = 2 } })
+      vim.cmd("edit fib.py")
+    ]])
+    c:wait_lua([[
+      for _, n in ipairs(_G.test_notes) do
+        if n.msg:find("not restarted again", 1, true) then return true end
+      end
+    ]], 30000, "the final error")
+    local notes = c:notes()
+    note_matching(notes, WARN, "exited %(code 3, signal 0%); restarting %(1/2%)")
+    note_matching(notes, WARN, "exited %(code 3, signal 0%); restarting %(2/2%)")
+    note_matching(notes, ERROR, "not restarted again")
+    vim.wait(1500)
+    local starts = 0
+    for _, n in ipairs(c:notes()) do
+      starts = starts + (n.msg:find("restarting", 1, true) and 1 or 0)
+    end
+    eq(starts, 2, "restarts")
+    eq(c:lua("return require('codefill').statusline()"), "codefill: error", "statusline")
+    eq(c:lua("return #vim.lsp.get_clients({ name = 'codefill' })"), 0, "no client left running")
+    typing_works(c)
+  end)
+
+  t.case("a model that fails to load: status shows the error, typing works, no ghost text", function()
+    local c = child()
+    c:lua([[
+      require("codefill").setup({ server = { cmd = ... }, settings = { engine = { model = "/nonexistent/model.gguf" } } })
+      vim.cmd("edit fib.py")
+    ]], CMD)
+    c:wait_lua([[return require("codefill.server").state.model == "failed"]], 120000, "model state failed")
+    eq(c:lua("return require('codefill').statusline()"), "codefill: error", "statusline")
+    local err = c:lua("return require('codefill.server').state.error")
+    assert(type(err) == "string" and err:find("nonexistent/model.gguf", 1, true), vim.inspect(err))
+    local status = c:wait_lua([[
+      local out
+      require("codefill").status(function(_, text) out = text end)
+      vim.wait(5000, function() return out ~= nil end, 20)
+      return out
+    ]], 10000, "status text")
+    assert(status:find("model error:", 1, true), status)
+    typing_works(c)
+    eq(c:lua("return require('codefill').get_suggestion()"), vim.NIL, "no suggestion")
+  end)
+end

