@@ -112,7 +112,8 @@ async def replay(h: Harness, uri: str, before: str, span: str, after: str,
         result.keystrokes += 1
         sent = time.monotonic()
         fut = h.client.protocol.send_request_async(
-            types.TEXT_DOCUMENT_INLINE_COMPLETION, h.inline_params(uri, *position(text, offset)),
+            types.TEXT_DOCUMENT_INLINE_COMPLETION,
+            h.inline_params(uri, position(text, offset).line, position(text, offset).character),
             msg_id=msg_id)
         pending = (fut, sent, msg_id, offset)
         tasks.append(asyncio.ensure_future(watch(fut, sent, text, offset)))

@@ -24,6 +24,8 @@ from pygls.protocol import LanguageServerProtocol
 from . import __version__
 from .completion.pipeline import CompletionRequest, Pipeline
 from .config import Config, load_config
+from .context import WorkspaceIndex, context_budget
+from .prompt.assemble import ContextFile
 from .lifecycle import ModelHost
 
 log = logging.getLogger("codefill.server")
@@ -70,8 +72,10 @@ class CodefillServer(LanguageServer):
                          protocol_cls=CodefillProtocol)
         self.config = Config()
         self.host = ModelHost(self.config, self._model_state)
-        self.pipeline = Pipeline(self.config, lambda: self.host.ready, self._log)
+        self.pipeline = Pipeline(self.config, lambda: self.host.ready, self._log,
+                                 context=self.context_for)
         self.roots: list[Path] = []
+        self.index: WorkspaceIndex | None = None
         self._progress_token: str | None = None
         self._parent_watch: asyncio.Task | None = None
 
@@ -84,11 +88,14 @@ class CodefillServer(LanguageServer):
         config, problems = load_config(data)
         for problem in problems:
             self._message(types.MessageType.Warning, f"codefill: {problem} ({source})")
+        context_changed = config.context != self.config.context
         self.config = config
         self.host.config = config
         self.pipeline.config = config
         if self.host.session is not None:
             self.host.session.config = config
+        if context_changed and self.index is not None:
+            self.start_index()  # rebuild with the new filters and limits
         if self.host.state != "idle" and self.host.needs_reload():
             self.pipeline.reset()
             self.host.start()
@@ -145,6 +152,44 @@ class CodefillServer(LanguageServer):
                 self._progress_token = None
         self.host.start()
 
+    # --- repository context --------------------------------------------------------------
+    def start_index(self) -> None:
+        """(Re)build the workspace index in the background."""
+        if self.index is not None:
+            self.index.stop()
+            self.index = None
+        if not self.roots or not self.config.context.enabled:
+            return
+        self.index = WorkspaceIndex(self.roots, self.config.context)
+        for doc in list(self.workspace.text_documents.values()):
+            path = _uri_path(doc.uri)
+            if path is not None:
+                self.index.update_buffer(path, doc.source)
+        self.index.start()
+
+    def context_for(self, req: CompletionRequest, session: Any, max_tokens: int
+                    ) -> list[ContextFile]:
+        """The repository-context files for a request (called on a worker thread)."""
+        if self.index is None or not req.file_path:
+            return []
+        total = session.engine.n_ctx - max_tokens - 1
+        sel = self.index.select_context(
+            req.file_path, req.text[:req.offset], req.text[req.offset:], session.tokenizer,
+            context_budget(total, self.config.prompt.context_share))
+        self._log("debug", f"{req.path}: context {sel.status}, {len(sel.files)} file(s) "
+                           f"in {sel.elapsed_ms:.1f} ms{' (cached)' if sel.cached else ''}")
+        return list(sel.files)
+
+    def buffer_changed(self, uri: str, text: str | None) -> None:
+        """Editor buffers win over the disk in the index; None: the buffer was closed."""
+        path = _uri_path(uri)
+        if self.index is None or path is None:
+            return
+        if text is None:
+            self.index.close_buffer(path)
+        else:
+            self.index.update_buffer(path, text)
+
     # --- documents -----------------------------------------------------------------------
     def request_at(self, uri: str, position: types.Position) -> CompletionRequest | None:
         """The pipeline request for ``position`` in an open ``file:`` document inside the
@@ -174,7 +219,8 @@ class CodefillServer(LanguageServer):
             offset = sum(len(x) for x in lines[:position.line]) + min(pos.character, len(text))
         return CompletionRequest(uri=uri, text=doc.source, offset=offset,
                                  language=doc.language_id or "",
-                                 path=str(rel) if rel is not None else path.name)
+                                 path=rel.as_posix() if rel is not None else path.name,
+                                 file_path=str(path))
 
     def watch_parent(self, pid: int | None) -> None:
         """Exit when the editor process that started us dies (LSP initialize processId)."""
@@ -259,6 +305,7 @@ def create_server() -> CodefillServer:
                     ls.apply_settings(result[0], "workspace/configuration")
             except Exception as exc:
                 log.info("workspace/configuration failed: %s", exc)
+        ls.start_index()
         await ls.load_model()
 
     @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
@@ -279,15 +326,26 @@ def create_server() -> CodefillServer:
             except Exception as exc:
                 log.info("workspace/configuration failed: %s", exc)
 
+    @ls.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    async def did_open(ls: CodefillServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.buffer_changed(params.text_document.uri, params.text_document.text)
+        # Warm the context selection (outlines, token counts) off the first keystroke's path.
+        session = ls.host.ready
+        req = ls.request_at(params.text_document.uri, types.Position(0, 0))
+        if session is not None and req is not None:
+            await asyncio.to_thread(ls.context_for, req, session, ls.config.prompt.max_tokens)
+
     @ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: CodefillServer, params: types.DidChangeTextDocumentParams) -> None:
         doc = ls.workspace.text_documents.get(params.text_document.uri)
         if doc is not None:
             ls.pipeline.document_changed(doc.uri, doc.source)
+            ls.buffer_changed(doc.uri, doc.source)
 
     @ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CodefillServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.pipeline.document_closed(params.text_document.uri)
+        ls.buffer_changed(params.text_document.uri, None)
 
     @ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: CodefillServer, params: types.InlineCompletionParams
@@ -365,14 +423,20 @@ def create_server() -> CodefillServer:
 
     @ls.feature("codefill/status")
     def status(ls: CodefillServer, params: Any) -> dict[str, Any]:
+        index = ls.index.stats() if ls.index is not None else None
         return {"version": __version__, "model": ls.host.status(),
                 "completion": ls.pipeline.status(),
+                "context": {"state": index.state, "files": index.files,
+                            "source_files": index.source_files, "edges": index.edges,
+                            "watching": index.watching} if index else {"state": "off"},
                 "settings": {"enabled": ls.config.completion.enabled,
                              "mode": ls.config.completion.mode}}
 
     @ls.feature(types.SHUTDOWN)
     async def shutdown(ls: CodefillServer, params: Any) -> None:
         ls.pipeline.reset()
+        if ls.index is not None:
+            ls.index.stop()
         await ls.host.close()
 
     return ls

@@ -209,6 +209,26 @@ def test_accept_is_inferred_from_the_document(h: Harness) -> None:
     h.run(_set(h, {}))
 
 
+def test_repository_context_reaches_the_prompt(h: Harness) -> None:
+    indexed = h.status()["context"]["source_files"]
+    (h.root / "geometry").mkdir(exist_ok=True)
+    (h.root / "geometry" / "__init__.py").write_text("")
+    (h.root / "geometry" / "shapes.py").write_text(
+        "class Square:\n    def __init__(self, side):\n        self.side = side\n")
+    (h.root / ".env").write_text("API_KEY=sk-canary-0123456789\n")
+    deadline = time.monotonic() + 60
+    # The index was built at start-up; watchdog brings in the files made since.
+    while h.status()["context"]["source_files"] < indexed + 2:
+        assert time.monotonic() < deadline, h.status()["context"]
+        time.sleep(0.1)
+    uri = h.open(h.root / "geometry" / "main.py",
+                 "from geometry.shapes import Square\n\nsq = Square(3)\nprint(sq.")
+    h.logs.clear()
+    h.inline(uri, 3, 9)
+    lines = [m for m in h.logs if "geometry/main.py: context" in m]
+    assert lines and "context ok, 1 file(s)" in lines[-1], h.logs[-10:]
+
+
 def test_settings_change_applies_without_restart(h: Harness) -> None:
     uri = h.open(h.root / "toggle.py", CODE)
     h.run(_set(h, {"completion": {"enabled": False}}))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from pathlib import Path
 
 from ..completion.session import ModelSession
+from ..context import WorkspaceIndex, context_budget
+from ..errors import CodefillError
+from .context import find_root
 from ..documents import language_of, read_source, split_at
 from .common import add_model_options, config_from_args, progress
 
@@ -27,6 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=None, help="generated tokens at most (64)")
     p.add_argument("--time-budget-ms", type=int, default=None,
                    help="wall-clock limit of the generation (5000)")
+    p.add_argument("--root", default=None,
+                   help="workspace root for repository context (default: the nearest enclosing "
+                        "repository or project)")
+    p.add_argument("--no-context", action="store_true",
+                   help="leave repository context (imported files, test partner) out")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print template, prompt token counts and timings to stderr")
     add_model_options(p)
@@ -34,12 +42,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    file = Path(args.file).absolute()
     text = read_source(args.file)
     prefix, suffix = split_at(text, args.line, args.col, name=args.file)
+    root = Path(args.root).absolute() if args.root else find_root(file)
+    try:
+        rel = file.relative_to(root).as_posix()
+    except ValueError:
+        raise CodefillError(f"{file} is not under the workspace root {root}",
+                            "pass a --root that contains the file") from None
+    index = None
+    if not args.no_context and config.context.enabled:
+        config.context.watch = False
+        index = WorkspaceIndex([root], config.context)
+        index.build()
     with ModelSession(config, progress=progress) as session:
-        result = session.complete(prefix, suffix, path=os.path.basename(args.file),
-                                  single_line=args.single_line,
-                                  language=language_of(args.file))
+        files: list = []
+        if index is not None:
+            n = args.max_tokens or config.prompt.max_tokens
+            total = session.engine.n_ctx - n - 1
+            sel = index.select_context(file, prefix, suffix, session.tokenizer,
+                                       context_budget(total, config.prompt.context_share))
+            files = list(sel.files)
+        result = session.complete(prefix, suffix, path=rel, single_line=args.single_line,
+                                  language=language_of(args.file), context=files)
     sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))
     if args.verbose:
         _report(session, result)
@@ -53,6 +79,7 @@ def _report(session: ModelSession, r) -> None:  # noqa: ANN001 - Completion
         f"model      {session.model_path} ({session.info.architecture}, {session.info.quantization})",
         f"template   {session.template.name} ({session.detection.reason})"
         + (f", order {p.order.value.upper()}" if p.order else ""),
+        f"context    {', '.join(p.context_files) or 'none'}",
         f"prompt     {len(p.tokens)} tokens: context {p.n_context}, prefix {p.n_prefix}"
         f"{' (truncated)' if p.prefix_truncated else ''}, suffix {p.n_suffix}"
         f"{' (truncated)' if p.suffix_truncated else ''}, special {p.n_special}",

@@ -13,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..config import Config
 from ..engine.types import EngineError, GenerationRequest, StopReason, TokenEvent, TokenStream
+from ..prompt.assemble import ContextFile, Prompt
 from .cache import CacheEntry, SuggestionCache, make_entry
 from .rules import SuggestionContext, decide_single_line, first_cut, postprocess
 from .session import ModelSession
 
 Log = Callable[[str, str], None]  # (level, message)
+# Repository context for a request: (request, session, generation allowance) → files in order.
+ContextProvider = Callable[["CompletionRequest", ModelSession, int], Sequence[ContextFile]]
 
 # A job whose requests were all cancelled keeps running this long, waiting to be adopted.
 ORPHAN_GRACE_S = 0.3
@@ -40,6 +43,8 @@ class CompletionRequest:
     language: str = ""
     path: str = ""
     """Workspace-relative path shown to the model."""
+    file_path: str = ""
+    """Absolute path on disk ("" for documents that are not files), for repository context."""
 
 
 @dataclass
@@ -111,9 +116,10 @@ class Pipeline:
     """Serves completion requests for every open document of one language server."""
 
     def __init__(self, config: Config, session: Callable[[], ModelSession | None],
-                 log: Log | None = None) -> None:
+                 log: Log | None = None, context: ContextProvider | None = None) -> None:
         self.config = config
         self._session = session
+        self._context = context
         self._log = log or (lambda level, msg: None)
         self.cache = SuggestionCache()
         self.counters = Counters()
@@ -274,8 +280,13 @@ class Pipeline:
         queue: asyncio.Queue[TokenEvent | None] = asyncio.Queue()
         try:
             n = self.config.prompt.max_tokens
-            prompt = await asyncio.to_thread(session.build_prompt, prefix, suffix,
-                                             path=req.path, max_tokens=n)
+
+            def build() -> Prompt:
+                files = self._context(req, session, n) if self._context is not None else ()
+                return session.build_prompt(prefix, suffix, path=req.path, context=files,
+                                            max_tokens=n)
+
+            prompt = await asyncio.to_thread(build)
             if job.cancelled:
                 raise asyncio.CancelledError
             job.stream = session.engine.submit(
