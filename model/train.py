@@ -30,7 +30,7 @@ from torch import nn
 from .checkpoint import load_pretrained, save_pretrained
 from .config import named_config
 from .data.corpus import Corpus, read_corpus
-from .data.dataset import DataConfig, Row, RowStream, collate
+from .data.dataset import DataConfig, Row, RowStream, collate, prefetch
 from .data.fim import FimRates, Layout
 from .gemma import GemmaForCausalLM, lm_loss
 from .lora import apply_lora
@@ -272,7 +272,7 @@ def train(cfg: TrainConfig, *, on_log: Callable[[dict[str, float]], None] | None
     dcfg = DataConfig(seq_len=cfg.seq_len, rates=FimRates(cfg.fim_rate, cfg.spm_rate),
                       repo_context=cfg.repo_context, seed=cfg.seed, eval_share=cfg.eval_share)
     layout = Layout(tok)
-    stream = RowStream(corpus, layout, dcfg).rows(start=rows_done)
+    stream = prefetch(RowStream(corpus, layout, dcfg).rows(start=rows_done))
     eval_rows: list[Row] = []
     if d.main and cfg.eval_share > 0 and cfg.eval_rows > 0:
         try:

@@ -232,3 +232,20 @@ def test_corpus_reader_uses_the_daemons_filters(tmp_path: Path) -> None:
     assert sorted(c.files) == ["pkg/good.py", "web/app.ts"]
     assert c.skipped.get("contains a FIM sentinel") == 1
     assert "pkg/notes.txt" in read_corpus(tmp_path, source_only=False).files
+
+
+def test_prefetch_keeps_order_and_raises_producer_errors() -> None:
+    from model.data.dataset import prefetch
+
+    def rows(n: int, fail: bool):
+        for i in range(n):
+            yield i
+        if fail:
+            raise RuntimeError("tokenizer broke")
+
+    assert list(prefetch(rows(200, False), depth=4)) == list(range(200))  # type: ignore[arg-type]
+    got = []
+    with pytest.raises(RuntimeError, match="tokenizer broke"):
+        for x in prefetch(rows(5, True)):  # type: ignore[arg-type]
+            got.append(x)
+    assert got == list(range(5))

@@ -12,7 +12,9 @@ which is how a resumed run continues on exactly the rows it would have seen.
 
 from __future__ import annotations
 
+import queue
 import random
+import threading
 import zlib
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -21,6 +23,7 @@ import torch
 
 from lsp_server.config import ContextConfig
 from lsp_server.context.graph import DependencyGraph
+from lsp_server.context.outline import OutlineItem
 from lsp_server.context.packing import TokenCounter
 
 from ..gemma import IGNORE_INDEX
@@ -92,6 +95,7 @@ class ExampleBuilder:
         self.cfg = cfg
         self.count = TokenCounter(layout.tok, capacity=1 << 14)
         self.graph = DependencyGraph.from_texts(texts) if cfg.repo_context else None
+        self.outlines: dict[str, list[OutlineItem]] = {}
 
     def split(self, path: str, rng: random.Random) -> FimSplit:
         room = self.cfg.seq_len + 1 - self.layout.overhead(path)
@@ -104,7 +108,7 @@ class ExampleBuilder:
         if self.graph is None or len(bare) >= limit:
             return bare[:limit]
         files = select_for_target(self.graph, self.texts, path, self.count, limit - len(bare),
-                                  self.cfg.context).files
+                                  self.cfg.context, self.outlines).files
         toks = self.layout.example(split, path, files)
         while len(toks) > limit and files:  # packing's margins are estimates: drop the farthest
             files = files[1:]
@@ -181,6 +185,30 @@ class RowStream:
             if produced == 0:
                 return
             epoch += 1
+
+
+def prefetch(rows: Iterator[Row], depth: int = 64) -> Iterator[Row]:
+    """``rows`` produced by a background thread (tokenizing and outlining, mostly in C, overlap
+    the training step); same order, so the stream stays deterministic. An exception in the
+    producer is raised in the consumer."""
+    q: queue.Queue[Row | BaseException | None] = queue.Queue(maxsize=depth)
+
+    def work() -> None:
+        try:
+            for r in rows:
+                q.put(r)
+            q.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    threading.Thread(target=work, name="codefill-train-data", daemon=True).start()
+    while True:
+        item = q.get()
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def collate(rows: list[Row]) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping
 from lsp_server.config import ContextConfig
 from lsp_server.context.graph import DependencyGraph
 from lsp_server.context.imports import language_of
-from lsp_server.context.outline import outline
+from lsp_server.context.outline import OutlineItem, outline
 from lsp_server.context.packing import PackLimits, Source, identifiers, pack, reserve
 from lsp_server.context.pairing import test_partner
 from lsp_server.context.selection import Candidate, ContextRow, layout, rank
@@ -35,8 +35,13 @@ class Selected:
 
 def select_for_target(graph: DependencyGraph, texts: Mapping[str, str], target: str,
                       count: Callable[[str], int], budget: int,
-                      cfg: ContextConfig | None = None) -> Selected:
-    """The context files for ``target`` within ``budget`` tokens, as the daemon selects them."""
+                      cfg: ContextConfig | None = None,
+                      outlines: dict[str, list[OutlineItem]] | None = None) -> Selected:
+    """The context files for ``target`` within ``budget`` tokens, as the daemon selects them.
+
+    ``outlines`` memoises outlines by path across calls (the index keeps them in an LRU; an
+    outline is an ``ast.parse`` of the whole file, the dominant cost of building examples).
+    """
     cfg = cfg or ContextConfig()
     text = texts[target]
 
@@ -57,7 +62,15 @@ def select_for_target(graph: DependencyGraph, texts: Mapping[str, str], target: 
         if t is None:
             return None
         lang = language_of(p)
-        return Source(t, lambda: outline(lang.name if lang else None, t))
+
+        def items() -> list[OutlineItem]:
+            if outlines is None:
+                return outline(lang.name if lang else None, t)
+            if p not in outlines:
+                outlines[p] = outline(lang.name if lang else None, t)
+            return outlines[p]
+
+        return Source(t, items)
 
     if limits.budget <= 0:
         return Selected([], [], cands)
