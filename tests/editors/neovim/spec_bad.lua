@@ -30,7 +30,7 @@ local function typing_works(c)
   c:type("still typing")
   c:input("<Esc>")
   local lines = c:lines()
-  eq(lines[#lines], "still typing", "last line after typing")
+  eq(vim.trim(lines[#lines]), "still typing", "last line after typing (indented by the filetype)")
   local errmsg = c:api("nvim_get_vvar", "errmsg")
   eq(errmsg, "", "v:errmsg")
 end
