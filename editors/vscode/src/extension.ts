@@ -1,0 +1,505 @@
+// codefill for VS Code: starts `codefill serve` over stdio with vscode-languageclient, shows its
+// suggestions as inline completions (ghost text) that grow with codefill/partial notifications,
+// reports accepts with codefill/didAccept, and shows the server's state in the status bar.
+import * as fs from "node:fs";
+import * as vscode from "vscode";
+import {
+  CloseAction,
+  ErrorAction,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+  State,
+  TransportKind,
+} from "vscode-languageclient/node";
+import {
+  findServer,
+  ModelState,
+  RestartPolicy,
+  ServerCommand,
+  Settings,
+  statusView,
+  Stream,
+  Streams,
+  StatusInput,
+  toServerSettings,
+} from "./logic";
+
+const RETRIGGER_MS = 60;
+const STREAM_WAIT_MS = 30_000;
+
+interface CompleteResult {
+  text: string;
+  source?: string;
+  reason?: string;
+}
+
+interface StatusResult {
+  version?: string;
+  model?: { state?: ModelState; error?: string; model?: string; template?: string; architecture?: string };
+  completion?: {
+    counters?: { [k: string]: number };
+    last_latency_ms?: number | null;
+    last_empty_reason?: string;
+  };
+  settings?: { enabled?: boolean; mode?: string };
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+class Codefill {
+  private client: LanguageClient | undefined;
+  private readonly output = vscode.window.createOutputChannel("codefill", { log: true });
+  private readonly statusItem = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
+  private readonly streams = new Streams();
+  private readonly cancellers = new Map<string, vscode.CancellationTokenSource>();
+  private readonly retried = new Set<string>();
+  private readonly restarts: RestartPolicy;
+  private state: StatusInput = { enabled: true, generating: false, model: "starting" };
+  private pollTimer: NodeJS.Timeout | undefined;
+  private retriggerTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private server: ServerCommand | undefined;
+
+  constructor(private readonly context: vscode.ExtensionContext) {
+    this.restarts = new RestartPolicy(this.config().get<number>("server.maxRestarts", 3));
+    this.statusItem.command = "codefill.showStatus";
+    this.statusItem.name = "codefill";
+    context.subscriptions.push(this.output, this.statusItem);
+    const cmd = (name: string, fn: (...args: unknown[]) => unknown) =>
+      context.subscriptions.push(vscode.commands.registerCommand(name, fn));
+    cmd("codefill.toggle", () => this.toggle());
+    cmd("codefill.acceptNextWord", () => this.acceptPart("editor.action.inlineSuggest.acceptNextWord"));
+    cmd("codefill.acceptNextLine", () => this.acceptPart("editor.action.inlineSuggest.acceptNextLine"));
+    cmd("codefill.showStatus", () => this.showStatus());
+    cmd("codefill.showLog", () => this.output.show(true));
+    cmd("codefill.restartServer", () => this.restart());
+    cmd("codefill.didAccept", (uri: unknown) => this.didAccept(typeof uri === "string" ? uri : undefined));
+    context.subscriptions.push(
+      vscode.workspace.onDidChangeConfiguration((e) => this.onConfigChanged(e)),
+      vscode.workspace.onDidChangeTextDocument((e) => {
+        if (e.contentChanges.length > 0) {
+          this.dropStream(e.document.uri.toString());
+        }
+      }),
+      vscode.workspace.onDidCloseTextDocument((d) => this.dropStream(d.uri.toString())),
+    );
+    this.state.enabled = this.enabled();
+    this.render();
+    this.statusItem.show();
+  }
+
+  private config(): vscode.WorkspaceConfiguration {
+    return vscode.workspace.getConfiguration("codefill");
+  }
+
+  private enabled(): boolean {
+    return this.config().get<boolean>("completion.enabled", true);
+  }
+
+  /** The server's settings tree from the `codefill.*` settings. */
+  private serverSettings(scope?: vscode.Uri): Settings {
+    const all = JSON.parse(JSON.stringify(vscode.workspace.getConfiguration("codefill", scope))) as Settings;
+    return toServerSettings(all);
+  }
+
+  private render(): void {
+    this.state.generating = this.streams.inFlight > 0;
+    const view = statusView(this.state);
+    this.statusItem.text = view.text;
+    this.statusItem.tooltip = view.tooltip;
+    this.statusItem.backgroundColor = view.kind === "error"
+      ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+  }
+
+  private fail(message: string): void {
+    this.state.clientError = message;
+    this.output.error(message);
+    this.render();
+    void vscode.window.showErrorMessage(`codefill: ${message}`, "Open Settings", "Show Log").then((choice) => {
+      if (choice === "Open Settings") {
+        void vscode.commands.executeCommand("workbench.action.openSettings", "codefill.server");
+      } else if (choice === "Show Log") {
+        this.output.show(true);
+      }
+    });
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.config();
+    const found = findServer({
+      command: cfg.get<string[]>("server.command", []),
+      pythonPath: cfg.get<string>("server.pythonPath", ""),
+      defaultInterpreter: vscode.workspace.getConfiguration("python").get<string>("defaultInterpreterPath", "") || "",
+      env: process.env,
+      workspaceFolders: (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath),
+      platform: process.platform,
+      isExecutable,
+    });
+    if ("error" in found) {
+      this.fail(found.error);
+      return;
+    }
+    this.server = found;
+    this.output.info(`starting ${found.command} ${found.args.join(" ")} (found via ${found.source})`);
+    this.state = { enabled: this.enabled(), generating: false, model: "starting" };
+    this.render();
+    const serverOptions: ServerOptions = {
+      command: found.command,
+      args: found.args,
+      transport: TransportKind.stdio,
+      options: { env: { ...process.env, PYTHONUNBUFFERED: "1" } },
+    };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [{ scheme: "file" }],
+      outputChannel: this.output,
+      initializationOptions: () => this.serverSettings(),
+      errorHandler: {
+        error: () => ({ action: ErrorAction.Continue }),
+        closed: () => this.onClosed(),
+      },
+      middleware: {
+        provideInlineCompletionItems: (document, position, context, token, next) =>
+          this.provide(document, position, context, token, next),
+        workspace: {
+          configuration: (params) =>
+            params.items.map((item) => item.section === "codefill"
+              ? this.serverSettings(item.scopeUri ? vscode.Uri.parse(item.scopeUri) : undefined) : null),
+        },
+      },
+    };
+    const client = new LanguageClient("codefill", "codefill", serverOptions, clientOptions);
+    client.registerProposedFeatures();
+    this.client = client;
+    client.onNotification("codefill/partial", (p: { streamId: string; text: string }) => this.onPartial(p));
+    client.onDidChangeState((e) => {
+      if (e.newState === State.Running) {
+        this.state.clientError = undefined;
+        this.state.model = "starting";
+        this.pollStatus();
+      }
+      this.render();
+    });
+    try {
+      await client.start();
+    } catch (err) {
+      this.fail(`could not start ${found.command}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  private onClosed() {
+    if (this.stopping) {
+      return { action: CloseAction.DoNotRestart, handled: true };
+    }
+    if (this.restarts.shouldRestart()) {
+      const msg = `the server stopped; restarting it (${this.restarts.count}/${this.restarts.max})`;
+      this.output.warn(msg);
+      this.state.model = "starting";
+      this.render();
+      return { action: CloseAction.Restart, message: `codefill: ${msg}` };
+    }
+    this.fail(`the server stopped ${this.restarts.max + 1} times within 3 minutes; not restarted again `
+      + "(codefill: Restart Server)");
+    return { action: CloseAction.DoNotRestart, handled: true };
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.pollTimer);
+    const client = this.client;
+    this.client = undefined;
+    if (client && client.state !== State.Stopped) {
+      try {
+        await client.stop(5000);
+      } catch (err) {
+        this.output.warn(`stopping the server: ${String(err)}`);
+      }
+    }
+    this.stopping = false;
+  }
+
+  async restart(): Promise<void> {
+    this.output.info("restarting the server");
+    await this.stop();
+    this.restarts.reset();
+    this.state.clientError = undefined;
+    await this.start();
+  }
+
+  /** Poll codefill/status until the model is ready or failed (load progress, reloads). */
+  private pollStatus(): void {
+    clearInterval(this.pollTimer);
+    const tick = async () => {
+      const st = await this.status();
+      const model = st?.model?.state;
+      if (model === "ready" || model === "failed") {
+        clearInterval(this.pollTimer);
+      }
+    };
+    this.pollTimer = setInterval(() => void tick(), 1000);
+    void tick();
+  }
+
+  private async status(): Promise<StatusResult | undefined> {
+    const client = this.client;
+    if (!client || client.state !== State.Running) {
+      return undefined;
+    }
+    try {
+      const st = await client.sendRequest<StatusResult>("codefill/status", {});
+      this.state.model = st.model?.state;
+      this.state.modelError = st.model?.error || undefined;
+      this.render();
+      return st;
+    } catch (err) {
+      this.output.warn(`codefill/status: ${String(err)}`);
+      return undefined;
+    }
+  }
+
+  private async showStatus(): Promise<void> {
+    const actions = ["Show Log", "Restart Server", this.enabled() ? "Turn Off" : "Turn On"];
+    let message: string;
+    const st = await this.status();
+    if (this.state.clientError) {
+      message = `codefill: ${this.state.clientError}`;
+    } else if (!st) {
+      message = "codefill: the server is not running";
+    } else {
+      const m = st.model ?? {};
+      const c = st.completion?.counters ?? {};
+      const parts = [
+        `codefill ${st.version ?? "?"}: model ${m.state ?? "?"}${m.error ? ` (${m.error})` : ""}`,
+        `${m.model ?? "?"} (${m.architecture ?? "?"}, template ${m.template ?? "?"})`,
+        `suggestions ${st.settings?.enabled === false ? "off" : "on"}, mode ${st.settings?.mode ?? "?"}`,
+        `requests ${c.requests ?? 0}, served ${c.served ?? 0}, model calls ${c.model_calls ?? 0}, `
+          + `cache hits ${c.cache_hits ?? 0}, typing-through ${c.typing_through ?? 0}`,
+      ];
+      if (st.completion?.last_latency_ms) {
+        parts.push(`last latency ${Math.round(st.completion.last_latency_ms)} ms`);
+      }
+      if (st.completion?.last_empty_reason) {
+        parts.push(`last empty answer: ${st.completion.last_empty_reason}`);
+      }
+      message = parts.join(" · ");
+    }
+    this.output.info(message);
+    const show = this.state.clientError || st?.model?.state === "failed"
+      ? vscode.window.showErrorMessage : vscode.window.showInformationMessage;
+    const choice = await show(message, ...actions);
+    if (choice === "Show Log") {
+      this.output.show(true);
+    } else if (choice === "Restart Server") {
+      await this.restart();
+    } else if (choice === "Turn Off" || choice === "Turn On") {
+      await this.toggle();
+    }
+  }
+
+  private async toggle(): Promise<void> {
+    const on = !this.enabled();
+    await this.config().update("completion.enabled", on, vscode.ConfigurationTarget.Global);
+    void vscode.window.setStatusBarMessage(`codefill: suggestions ${on ? "on" : "off"}`, 3000);
+  }
+
+  private onConfigChanged(e: vscode.ConfigurationChangeEvent): void {
+    if (!e.affectsConfiguration("codefill")) {
+      return;
+    }
+    this.state.enabled = this.enabled();
+    this.restarts.max = this.config().get<number>("server.maxRestarts", 3);
+    this.render();
+    if (e.affectsConfiguration("codefill.server")) {
+      void this.restart();
+      return;
+    }
+    const client = this.client;
+    if (client && client.state === State.Running) {
+      void client.sendNotification("workspace/didChangeConfiguration", {
+        settings: { codefill: this.serverSettings() },
+      });
+      if (e.affectsConfiguration("codefill.engine") || e.affectsConfiguration("codefill.prompt.template")) {
+        this.state.model = "loading";
+        this.render();
+        this.pollStatus();
+      }
+    }
+    if (!this.state.enabled) {
+      for (const id of [...this.cancellers.keys()]) {
+        this.cancellers.get(id)?.cancel();
+      }
+    }
+  }
+
+  // --- inline completions ----------------------------------------------------------------
+
+  private acceptCommand(uri: string): vscode.Command {
+    return { command: "codefill.didAccept", title: "codefill: accepted", arguments: [uri] };
+  }
+
+  private async provide(
+    document: vscode.TextDocument,
+    position: vscode.Position,
+    context: vscode.InlineCompletionContext,
+    token: vscode.CancellationToken,
+    next: (d: vscode.TextDocument, p: vscode.Position, c: vscode.InlineCompletionContext,
+      t: vscode.CancellationToken) => vscode.ProviderResult<vscode.InlineCompletionItem[] | vscode.InlineCompletionList>,
+  ): Promise<vscode.InlineCompletionItem[] | vscode.InlineCompletionList | undefined | null> {
+    if (!this.enabled() || !this.client) {
+      return undefined;
+    }
+    const uri = document.uri.toString();
+    if (!this.config().get<boolean>("streaming", true)) {
+      const result = await next(document, position, context, token);
+      const items = Array.isArray(result) ? result : result?.items ?? [];
+      for (const item of items) {
+        item.command = this.acceptCommand(uri);
+      }
+      return items;
+    }
+    const key = Streams.key(uri, document.version, position.line, position.character);
+    let stream = this.streams.find(uri, key);
+    if (!stream) {
+      stream = this.startStream(document, position, key);
+    }
+    await Promise.race([
+      Streams.wait(stream, STREAM_WAIT_MS),
+      new Promise<void>((resolve) => token.onCancellationRequested(() => resolve())),
+    ]);
+    if (token.isCancellationRequested || !stream.text) {
+      return undefined;
+    }
+    stream.shown = stream.text;
+    const item = new vscode.InlineCompletionItem(stream.text, new vscode.Range(position, position),
+      this.acceptCommand(uri));
+    return [item];
+  }
+
+  private startStream(document: vscode.TextDocument, position: vscode.Position, key: string): Stream {
+    const client = this.client as LanguageClient;
+    const uri = document.uri.toString();
+    const { stream, replaced } = this.streams.start(uri, key);
+    if (replaced) {
+      this.cancellers.get(replaced.id)?.cancel();
+    }
+    const cts = new vscode.CancellationTokenSource();
+    this.cancellers.set(stream.id, cts);
+    this.render();
+    const c2p = client.code2ProtocolConverter;
+    client.sendRequest<CompleteResult | null>("codefill/complete", {
+      textDocument: c2p.asTextDocumentIdentifier(document),
+      position: c2p.asPosition(position),
+      streamId: stream.id,
+    }, cts.token).then((result) => {
+      this.onFinal(stream, uri, result ?? undefined);
+    }, (err: unknown) => {
+      const cancelled = cts.token.isCancellationRequested;
+      if (!cancelled) {
+        this.output.warn(`codefill/complete: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      this.onFinal(stream, uri, undefined);
+    });
+    return stream;
+  }
+
+  private onPartial(p: { streamId: string; text: string }): void {
+    const stream = this.streams.partial(p.streamId, p.text);
+    if (stream && stream.shown !== undefined && stream.text !== stream.shown) {
+      this.retrigger(stream);
+    }
+  }
+
+  private onFinal(stream: Stream, uri: string, result: CompleteResult | undefined): void {
+    this.cancellers.get(stream.id)?.dispose();
+    this.cancellers.delete(stream.id);
+    const finished = this.streams.finish(stream.id, result?.text);
+    this.render();
+    if (!finished) {
+      return;
+    }
+    // Workaround for the server (0.1.0): a request that adopted an in-flight generation which
+    // then diverged from the typed text answers "" with "the document changed" although it did
+    // not. Ask once more for the same position.
+    if (result && result.text === "" && result.reason === "the document changed"
+        && !this.retried.has(stream.key) && this.streams.find(uri, stream.key) === stream) {
+      this.retried.add(stream.key);
+      if (this.retried.size > 100) {
+        this.retried.clear();
+      }
+      this.streams.drop(uri);
+      this.retrigger(stream);
+      return;
+    }
+    if (stream.shown !== undefined && stream.text !== stream.shown) {
+      this.retrigger(stream);
+    }
+  }
+
+  /** Ask VS Code to query the provider again (the stream's text changed) if still relevant. */
+  private retrigger(stream: Stream): void {
+    if (this.retriggerTimer) {
+      return;
+    }
+    this.retriggerTimer = setTimeout(() => {
+      this.retriggerTimer = undefined;
+      const editor = vscode.window.activeTextEditor;
+      if (!editor) {
+        return;
+      }
+      const pos = editor.selection.active;
+      const key = Streams.key(editor.document.uri.toString(), editor.document.version, pos.line, pos.character);
+      if (key === stream.key) {
+        void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+      }
+    }, RETRIGGER_MS);
+  }
+
+  private dropStream(uri: string): void {
+    const stream = this.streams.drop(uri);
+    if (stream) {
+      this.cancellers.get(stream.id)?.cancel();
+      this.render();
+    }
+  }
+
+  private didAccept(uri?: string): void {
+    const editor = vscode.window.activeTextEditor;
+    const client = this.client;
+    if (!editor || !client || client.state !== State.Running) {
+      return;
+    }
+    if (uri && editor.document.uri.toString() !== uri) {
+      return;
+    }
+    const c2p = client.code2ProtocolConverter;
+    void client.sendNotification("codefill/didAccept", {
+      textDocument: c2p.asTextDocumentIdentifier(editor.document),
+      position: c2p.asPosition(editor.selection.active),
+    });
+    this.output.debug(`accepted at ${editor.selection.active.line + 1}:${editor.selection.active.character + 1}`);
+  }
+
+  private async acceptPart(command: string): Promise<void> {
+    await vscode.commands.executeCommand(command);
+    this.didAccept();
+  }
+}
+
+let instance: Codefill | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  instance = new Codefill(context);
+  await instance.start();
+}
+
+export async function deactivate(): Promise<void> {
+  await instance?.stop();
+  instance = undefined;
+}

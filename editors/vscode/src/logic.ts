@@ -1,0 +1,290 @@
+// The extension's own logic, free of the `vscode` module so that plain node tests can run it:
+// finding the server command, turning VS Code's settings into the server's settings tree, the
+// status bar text, the bounded restart policy and the state of streamed suggestions.
+import * as path from "node:path";
+
+/** Keys under `codefill.` that belong to the extension, not to the server's config tree. */
+export const CLIENT_SECTIONS = ["server", "streaming"];
+/** The server's top-level sections (lsp_server/config.py). */
+export const SERVER_SECTIONS = ["engine", "prompt", "context", "completion"];
+
+export type Settings = { [key: string]: unknown };
+
+/**
+ * The server's settings tree from `workspace.getConfiguration("codefill")` (as a plain object):
+ * only the server's sections, with `completion.enabled` forced off when `enabled` is false.
+ */
+export function toServerSettings(codefill: Settings, enabled = true): Settings {
+  const out: Settings = {};
+  for (const section of SERVER_SECTIONS) {
+    const value = codefill[section];
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+      out[section] = JSON.parse(JSON.stringify(value));
+    }
+  }
+  if (!enabled) {
+    const completion = (out.completion ?? {}) as Settings;
+    completion.enabled = false;
+    out.completion = completion;
+  }
+  return out;
+}
+
+export interface ServerCommand {
+  command: string;
+  args: string[];
+  /** Where it was found, for the log and the status. */
+  source: string;
+}
+
+export interface FindOptions {
+  /** `codefill.server.command` */
+  command: string[];
+  /** `codefill.server.pythonPath` */
+  pythonPath: string;
+  /** `python.defaultInterpreterPath` (the Python extension's setting), or "" */
+  defaultInterpreter: string;
+  env: { [key: string]: string | undefined };
+  workspaceFolders: string[];
+  platform: string;
+  isExecutable: (file: string) => boolean;
+}
+
+function binDir(platform: string): string {
+  return platform === "win32" ? "Scripts" : "bin";
+}
+
+function exe(platform: string, name: string): string {
+  return platform === "win32" ? `${name}.exe` : name;
+}
+
+/** The command that starts `codefill serve`, or an error saying how to fix it. */
+export function findServer(o: FindOptions): ServerCommand | { error: string } {
+  if (o.command.length > 0) {
+    const [command, ...args] = o.command;
+    const isPath = command.includes("/") || command.includes("\\");
+    const resolved = isPath ? (o.isExecutable(command) ? command : undefined) : lookPath(command, o);
+    if (!resolved) {
+      return { error: `codefill.server.command: ${command} is not an executable file${isPath ? "" : " on PATH"}` };
+    }
+    return { command: resolved, args, source: "codefill.server.command" };
+  }
+  if (o.pythonPath) {
+    if (!o.isExecutable(o.pythonPath)) {
+      return { error: `codefill.server.pythonPath: ${o.pythonPath} is not an executable file` };
+    }
+    return { command: o.pythonPath, args: ["-m", "lsp_server.cli.main", "serve"],
+      source: "codefill.server.pythonPath" };
+  }
+  const candidates: [string, string][] = [];
+  const bin = binDir(o.platform);
+  if (o.defaultInterpreter) {
+    candidates.push([path.join(path.dirname(o.defaultInterpreter), exe(o.platform, "codefill")),
+      "python.defaultInterpreterPath"]);
+  }
+  if (o.env.VIRTUAL_ENV) {
+    candidates.push([path.join(o.env.VIRTUAL_ENV, bin, exe(o.platform, "codefill")), "$VIRTUAL_ENV"]);
+  }
+  for (const folder of o.workspaceFolders) {
+    for (const venv of [".venv", "venv"]) {
+      candidates.push([path.join(folder, venv, bin, exe(o.platform, "codefill")), `${venv} of the workspace`]);
+    }
+  }
+  for (const [file, source] of candidates) {
+    if (o.isExecutable(file)) {
+      return { command: file, args: ["serve"], source };
+    }
+  }
+  const onPath = lookPath(exe(o.platform, "codefill"), o);
+  if (onPath) {
+    return { command: onPath, args: ["serve"], source: "PATH" };
+  }
+  return {
+    error: "the codefill language server was not found (looked in python.defaultInterpreterPath's "
+      + "environment, $VIRTUAL_ENV, the workspace's .venv and PATH): install it with "
+      + "`pip install codefill` or set codefill.server.command",
+  };
+}
+
+function lookPath(name: string, o: FindOptions): string | undefined {
+  const sep = o.platform === "win32" ? ";" : ":";
+  for (const dir of (o.env.PATH ?? "").split(sep)) {
+    if (dir) {
+      const file = path.join(dir, name);
+      if (o.isExecutable(file)) {
+        return file;
+      }
+    }
+  }
+  return undefined;
+}
+
+export type ModelState = "starting" | "idle" | "loading" | "ready" | "failed";
+
+export interface StatusInput {
+  enabled: boolean;
+  /** The client could not start or gave up restarting: the reason. */
+  clientError?: string;
+  model?: ModelState;
+  modelError?: string;
+  percent?: number;
+  generating: boolean;
+}
+
+export interface StatusView {
+  text: string;
+  tooltip: string;
+  kind: "off" | "error" | "loading" | "generating" | "ready";
+}
+
+/** What the status bar item shows. */
+export function statusView(s: StatusInput): StatusView {
+  if (s.clientError) {
+    return { text: "$(error) codefill", tooltip: `codefill: ${s.clientError} (click for details)`, kind: "error" };
+  }
+  if (s.model === "failed") {
+    return { text: "$(error) codefill", tooltip: `codefill: the model failed to load: ${s.modelError ?? "unknown error"} (click for details)`, kind: "error" };
+  }
+  if (!s.enabled) {
+    return { text: "$(circle-slash) codefill", tooltip: "codefill: suggestions are off (click for status; codefill: Toggle Suggestions)", kind: "off" };
+  }
+  if (s.model === undefined || s.model === "starting" || s.model === "idle" || s.model === "loading") {
+    const pct = s.percent !== undefined ? ` ${Math.round(s.percent)}%` : "";
+    return { text: `$(loading~spin) codefill${pct}`, tooltip: "codefill: loading the model", kind: "loading" };
+  }
+  if (s.generating) {
+    return { text: "$(sync~spin) codefill", tooltip: "codefill: generating a suggestion", kind: "generating" };
+  }
+  return { text: "$(check) codefill", tooltip: "codefill: ready (click for status)", kind: "ready" };
+}
+
+/** Restart a crashed server at most `max` times within `windowMs`. */
+export class RestartPolicy {
+  private times: number[] = [];
+  constructor(public max: number, private windowMs = 180_000, private now: () => number = Date.now) {}
+
+  /** Called when the server connection closed unexpectedly: restart it? */
+  shouldRestart(): boolean {
+    const t = this.now();
+    this.times = this.times.filter((x) => t - x < this.windowMs);
+    if (this.times.length >= this.max) {
+      return false;
+    }
+    this.times.push(t);
+    return true;
+  }
+
+  get count(): number {
+    return this.times.length;
+  }
+
+  reset(): void {
+    this.times = [];
+  }
+}
+
+/** One streamed suggestion (codefill/complete with a streamId). */
+export interface Stream {
+  id: string;
+  /** document uri, version and position the stream was asked for */
+  key: string;
+  text: string;
+  done: boolean;
+  /** the text last handed to VS Code */
+  shown?: string;
+  waiters: (() => void)[];
+}
+
+/** The streams in flight, at most one per document. */
+export class Streams {
+  private byId = new Map<string, Stream>();
+  private byDoc = new Map<string, Stream>();
+  private seq = 0;
+
+  constructor(private prefix = "vscode") {}
+
+  static key(uri: string, version: number, line: number, character: number): string {
+    return `${uri}#${version}@${line}:${character}`;
+  }
+
+  /** The stream for exactly this key, if one is in flight or finished. */
+  find(uri: string, key: string): Stream | undefined {
+    const s = this.byDoc.get(uri);
+    return s && s.key === key ? s : undefined;
+  }
+
+  /** Start a stream for uri/key; returns it and the one it replaces (to cancel). */
+  start(uri: string, key: string): { stream: Stream; replaced?: Stream } {
+    const replaced = this.byDoc.get(uri);
+    if (replaced) {
+      this.byId.delete(replaced.id);
+    }
+    this.seq += 1;
+    const stream: Stream = { id: `${this.prefix}-${this.seq}`, key, text: "", done: false, waiters: [] };
+    this.byId.set(stream.id, stream);
+    this.byDoc.set(uri, stream);
+    return { stream, replaced };
+  }
+
+  /** A codefill/partial notification: returns the stream when its text grew. */
+  partial(id: string, text: string): Stream | undefined {
+    const s = this.byId.get(id);
+    if (!s || s.done || typeof text !== "string" || text.length <= s.text.length) {
+      return undefined;
+    }
+    s.text = text;
+    Streams.wake(s);
+    return s;
+  }
+
+  /** The final answer (authoritative: it may be shorter than the partials). */
+  finish(id: string, text: string | undefined): Stream | undefined {
+    const s = this.byId.get(id);
+    if (!s) {
+      return undefined;
+    }
+    s.text = text ?? "";
+    s.done = true;
+    this.byId.delete(id);
+    Streams.wake(s);
+    return s;
+  }
+
+  /** Forget the document's stream (document changed or closed); returns it to cancel. */
+  drop(uri: string): Stream | undefined {
+    const s = this.byDoc.get(uri);
+    if (s) {
+      this.byDoc.delete(uri);
+      this.byId.delete(s.id);
+      s.done = true;
+      Streams.wake(s);
+    }
+    return s;
+  }
+
+  get inFlight(): number {
+    return this.byId.size;
+  }
+
+  /** Resolve when the stream has text or is done (or after timeoutMs). */
+  static wait(s: Stream, timeoutMs: number): Promise<void> {
+    if (s.text || s.done) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      s.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private static wake(s: Stream): void {
+    const waiters = s.waiters;
+    s.waiters = [];
+    for (const w of waiters) {
+      w();
+    }
+  }
+}
