@@ -6,7 +6,8 @@ Figures (medians over --reps, the two sides alternating so machine drift hits bo
 - prompt eval tok/s: a cold prompt (a different first line each rep, so nothing is reused);
 - generation tok/s: greedy tokens after the first;
 - first-token latency: submission to first token, cold prompt;
-- ratio codefill / bare for each (goal: time ratio ≤ 1.05);
+- ratio codefill / bare for each (goal: time ratio ≤ 1.05), in wall time and in the process's
+  CPU time (all threads), which a machine shared with other work disturbs much less;
 - one-token extension: the prompt plus one token, with KV reuse (codefill's engine) vs cold.
 """
 
@@ -34,14 +35,15 @@ def source_text(n_chars: int) -> str:
     return text[:n_chars]
 
 
-def bare_run(llm, tokens: list[int], n_gen: int) -> tuple[float, float, float]:
-    """(prompt eval s, first token s, generation s for n_gen-1 tokens) with llama-cpp-python."""
+def bare_run(llm, tokens: list[int], n_gen: int) -> tuple[float, float, float, float, float]:
+    """(prompt eval s, first token s, generation s for n_gen-1 tokens, prompt eval CPU s,
+    whole-run CPU s) with llama-cpp-python."""
     llm.reset()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     llm.eval(tokens)  # the same batched decode the engine uses
-    t_eval = time.perf_counter() - t0
+    t_eval, c_eval = time.perf_counter() - t0, time.process_time() - c0
     llm.reset()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     t_first = 0.0
     n = 0
     for _ in llm.generate(tokens, temp=0.0, top_k=1, reset=True):
@@ -50,7 +52,8 @@ def bare_run(llm, tokens: list[int], n_gen: int) -> tuple[float, float, float]:
             t_first = time.perf_counter() - t0
         if n == n_gen:
             break
-    return t_eval, t_first, time.perf_counter() - t0 - t_first
+    return (t_eval, t_first, time.perf_counter() - t0 - t_first, c_eval,
+            time.process_time() - c0)
 
 
 def invalidate(engine: LlamaEngine, tokens: list[int]) -> None:
@@ -62,15 +65,19 @@ def engine_run(engine: LlamaEngine, tokens: list[int], n_gen: int) -> tuple[floa
     """Like bare_run, through the engine; prompt eval time scaled to the whole prompt (the
     engine keeps BOS, which a cold bare llama.cpp evaluates)."""
     invalidate(engine, tokens)
+    c0 = time.process_time()
     s = engine.submit(GenerationRequest(tokens=tokens, max_tokens=1))
     s.text()
+    c_eval = (time.process_time() - c0) * len(tokens) / s.stats.n_evaluated
     t_eval = s.stats.t_prompt_eval * len(tokens) / s.stats.n_evaluated
     invalidate(engine, tokens)
+    c0 = time.process_time()
     s = engine.submit(GenerationRequest(tokens=tokens, max_tokens=n_gen))
     s.text()
+    c_all = time.process_time() - c0
     assert s.stats.n_generated == n_gen, s.stats
     first = s.stats.t_first_token or 0.0
-    return t_eval, first, s.stats.t_total - first
+    return t_eval, first, s.stats.t_total - first, c_eval, c_all
 
 
 def main() -> None:
@@ -95,7 +102,8 @@ def main() -> None:
     base = bare.tokenize(text.encode(), add_bos=True)[: args.prompt_tokens]
 
     rows: dict[str, list[float]] = {k: [] for k in (
-        "eval_b", "eval_e", "first_b", "first_e", "gen_b", "gen_e", "ext_cold", "ext_warm")}
+        "eval_b", "eval_e", "first_b", "first_e", "gen_b", "gen_e", "ext_cold", "ext_warm",
+        "cpu_eval_b", "cpu_eval_e", "cpu_all_b", "cpu_all_e")}
     for rep in range(args.reps + 1):  # rep 0 warms up
         tokens = base[:1] + bare.tokenize(f"# run {rep}\n".encode(), add_bos=False) + base[1:]
         tokens = tokens[: args.prompt_tokens]
@@ -111,9 +119,9 @@ def main() -> None:
         cold.text()
         if rep == 0:
             continue
-        for key, value in zip(("eval_b", "first_b", "gen_b"), b):
+        for key, value in zip(("eval_b", "first_b", "gen_b", "cpu_eval_b", "cpu_all_b"), b):
             rows[key].append(value)
-        for key, value in zip(("eval_e", "first_e", "gen_e"), e):
+        for key, value in zip(("eval_e", "first_e", "gen_e", "cpu_eval_e", "cpu_all_e"), e):
             rows[key].append(value)
         rows["ext_warm"].append(warm.stats.t_first_token or 0.0)
         rows["ext_cold"].append(cold.stats.t_first_token or 0.0)
@@ -132,6 +140,10 @@ def main() -> None:
           f"| {med['gen_e'] / med['gen_b']:.3f} |")
     print(f"| first token (cold prompt) | {med['first_b'] * 1000:.0f} ms "
           f"| {med['first_e'] * 1000:.0f} ms | {med['first_e'] / med['first_b']:.3f} |")
+    print(f"| CPU time, prompt eval | {med['cpu_eval_b']:.2f} s | {med['cpu_eval_e']:.2f} s "
+          f"| {med['cpu_eval_e'] / med['cpu_eval_b']:.3f} |")
+    print(f"| CPU time, prompt + {args.gen} tokens | {med['cpu_all_b']:.2f} s "
+          f"| {med['cpu_all_e']:.2f} s | {med['cpu_all_e'] / med['cpu_all_b']:.3f} |")
     print()
     print("| one-token extension of the prompt | first token | tokens evaluated |")
     print("| --- | ---: | ---: |")
