@@ -73,7 +73,7 @@ class CodefillServer(LanguageServer):
         self.config = Config()
         self.host = ModelHost(self.config, self._model_state)
         self.pipeline = Pipeline(self.config, lambda: self.host.ready, self._log,
-                                 context=self.context_for)
+                                 context=self.context_for, unavailable=self._why_no_model)
         self.roots: list[Path] = []
         self.index: WorkspaceIndex | None = None
         self._progress_token: str | None = None
@@ -151,6 +151,11 @@ class CodefillServer(LanguageServer):
             except Exception:
                 self._progress_token = None
         self.host.start()
+
+    def _why_no_model(self) -> str:
+        if self.host.state == "failed":
+            return f"the model failed to load: {self.host.error}"
+        return f"the model is not loaded yet ({self.host.state})"
 
     # --- repository context --------------------------------------------------------------
     def start_index(self) -> None:

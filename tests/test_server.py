@@ -336,7 +336,8 @@ def test_failed_model_load_keeps_the_server_up_and_recovers(tmp_path: Path) -> N
     assert any("not a GGUF" in m.message for m in h.messages)
     uri = h.open(tmp_path / "a.py", CODE)
     assert h.inline(uri, *CURSOR) is None
-    assert "not loaded" in h.status()["completion"]["last_empty_reason"]
+    assert "failed to load" in h.status()["completion"]["last_empty_reason"]
+    assert "not a GGUF" in h.status()["completion"]["last_empty_reason"]
     h.run(_set(h, {"engine": {"model": "", "context_size": 2048, "time_budget_ms": 60000}}))
     h.wait_state({"ready"})
     assert h.inline(uri, *CURSOR)

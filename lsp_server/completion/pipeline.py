@@ -116,9 +116,11 @@ class Pipeline:
     """Serves completion requests for every open document of one language server."""
 
     def __init__(self, config: Config, session: Callable[[], ModelSession | None],
-                 log: Log | None = None, context: ContextProvider | None = None) -> None:
+                 log: Log | None = None, context: ContextProvider | None = None,
+                 unavailable: Callable[[], str] | None = None) -> None:
         self.config = config
         self._session = session
+        self._unavailable = unavailable or (lambda: "the model is not loaded yet")
         self._context = context
         self._log = log or (lambda level, msg: None)
         self.cache = SuggestionCache()
@@ -188,7 +190,7 @@ class Pipeline:
 
         session = self._session()
         if session is None:
-            return Suggestion("", reason="the model is not loaded yet")
+            return Suggestion("", reason=self._unavailable())
         await asyncio.sleep(self._debounce(req.uri))
         if self._seq.get(req.uri) != seq:
             self.counters.superseded += 1
