@@ -112,6 +112,22 @@ def common_prefix_len(a: np.ndarray, b: np.ndarray) -> int:
     return int(diff[0]) if diff.size else n
 
 
+def record_prompt(llama: Any, tokens: list[int]) -> None:
+    """Test mode: with CODEFILL_RECORD_PROMPTS=/path/file.jsonl set, append every submitted
+    prompt (detokenized) as one JSON line, so tests can check what reaches the model — e.g. that
+    no secret ever does (tests/test_reliability_secrets.py, docs/reliability.md). Off (one
+    environment lookup) otherwise."""
+    path = os.environ.get("CODEFILL_RECORD_PROMPTS")
+    if not path:
+        return
+    import json
+
+    text = (llama.detokenize(list(tokens), special=True).decode("utf-8", errors="replace")
+            if llama is not None else None)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"pid": os.getpid(), "n_tokens": len(tokens), "prompt": text}) + "\n")
+
+
 class LlamaEngine:
     """Loads a GGUF model on a worker thread and serves generation requests in order."""
 
@@ -156,6 +172,7 @@ class LlamaEngine:
                listener: Callable[[TokenEvent | None], None] | None = None) -> TokenStream:
         """Queue ``request``; its tokens arrive on the returned stream (and at ``listener``)."""
         stream = TokenStream(request, listener=listener)
+        record_prompt(self._llama, request.tokens)
         if self.state == "closed":
             stream._finish(StopReason.ERROR, "engine is closed")
         else:

@@ -1,0 +1,128 @@
+"""Secrets canary, end to end: canary secrets planted where a workspace keeps them, source files
+that import and mention those files, many completions with repository context through the real
+server — and no canary in any prompt the engine was given.
+
+Prompts are seen through the engine's test mode, CODEFILL_RECORD_PROMPTS (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.lsp_harness import Harness
+from tests.test_server import merged
+
+pytestmark = pytest.mark.model
+
+CANARIES = {
+    ".env": "CANARY-ENV-3f9a1c",
+    "config/.env.local": "CANARY-ENVLOCAL-77be02",
+    "id_rsa": "CANARY-IDRSA-c41d5e",
+    "server.pem": "CANARY-PEM-0a8f33",
+    "local_settings.py": "CANARY-GITIGNORED-5d2e90",   # listed in .gitignore
+    "../outside/creds.py": "CANARY-OUTSIDE-b61f47",   # reached through symlinks
+}
+LEGIT = "LEGIT_MARKER_e4c2"  # in an ordinary imported module: context does reach prompts
+
+APP = '''"""The app: loads its settings from .env, config/.env.local, id_rsa and server.pem."""
+import os
+import local_settings
+import creds
+from ext import creds as ext_creds
+from config import loader
+import helpers
+
+KEY_FILE = "id_rsa"
+CERT = "server.pem"
+ENV = loader.read_env(".env") | loader.read_env("config/.env.local")
+
+
+def api_key():
+    return local_settings.API_KEY or creds.TOKEN or ext_creds.TOKEN
+
+
+def connect():
+    key = open(KEY_FILE).read()
+    token = api_key()
+    return helpers.'''
+
+
+def plant(root: Path) -> None:
+    (root / ".git").mkdir()
+    (root / ".gitignore").write_text("local_settings.py\n")
+    (root / ".env").write_text(f"API_KEY={CANARIES['.env']}\nDEBUG=1\n")
+    (root / "config").mkdir()
+    (root / "config" / ".env.local").write_text(f"DB_PASSWORD={CANARIES['config/.env.local']}\n")
+    (root / "config" / "__init__.py").write_text("")
+    (root / "config" / "loader.py").write_text(
+        "def read_env(path):\n    out = {}\n    for line in open(path):\n"
+        "        k, _, v = line.strip().partition('=')\n        out[k] = v\n    return out\n")
+    (root / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n"
+                                 f"b3BlbnNzaC1rZXktdjEAAAAA{CANARIES['id_rsa']}AAAA\n"
+                                 "-----END OPENSSH PRIVATE KEY-----\n")
+    (root / "server.pem").write_text("-----BEGIN CERTIFICATE-----\n"
+                                     f"MIIC{CANARIES['server.pem']}\n-----END CERTIFICATE-----\n")
+    (root / "local_settings.py").write_text(f'API_KEY = "{CANARIES["local_settings.py"]}"\n')
+    outside = root.parent / "outside"
+    outside.mkdir()
+    (outside / "creds.py").write_text(f'TOKEN = "{CANARIES["../outside/creds.py"]}"\n')
+    (outside / "__init__.py").write_text("")
+    os.symlink(outside / "creds.py", root / "creds.py")   # a file symlink out of the root
+    os.symlink(outside, root / "ext")                     # a directory symlink out of the root
+    (root / "helpers.py").write_text(f'"""Helpers ({LEGIT})."""\n\n\ndef request(url, key):\n'
+                                     "    return url, key\n")
+    (root / "test_app.py").write_text("import app\n\n\ndef test_key():\n"
+                                      "    assert app.api_key()\n")
+
+
+def test_no_canary_reaches_any_prompt(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    plant(root)
+    record = tmp_path / "prompts.jsonl"
+    h = Harness(root, settings=merged({"prompt": {"max_tokens": 4}}),
+                env={"CODEFILL_RECORD_PROMPTS": str(record)})
+    h.start()
+    try:
+        st = h.wait_state({"ready"})
+        assert st["context"]["state"] != "off"
+        # The secret files are open in other editor tabs too (buffers feed the index).
+        for rel in (".env", "config/.env.local", "local_settings.py"):
+            h.open(root / rel, (root / rel).read_text(), language="plaintext")
+        uri = h.open(root / "app.py", APP)
+        lines = APP.split("\n")
+        # Many completions at different places (different prompts: no cache hits).
+        n_requests = 0
+        for row in range(len(lines) - 1, 2, -1):
+            col = len(lines[row])
+            if not lines[row].strip():
+                continue
+            h.request("codefill/complete", {"textDocument": {"uri": uri},
+                                            "position": {"line": row, "character": col}})
+            n_requests += 1
+            if n_requests >= 12:
+                break
+        # And in the other source files.
+        for rel in ("helpers.py", "test_app.py", "config/loader.py"):
+            text = (root / rel).read_text()
+            u = h.open(root / rel, text)
+            last = text.rstrip("\n").split("\n")
+            h.request("codefill/complete", {"textDocument": {"uri": u}, "position": {
+                "line": len(last) - 1, "character": len(last[-1])}})
+            n_requests += 1
+        status = h.status()
+    finally:
+        assert h.stop() == 0
+    prompts = [json.loads(line)["prompt"] for line in record.read_text().splitlines()]
+    assert len(prompts) >= n_requests // 2, (len(prompts), n_requests, status)
+    assert all(p is not None for p in prompts)
+    # Not vacuous: repository context is in the prompts, and the canaries' importer is too.
+    assert any(LEGIT in p for p in prompts), "no repository context reached a prompt"
+    assert any("import local_settings" in p for p in prompts)
+    leaks = {name: sum(canary in p for p in prompts) for name, canary in CANARIES.items()}
+    print(f"\n{len(prompts)} prompts from {n_requests} requests; leaks: {leaks}")
+    assert not any(leaks.values()), leaks
