@@ -10,7 +10,6 @@ import {
   LanguageClientOptions,
   ServerOptions,
   State,
-  TransportKind,
 } from "vscode-languageclient/node";
 import {
   findServer,
@@ -154,7 +153,8 @@ class Codefill {
     const serverOptions: ServerOptions = {
       command: found.command,
       args: found.args,
-      transport: TransportKind.stdio,
+      // No transport: plain stdio. (TransportKind.stdio would append --stdio, which
+      // `codefill serve` does not take.)
       options: { env: { ...process.env, PYTHONUNBUFFERED: "1" } },
     };
     const clientOptions: LanguageClientOptions = {

@@ -1,0 +1,214 @@
+// End-to-end test of the extension in a real VS Code: code-server (VS Code in a browser) in
+// headless Chromium driven by playwright-core, with the real `codefill serve` and its model.
+// Opens fib.py of a fixture workspace, types, waits for the ghost text, takes a screenshot,
+// accepts with Tab, saves, and checks the file on disk. Prints one JSON line with the result.
+//
+// Environment: CODE_SERVER (code-server binary), VSIX, WORKSPACE (a copy of the fixture),
+// SERVER_CMD (JSON list for codefill.server.command), SCREENSHOT (PNG path),
+// GHOST_TIMEOUT_MS (default 120000), CHROMIUM (default /usr/bin/chromium).
+import { spawn, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined) {
+    throw new Error(`${name} is not set`);
+  }
+  return v;
+};
+const CODE_SERVER = env("CODE_SERVER");
+const VSIX = env("VSIX");
+const WORKSPACE = env("WORKSPACE");
+const SERVER_CMD = JSON.parse(env("SERVER_CMD"));
+const SCREENSHOT = env("SCREENSHOT");
+const GHOST_TIMEOUT_MS = Number(env("GHOST_TIMEOUT_MS", "120000"));
+const CHROMIUM = env("CHROMIUM", "/usr/bin/chromium");
+
+const t0 = Date.now();
+const timings = {};
+const mark = (name) => { timings[name] = (Date.now() - t0) / 1000; };
+const log = (msg) => process.stderr.write(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+async function waitHttp(url, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) {
+        return;
+      }
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`code-server did not answer ${url} within ${timeoutMs} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "codefill-vscode-e2e-"));
+const userData = path.join(scratch, "user-data");
+const extensions = path.join(scratch, "extensions");
+fs.mkdirSync(path.join(userData, "User"), { recursive: true });
+fs.writeFileSync(path.join(userData, "User", "settings.json"), JSON.stringify({
+  "telemetry.telemetryLevel": "off",
+  "update.mode": "none",
+  "extensions.autoUpdate": false,
+  "extensions.autoCheckUpdates": false,
+  "workbench.enableExperiments": false,
+  "workbench.startupEditor": "none",
+  "workbench.tips.enabled": false,
+  "security.workspace.trust.enabled": false,
+  "editor.inlineSuggest.enabled": true,
+  // Keep the suggest widget out of the way: Tab must go to the inline suggestion.
+  "editor.quickSuggestions": { other: "off", comments: "off", strings: "off" },
+  "editor.suggestOnTriggerCharacters": false,
+  "editor.wordBasedSuggestions": "off",
+  "files.autoSave": "off",
+  "codefill.server.command": SERVER_CMD,
+}, null, 2));
+
+let codeServer;
+let browser;
+const result = { ok: false };
+try {
+  const install = spawnSync(CODE_SERVER, ["--install-extension", VSIX, "--force",
+    "--extensions-dir", extensions, "--user-data-dir", userData], { encoding: "utf8", timeout: 300_000 });
+  if (install.status !== 0) {
+    throw new Error(`--install-extension failed (${install.status}): ${install.stdout}${install.stderr}`);
+  }
+  mark("installed");
+  const port = await freePort();
+  codeServer = spawn(CODE_SERVER, ["--bind-addr", `127.0.0.1:${port}`, "--auth", "none",
+    "--user-data-dir", userData, "--extensions-dir", extensions, "--disable-telemetry",
+    "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
+    WORKSPACE], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const serverLog = [];
+  codeServer.stdout.on("data", (d) => serverLog.push(String(d)));
+  codeServer.stderr.on("data", (d) => serverLog.push(String(d)));
+  result.codeServerLog = serverLog;
+  await waitHttp(`http://127.0.0.1:${port}/healthz`, 120_000);
+  mark("code-server up");
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  page.setDefaultTimeout(120_000);
+  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(WORKSPACE)}`);
+  await page.waitForSelector(".monaco-workbench", { timeout: 180_000 });
+  mark("workbench");
+  log("workbench loaded");
+  // Open fib.py with Quick Open.
+  await page.waitForTimeout(1500);
+  await page.keyboard.press("Control+P");
+  await page.waitForSelector(".quick-input-widget input");
+  await page.keyboard.type("fib.py", { delay: 30 });
+  await page.waitForSelector(".quick-input-list .monaco-list-row");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector(".monaco-editor .view-lines:has-text('fibonacci')");
+  mark("file open");
+  log("fib.py open");
+  // The status bar item shows the model state; wait for ready (a check icon).
+  const item = page.locator("[id*='codefill'].statusbar-item, .statusbar-item:has-text('codefill')").first();
+  await item.waitFor({ timeout: 120_000 });
+  result.statusStart = (await item.getAttribute("aria-label")) ?? (await item.innerText());
+  await page.waitForFunction(() => {
+    const el = [...document.querySelectorAll(".statusbar-item")].find((e) => e.textContent?.includes("codefill"));
+    return el && el.querySelector(".codicon-check");
+  }, null, { timeout: GHOST_TIMEOUT_MS });
+  mark("model ready");
+  log("status bar: ready");
+  // Line 4 is "    return "; go to its end and type.
+  await page.click(".monaco-editor .view-lines");
+  await page.keyboard.press("Control+G");
+  await page.waitForSelector(".quick-input-widget input");
+  await page.keyboard.type("4", { delay: 30 });
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("End");
+  await page.keyboard.type("fib", { delay: 120 });
+  const typedAt = Date.now();
+  const ghost = page.locator("[class*='ghost-text']").first();
+  await ghost.waitFor({ state: "visible", timeout: GHOST_TIMEOUT_MS });
+  await page.waitForFunction(() => [...document.querySelectorAll("[class*='ghost-text']")]
+    .some((e) => (e.textContent ?? "").trim().length > 0), null, { timeout: GHOST_TIMEOUT_MS });
+  result.ghostLatencyS = (Date.now() - typedAt) / 1000;
+  mark("ghost text");
+  // Let a streamed suggestion settle (it may still grow), then read and photograph it.
+  await page.waitForTimeout(1500);
+  result.ghost = await page.evaluate(() => [...document.querySelectorAll("[class*='ghost-text']")]
+    .map((e) => (e.textContent ?? "").replace(/\u00a0/g, " ")).filter((t) => t.length > 0));
+  log(`ghost text: ${JSON.stringify(result.ghost)}`);
+  fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+  await page.screenshot({ path: SCREENSHOT });
+  result.screenshot = SCREENSHOT;
+  await page.keyboard.press("Tab");
+  await page.waitForTimeout(500);
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Control+S");
+  const file = path.join(WORKSPACE, "fib.py");
+  const deadline = Date.now() + 30_000;
+  let text = fs.readFileSync(file, "utf8");
+  while (!text.split("\n")[3].startsWith("    return fib") && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    text = fs.readFileSync(file, "utf8");
+  }
+  mark("saved");
+  result.fileText = text;
+  result.ok = true;
+} catch (err) {
+  result.error = err instanceof Error ? `${err.message}\n${err.stack}` : String(err);
+  try {
+    const pages = browser ? browser.contexts().flatMap((c) => c.pages()) : [];
+    if (pages[0]) {
+      await pages[0].screenshot({ path: SCREENSHOT.replace(/\.png$/, "-failure.png") });
+      result.failureScreenshot = SCREENSHOT.replace(/\.png$/, "-failure.png");
+    }
+  } catch {
+    // no screenshot
+  }
+} finally {
+  result.timings = timings;
+  if (browser) {
+    await browser.close().catch(() => {});
+  }
+  if (codeServer && codeServer.pid) {
+    try {
+      process.kill(-codeServer.pid, "SIGTERM"); // the whole group: file watchers, the LSP server
+    } catch {
+      // already gone
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    try {
+      process.kill(-codeServer.pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+  if (result.ok) {
+    result.codeServerLog = undefined;
+  } else if (result.codeServerLog) {
+    result.codeServerLog = result.codeServerLog.join("").slice(-4000);
+  }
+  fs.rmSync(scratch, { recursive: true, force: true });
+  process.stdout.write(JSON.stringify(result) + "\n");
+  process.exit(result.ok ? 0 : 1);
+}

@@ -1,0 +1,157 @@
+"""The VS Code extension (editors/vscode): settings manifest, lint, type check, unit tests,
+.vsix package, and an end-to-end test in a real VS Code (code-server in headless Chromium).
+
+The npm dependencies and the e2e tools are installed by editors/vscode/scripts/setup-tests.sh
+(.ci/run calls it); each test skips and names what is missing when they are not there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+EXT = REPO / "editors" / "vscode"
+FIXTURE = REPO / "tests" / "editors" / "neovim" / "fixtures" / "fib.py"
+ARTIFACTS = REPO / "test-artifacts"
+CODE_SERVER = Path(os.environ.get("CODEFILL_CODE_SERVER_DIR",
+                                  Path.home() / ".cache" / "codefill" / "code-server")) \
+    / "node_modules" / ".bin" / "code-server"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+sys.path.insert(0, str(EXT / "scripts"))
+import settings_manifest  # noqa: E402
+
+
+def _npm_missing() -> str | None:
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        return "node/npm not found"
+    if not (EXT / "node_modules" / ".bin" / "tsc").exists():
+        return ("editors/vscode/node_modules missing: run editors/vscode/scripts/setup-tests.sh "
+                "(npm ci)")
+    return None
+
+
+needs_npm = pytest.mark.skipif(_npm_missing() is not None, reason=str(_npm_missing()))
+
+
+def npm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["npm", "--prefix", str(EXT), "run", *args], cwd=EXT,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"npm run {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_settings_in_package_json_match_the_server_config() -> None:
+    """Every server setting is contributed with the server's default, doc, type and bounds."""
+    package = json.loads((EXT / "package.json").read_text())
+    props = package["contributes"]["configuration"]["properties"]
+    expected = settings_manifest.server_properties()
+    server_keys = {k: v for k, v in props.items() if not k.startswith(settings_manifest.CLIENT_KEYS)}
+    assert server_keys == expected, ("package.json is stale: run "
+                                     "`python editors/vscode/scripts/settings_manifest.py --write`")
+    assert props["codefill.engine.model"]["default"] == ""
+    assert props["codefill.completion.mode"]["enum"] == ["auto", "single", "multi"]
+    assert set(k for k in props if k.startswith(settings_manifest.CLIENT_KEYS)) == {
+        "codefill.server.command", "codefill.server.pythonPath", "codefill.server.maxRestarts",
+        "codefill.streaming"}
+
+
+def test_commands_are_contributed() -> None:
+    package = json.loads((EXT / "package.json").read_text())
+    commands = {c["command"] for c in package["contributes"]["commands"]}
+    assert commands == {"codefill.toggle", "codefill.acceptNextWord", "codefill.acceptNextLine",
+                        "codefill.showStatus", "codefill.showLog", "codefill.restartServer"}
+    source = (EXT / "src" / "extension.ts").read_text()
+    for command in commands | {"codefill.didAccept"}:
+        assert f'"{command}"' in source, f"{command} is not registered"
+
+
+@needs_npm
+def test_typecheck_and_lint() -> None:
+    npm("typecheck")
+    npm("lint")
+
+
+@needs_npm
+def test_unit_tests() -> None:
+    proc = npm("test")
+    assert "# fail 0" in proc.stdout and "# pass " in proc.stdout, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def vsix() -> Path:
+    if _npm_missing():
+        pytest.skip(str(_npm_missing()))
+    npm("package")
+    path = EXT / "dist" / "codefill.vsix"
+    assert path.exists()
+    return path
+
+
+def test_vsix_contents(vsix: Path) -> None:
+    with zipfile.ZipFile(vsix) as z:
+        names = set(z.namelist())
+        assert {"extension/package.json", "extension/dist/extension.js", "extension.vsixmanifest",
+                "extension/readme.md"} <= names
+        assert not any("node_modules" in n or n.endswith(".ts") for n in names), names
+        manifest = json.loads(z.read("extension/package.json"))
+        bundle = z.read("extension/dist/extension.js").decode()
+    assert manifest["main"] == "./dist/extension.js"
+    assert "codefill/partial" in bundle and "registerProposedFeatures" in bundle
+
+
+def _e2e_missing() -> str | None:
+    if missing := _npm_missing():
+        return missing
+    if not Path(CHROMIUM).exists():
+        return "chromium not found (apt-get install chromium; see editors/vscode/scripts/setup-tests.sh)"
+    if not CODE_SERVER.exists():
+        return f"code-server not found at {CODE_SERVER} (editors/vscode/scripts/setup-tests.sh)"
+    if not (EXT / "node_modules" / "playwright-core").exists():
+        return "playwright-core missing in editors/vscode/node_modules (npm ci)"
+    return None
+
+
+@pytest.mark.model
+def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
+    """Real VS Code, real server, embedded model: type, see ghost text, Tab, check the file."""
+    if missing := _e2e_missing():
+        pytest.skip(missing)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    shutil.copy(FIXTURE, workspace / "fib.py")
+    original = (workspace / "fib.py").read_text()
+    screenshot = ARTIFACTS / "vscode-ghost-text.png"
+    env = {**os.environ, "CODE_SERVER": str(CODE_SERVER), "VSIX": str(vsix),
+           "WORKSPACE": str(workspace), "SCREENSHOT": str(screenshot), "CHROMIUM": CHROMIUM,
+           "SERVER_CMD": json.dumps([sys.executable, "-m", "lsp_server.cli.main", "serve"]),
+           "GHOST_TIMEOUT_MS": "150000"}
+    proc = subprocess.run(["node", str(EXT / "e2e" / "run.mjs")], cwd=EXT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"no result from the e2e driver:\n{proc.stdout}\n{proc.stderr}"
+    result = json.loads(lines[-1])
+    assert result["ok"], f"{result.get('error')}\n{result.get('codeServerLog', '')}\n{proc.stderr}"
+    ghost = result["ghost"]
+    assert ghost and any(g.strip() for g in ghost), result
+    text = result["fileText"]
+    line4 = text.split("\n")[3]
+    assert line4.startswith("    return fib") and len(line4) > len("    return fib"), line4
+    # The accepted text is what the ghost text showed on the cursor line.
+    assert line4.rstrip() == ("    return fib" + ghost[0]).rstrip(), (line4, ghost)
+    # Nothing else in the file changed.
+    orig_lines = original.split("\n")
+    new_lines = text.split("\n")
+    assert new_lines[:3] == orig_lines[:3]
+    assert new_lines[-6:] == orig_lines[-6:]
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000
+    print(f"ghost text after {result['ghostLatencyS']:.1f} s; timings {result['timings']}")
