@@ -24,6 +24,7 @@ No weights are committed: the work directory defaults to a temporary one.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import random
 import sys
@@ -110,7 +111,7 @@ def exact_match(gguf: Path, tasks: list[dict[str, str]], files: dict[str, str], 
     cfg.prompt.fim_order = order
     cfg.prompt.max_tokens = MAX_TOKENS
     graph = DependencyGraph.from_texts(files)
-    hits, times, examples = 0, [], []
+    hits, nonempty, sim, times, examples = 0, 0, 0.0, [], []
     with ModelSession(cfg) as s:
         s.engine.wait_ready()
         assert s.template.name == "codegemma", s.template.name
@@ -122,10 +123,13 @@ def exact_match(gguf: Path, tasks: list[dict[str, str]], files: dict[str, str], 
                            single_line=True, language="python")
             ok = c.text.strip() == t["middle"]
             hits += ok
+            nonempty += bool(c.text.strip())
+            sim += difflib.SequenceMatcher(None, c.text.strip(), t["middle"]).ratio()
             times.append(c.timings["total"])
             if len(examples) < 5:
-                examples.append({"want": t["middle"], "got": c.text, "ok": ok})
+                examples.append({"want": t["middle"], "got": c.text, "ok": ok, "stop": c.stop})
     return {"exact_match": hits / len(tasks), "hits": hits, "n": len(tasks),
+            "nonempty": nonempty, "mean_similarity": sim / len(tasks),
             "ms_per_completion": 1000 * sum(times) / len(times), "examples": examples}
 
 
@@ -138,8 +142,11 @@ def quantize(hf: Path, out: Path) -> Path:
 
 def plot(history: list[dict[str, float]], evals: list[dict[str, float]], png: Path,
          title: str) -> None:
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:  # not a project dependency: the numbers are in the JSON anyway
+        log("matplotlib is not installed (pip install matplotlib): no PNG")
+        return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -168,6 +175,8 @@ def main() -> int:
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "figures" / "train_tiny_loss.png")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--eval-only", action="store_true",
+                    help="reuse the tokenizer, GGUFs and history of an earlier run in --work")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="codefill-train-tiny-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -182,6 +191,8 @@ def main() -> int:
     log(f"corpus: {len(corpus.files)} files, {corpus.n_chars / 1e6:.1f}M chars, "
         f"{len(held)} held out")
 
+    if args.eval_only:
+        return evaluate_only(args, work, corpus, held, res)
     tok_dir = work / "tokenizer"
     t0 = time.perf_counter()
     train_tokenizer((t for p, t in corpus.files.items() if not is_eval_path(p, EVAL_SHARE)),
@@ -225,14 +236,32 @@ def main() -> int:
          f"{last['tok_s']:,.0f} tok/s")
 
     trained_gguf = quantize(r.hf_dir, work / "trained-q8_0.gguf")  # type: ignore[arg-type]
+    return infill(args, corpus, held, base_gguf, trained_gguf, res)
+
+
+def evaluate_only(args: argparse.Namespace, work: Path, corpus: Any, held: list[str],
+                  res: dict[str, Any]) -> int:
+    hist = json.loads((work / "run" / "history.json").read_text())
+    last = hist["history"][-1]
+    res["training"] = {"params": hist["params"], "steps": last["step"], "tokens": last["tokens"],
+                       "train_seconds": last["elapsed"], "tok_s": last["tok_s"],
+                       "first_loss": hist["history"][0]["loss"], "final_loss": last["loss"],
+                       "evals": hist["evals"]}
+    return infill(args, corpus, held, work / "untrained-q8_0.gguf", work / "trained-q8_0.gguf",
+                  res)
+
+
+def infill(args: argparse.Namespace, corpus: Any, held: list[str], base_gguf: Path,
+           trained_gguf: Path, res: dict[str, Any]) -> int:
     tasks = tasks_from(corpus.files, held, args.tasks)
     res["infill"] = {}
     for name, gguf in (("untrained", base_gguf), ("trained", trained_gguf)):
         for order in ("psm", "spm"):
             m = exact_match(gguf, tasks, corpus.files, order, args.threads)
             res["infill"][f"{name}/{order}"] = m
-            log(f"{name} {order}: exact match {m['hits']}/{m['n']} "
-                f"({m['ms_per_completion']:.0f} ms per completion)")
+            log(f"{name} {order}: exact match {m['hits']}/{m['n']}, non-empty {m['nonempty']}, "
+                f"similarity {m['mean_similarity']:.3f} ({m['ms_per_completion']:.0f} ms per "
+                f"completion)")
     res["gguf_bytes"] = trained_gguf.stat().st_size
     text = json.dumps(res, indent=1)
     if args.json:

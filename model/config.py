@@ -8,7 +8,6 @@ keys are exactly the ones ``codefill quantize`` reads.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -102,7 +101,3 @@ def named_config(name: str) -> GemmaConfig:
     except KeyError:
         raise KeyError(f"unknown model config {name!r}; known: {', '.join(CONFIGS)}") from None
 
-
-def embed_scale(hidden_size: int) -> float:
-    """√hidden, as HF applies it (a scalar in the activations' dtype)."""
-    return math.sqrt(hidden_size)
