@@ -288,6 +288,9 @@ def train(cfg: TrainConfig, *, on_log: Callable[[dict[str, float]], None] | None
             f"{tok.vocab_size}, global batch {global_rows} x {cfg.seq_len} tokens, "
             f"{d.world} process(es)")
     t0 = time.perf_counter()
+    # Totals carry over a resume; tok/s is this session's rate.
+    tokens_before = int(result.history[-1]["tokens"]) if result.history else 0
+    elapsed_before = float(result.history[-1]["elapsed"]) if result.history else 0.0
     tokens_seen = 0
     last_save = result.step
     stop_at = min(cfg.steps, cfg.stop_after if cfg.stop_after is not None else cfg.steps)
@@ -320,13 +323,14 @@ def train(cfg: TrainConfig, *, on_log: Callable[[dict[str, float]], None] | None
         result.step = step + 1
         tokens_seen += sum(int((r.segment_ids >= 0).sum()) for r in rows)
         elapsed = time.perf_counter() - t0
-        rec = {"step": result.step, "loss": loss, "lr": lr, "tokens": tokens_seen,
-               "tok_s": tokens_seen / elapsed, "elapsed": elapsed}
+        rec = {"step": result.step, "loss": loss, "lr": lr,
+               "tokens": tokens_before + tokens_seen, "tok_s": tokens_seen / elapsed,
+               "elapsed": elapsed_before + elapsed}
         result.history.append(rec)
         if on_log:
             on_log(rec)
         if d.main and (result.step % cfg.log_every == 0 or result.step == stop_at):
-            _say(d, _progress(result.step, cfg.steps, loss, lr, rec["tok_s"], elapsed))
+            _say(d, _progress(result.step, cfg.steps, loss, lr, rec["tok_s"], rec["elapsed"]))
         if eval_rows and (result.step % cfg.eval_every == 0 or result.step == stop_at):
             ev_loss = evaluate(model, eval_rows, cfg.micro_batch, cfg.bf16)
             result.evals.append({"step": result.step, "eval_loss": ev_loss})

@@ -105,6 +105,7 @@ def test_resume_continues_the_exact_schedule(corpus: Path, tok_dir: Path, tmp_pa
     assert resumed.step == 6
     assert [h["lr"] for h in resumed.history] == [h["lr"] for h in straight.history]
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    assert [h["tokens"] for h in resumed.history] == [h["tokens"] for h in straight.history]
     a, b = load_pretrained(straight.hf_dir), load_pretrained(resumed.hf_dir)  # type: ignore[arg-type]
     for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), k
