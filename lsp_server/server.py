@@ -392,14 +392,11 @@ def create_server() -> CodefillServer:
     async def codefill_complete(ls: CodefillServer, params: Any) -> dict[str, Any] | None:
         """Streaming completion: codefill/partial notifications, then the final text."""
         params = plain(params)
-        try:
-            uri = params["textDocument"]["uri"]
-            position = types.Position(line=int(params["position"]["line"]),
-                                      character=int(params["position"]["character"]))
-            stream_id = params.get("streamId")
-        except (KeyError, TypeError, ValueError):
+        where = _document_position(params)
+        if where is None:
             return None
-        req = ls.request_at(uri, position)
+        stream_id = params.get("streamId")
+        req = ls.request_at(*where)
         if req is None:
             return None
 
@@ -415,14 +412,8 @@ def create_server() -> CodefillServer:
 
     @ls.feature("codefill/didAccept")
     def did_accept(ls: CodefillServer, params: Any) -> None:
-        params = plain(params)
-        try:
-            uri = params["textDocument"]["uri"]
-            position = types.Position(line=int(params["position"]["line"]),
-                                      character=int(params["position"]["character"]))
-        except (KeyError, TypeError, ValueError):
-            return
-        req = ls.request_at(uri, position)
+        where = _document_position(plain(params))
+        req = ls.request_at(*where) if where is not None else None
         if req is not None:
             ls.pipeline.accepted(req.uri, req.text, req.offset, req.language, req.path)
 
@@ -445,6 +436,17 @@ def create_server() -> CodefillServer:
         await ls.host.close()
 
     return ls
+
+
+def _document_position(params: Any) -> tuple[str, types.Position] | None:
+    """(uri, position) from the params of codefill's own methods, or None when malformed."""
+    try:
+        position = types.Position(line=int(params["position"]["line"]),
+                                  character=int(params["position"]["character"]))
+        uri = params["textDocument"]["uri"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (uri, position) if isinstance(uri, str) else None
 
 
 def _stale(ls: CodefillServer, req: CompletionRequest) -> bool:
