@@ -1,0 +1,273 @@
+"""Soak: many requests mixing typing, cancels, didChange and configuration changes across several
+documents, against the real `codefill serve` over raw stdio.
+
+    python bench/soak.py                 # the full soak: 10,000 completion requests
+    python bench/soak.py --requests 300  # the CI variant (tests/test_reliability_soak.py)
+
+Figures: requests served (non-empty suggestion), empty, cancelled, errors, stale completions
+returned, max RSS and RSS growth of the server process.
+
+Staleness is checked from the stream order of the server's replies: every didChange is followed
+by a ``codefill/status`` *barrier*; pygls applies notifications in order, so once the barrier's
+reply has been read, the server holds that version. A non-empty suggestion whose reply comes
+after the barrier of a later version of its document is stale (it was computed for, or served
+against, text the client no longer has). It must never happen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = ["def total(items):\n    result = 0\n    for x in items:\n        ",
+         "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        ",
+         "import os\n\n\ndef list_files(path):\n    return os.",
+         "# 😀 unicode 中文\r\ndef greet(name):\r\n    print("]
+TYPED = "abcdefghij_ (),.xyz\n"
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Soak:
+    def __init__(self, root: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "lsp_server.cli.main", "serve"],
+                                     cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        self.root = root
+        self.replies: "queue.Queue[dict]" = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.next_id = 0
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        assert out is not None
+        while True:
+            header = out.readline()
+            if not header:
+                self.replies.put({"eof": True})
+                return
+            if header.startswith(b"Content-Length:"):
+                length = int(header.split(b":")[1])
+                while out.readline().strip():
+                    pass
+                self.replies.put(json.loads(out.read(length)))
+
+    def send(self, obj: dict[str, Any]) -> None:
+        body = json.dumps(obj).encode()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
+
+    def request(self, method: str, params: Any) -> str:
+        self.next_id += 1
+        msg_id = f"q{self.next_id}"
+        self.send({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
+        return msg_id
+
+    def notify(self, method: str, params: Any) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+def settings(rng: random.Random) -> dict[str, Any]:
+    return {"prompt": {"max_tokens": rng.choice([3, 4, 6])},
+            "completion": {"debounce_min_ms": rng.choice([0, 10, 30]),
+                           "debounce_max_ms": 150, "mode": rng.choice(["auto", "single"])},
+            "engine": {"context_size": 2048, "time_budget_ms": 60000}}
+
+
+def run(n_requests: int, seed: int = 0, max_outstanding: int = 6,
+        timeout_s: float = 3600) -> dict[str, Any]:
+    rng = random.Random(seed)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / ".git").mkdir()
+        s = Soak(root)
+        try:
+            return _run(s, rng, n_requests, max_outstanding, t0, timeout_s)
+        finally:
+            s.proc.kill()
+            s.proc.wait()
+
+
+def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0: float,
+         timeout_s: float) -> dict[str, Any]:
+    init = s.request("initialize", {"capabilities": {}, "processId": None,
+                                    "rootUri": s.root.as_uri(),
+                                    "initializationOptions": settings(rng)})
+    docs: dict[str, str] = {}
+    version: dict[str, int] = {}
+    confirmed: dict[str, int] = {}            # highest version whose barrier reply was read
+    barriers: dict[str, tuple[str, int]] = {}  # barrier id -> (uri, version)
+    pending: dict[str, tuple[str, int]] = {}   # completion id -> (uri, version at request)
+    figures = {"requests": 0, "served": 0, "empty": 0, "cancelled": 0, "errors": 0,
+               "stale": 0, "did_change": 0, "cancels_sent": 0, "config_changes": 0}
+    rss: list[int] = []
+
+    def drain(block: bool) -> None:
+        while True:
+            try:
+                msg = s.replies.get(timeout=120 if block else 0)
+            except queue.Empty:
+                if block:
+                    raise TimeoutError(f"no reply; pending {len(pending)}")
+                return
+            block = False
+            if msg.get("eof"):
+                raise RuntimeError("the server exited")
+            mid = msg.get("id")
+            if "method" in msg or mid is None:
+                if msg.get("method") == "workspace/configuration" and mid is not None:
+                    s.send({"jsonrpc": "2.0", "id": mid, "result": [None]})
+                continue
+            if mid in barriers:
+                uri, v = barriers.pop(mid)
+                confirmed[uri] = max(confirmed.get(uri, 0), v)
+            elif mid in pending:
+                uri, v = pending.pop(mid)
+                if "error" in msg:
+                    key = "cancelled" if msg["error"].get("code") == -32800 else "errors"
+                    figures[key] += 1
+                    continue
+                items = (msg.get("result") or {}).get("items") or []
+                if items and items[0].get("insertText"):
+                    figures["served"] += 1
+                    if confirmed.get(uri, 0) > v:
+                        figures["stale"] += 1
+                else:
+                    figures["empty"] += 1
+
+    while True:  # initialize
+        msg = s.replies.get(timeout=120)
+        if msg.get("id") == init:
+            break
+    s.notify("initialized", {})
+    for i, text in enumerate(SEEDS):
+        uri = (s.root / f"doc{i}.py").as_uri()
+        docs[uri], version[uri] = text, 1
+        s.notify("textDocument/didOpen", {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": text}})
+    # Wait for the model.
+    while True:
+        b = s.request("codefill/status", {})
+        msg = s.replies.get(timeout=120)
+        while msg.get("id") != b:
+            msg = s.replies.get(timeout=120)
+        if msg["result"]["model"]["state"] == "ready":
+            break
+        assert msg["result"]["model"]["state"] != "failed", msg
+        time.sleep(0.2)
+    rss.append(rss_kb(s.proc.pid))
+
+    def end_pos(text: str) -> dict[str, int]:
+        lines = text.replace("\r\n", "\n").split("\n")
+        return {"line": len(lines) - 1,
+                "character": len(lines[-1].encode("utf-16-le")) // 2}
+
+    def edit(uri: str, new_text: str, start: dict[str, int], end: dict[str, int],
+             after: str) -> None:
+        version[uri] += 1
+        docs[uri] = after
+        s.notify("textDocument/didChange", {
+            "textDocument": {"uri": uri, "version": version[uri]},
+            "contentChanges": [{"range": {"start": start, "end": end}, "text": new_text}]})
+        barriers[s.request("codefill/status", {})] = (uri, version[uri])
+        figures["did_change"] += 1
+
+    while figures["requests"] < n_requests:
+        if time.monotonic() - t0 > timeout_s:
+            raise TimeoutError(f"soak over {timeout_s} s: {figures}")
+        uri = rng.choice(list(docs))
+        text = docs[uri]
+        r = rng.random()
+        if r < 0.10 and len(text) > 40:  # delete the last character (backspace)
+            lines = text.replace("\r\n", "\n").split("\n")
+            if lines[-1]:
+                pos = end_pos(text)
+                last = lines[-1]
+                start = {"line": pos["line"],
+                         "character": pos["character"] - len(last[-1].encode("utf-16-le")) // 2}
+                edit(uri, "", start, pos, text[:-1])
+        elif r < 0.13:  # an edit at the top of the file (invalidates every suggestion)
+            edit(uri, "#", {"line": 0, "character": 0}, {"line": 0, "character": 0}, "#" + text)
+        elif r < 0.15:
+            s.notify("workspace/didChangeConfiguration", {"settings": {"codefill": settings(rng)}})
+            figures["config_changes"] += 1
+        else:  # type one character, then ask
+            ch = rng.choice(TYPED)
+            if "\r\n" in text and ch == "\n":
+                ch = "\r\n"
+            pos = end_pos(text)
+            edit(uri, ch, pos, pos, text + ch)
+            if len(docs[uri]) > 3000:  # keep documents bounded: start over from the seed
+                i = int(uri.rsplit("doc", 1)[1].split(".")[0])
+                version[uri] += 1
+                docs[uri] = SEEDS[i]
+                s.notify("textDocument/didChange", {
+                    "textDocument": {"uri": uri, "version": version[uri]},
+                    "contentChanges": [{"text": SEEDS[i]}]})
+                barriers[s.request("codefill/status", {})] = (uri, version[uri])
+            rid = s.request("textDocument/inlineCompletion", {
+                "textDocument": {"uri": uri}, "position": end_pos(docs[uri]),
+                "context": {"triggerKind": 2}})
+            pending[rid] = (uri, version[uri])
+            figures["requests"] += 1
+            if rng.random() < 0.15:
+                s.notify("$/cancelRequest", {"id": rid})
+                figures["cancels_sent"] += 1
+            elif rng.random() < 0.3:  # the user pauses: wait for the suggestion
+                while rid in pending:
+                    drain(block=True)
+        drain(block=False)
+        while len(pending) >= max_outstanding:
+            drain(block=True)
+        if figures["requests"] % 100 == 0:
+            rss.append(rss_kb(s.proc.pid))
+    while pending or barriers:
+        drain(block=True)
+    rss.append(rss_kb(s.proc.pid))
+    b = s.request("codefill/status", {})
+    msg = s.replies.get(timeout=120)
+    while msg.get("id") != b:
+        msg = s.replies.get(timeout=120)
+    status = msg["result"]
+    warm = rss[min(len(rss) - 1, max(1, len(rss) // 10))]  # after the first tenth (caches fill)
+    figures.update({
+        "seconds": round(time.monotonic() - t0, 1),
+        "rss_start_mb": round(rss[0] / 1024, 1), "rss_max_mb": round(max(rss) / 1024, 1),
+        "rss_end_mb": round(rss[-1] / 1024, 1),
+        "rss_growth_after_warmup_mb": round((rss[-1] - warm) / 1024, 1),
+        "server_counters": status["completion"]["counters"],
+        "engine": {k: status["model"].get("engine", {}).get(k)
+                   for k in ("requests", "cancelled")},
+        "alive": s.proc.poll() is None})
+    return figures
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    figures = run(args.requests, args.seed)
+    print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
