@@ -123,7 +123,8 @@ def _e2e_missing() -> str | None:
 
 @pytest.mark.model
 def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
-    """Real VS Code, real server, embedded model: type, see ghost text, Tab, check the file."""
+    """Real VS Code, real server, embedded model: type, see ghost text, Tab, check the file;
+    then crash the server until the client gives up."""
     if missing := _e2e_missing():
         pytest.skip(missing)
     workspace = tmp_path / "ws"
@@ -154,4 +155,10 @@ def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
     assert new_lines[:3] == orig_lines[:3]
     assert new_lines[-6:] == orig_lines[-6:]
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
+    # The server killed 4 times: 3 restarts, then the client gives up with a clear error, no
+    # server process is left, and typing still works.
+    assert result["killed"] == 4
+    assert "not restarted again" in result["crashMessage"], result["crashMessage"]
+    assert result["serversAfterGivingUp"] == 0
+    assert "# still typing" in result["fileAfterCrash"].splitlines()
     print(f"ghost text after {result['ghostLatencyS']:.1f} s; timings {result['timings']}")

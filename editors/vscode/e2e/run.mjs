@@ -1,7 +1,8 @@
 // End-to-end test of the extension in a real VS Code: code-server (VS Code in a browser) in
 // headless Chromium driven by playwright-core, with the real `codefill serve` and its model.
 // Opens fib.py of a fixture workspace, types, waits for the ghost text, takes a screenshot,
-// accepts with Tab, saves, and checks the file on disk. Prints one JSON line with the result.
+// accepts with Tab, saves, and checks the file on disk; then kills the server until the client
+// gives up (bounded restarts) and checks that typing still works. Prints one JSON line.
 //
 // Environment: CODE_SERVER (code-server binary), VSIX, WORKSPACE (a copy of the fixture),
 // SERVER_CMD (JSON list for codefill.server.command), SCREENSHOT (PNG path),
@@ -60,6 +61,42 @@ async function waitHttp(url, timeoutMs) {
     }
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** Poll fn until it returns a truthy value. */
+async function waitFor(fn, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) {
+      return v;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** PIDs of `codefill serve` processes in code-server's process group (started by the extension). */
+function serverPids(pgid) {
+  const pids = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) {
+      continue;
+    }
+    try {
+      const cmd = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+      const pgrp = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+      if (pgrp === pgid && /(lsp_server\.cli\.main|bin\/codefill)\0serve/.test(cmd)) {
+        pids.push(Number(entry));
+      }
+    } catch {
+      // the process is gone
+    }
+  }
+  return pids;
 }
 
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "codefill-vscode-e2e-"));
@@ -173,6 +210,42 @@ try {
   }
   mark("saved");
   result.fileText = text;
+
+  // Bad input: the server crashes. Kill it (SIGKILL) each time the client has restarted it;
+  // after codefill.server.maxRestarts (3) restarts the client must give up, show the error in
+  // the status bar and a message, and typing must keep working.
+  const killed = [];
+  for (let i = 0; i < 4; i++) {
+    const pid = await waitFor(() => serverPids(codeServer.pid).find((p) => !killed.includes(p)), 90_000,
+      `a codefill server process (start ${i + 1})`);
+    await new Promise((r) => setTimeout(r, 1500)); // let it get through initialize
+    process.kill(pid, "SIGKILL");
+    killed.push(pid);
+    log(`killed server ${pid} (${i + 1}/4)`);
+  }
+  result.killed = killed.length;
+  await page.waitForFunction(() => {
+    const el = [...document.querySelectorAll(".statusbar-item")].find((e) => e.textContent?.includes("codefill"));
+    return el && el.querySelector(".codicon-error");
+  }, null, { timeout: 60_000 });
+  mark("crash error shown");
+  const toast = page.locator(".notifications-toasts .notification-list-item-message",
+    { hasText: "not restarted again" }).first();
+  await toast.waitFor({ timeout: 60_000 });
+  result.crashMessage = (await toast.innerText()).replace(/\s+/g, " ");
+  log(`after crashes: ${result.crashMessage}`);
+  await new Promise((r) => setTimeout(r, 3000));
+  result.serversAfterGivingUp = serverPids(codeServer.pid).length;
+  await page.click(".monaco-editor .view-lines");
+  await page.keyboard.press("Control+End");
+  await page.keyboard.type("# still typing", { delay: 30 });
+  await page.keyboard.press("Control+S");
+  const deadline2 = Date.now() + 30_000;
+  while (!fs.readFileSync(file, "utf8").includes("# still typing") && Date.now() < deadline2) {
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  result.fileAfterCrash = fs.readFileSync(file, "utf8");
+  mark("typed after crash");
   result.ok = true;
 } catch (err) {
   result.error = err instanceof Error ? `${err.message}\n${err.stack}` : String(err);
