@@ -27,6 +27,7 @@ from .config import Config, load_config
 from .context import WorkspaceIndex, context_budget
 from .prompt.assemble import ContextFile
 from .lifecycle import ModelHost
+from .textsync import use_lsp_lines
 
 log = logging.getLogger("codefill.server")
 
@@ -286,6 +287,7 @@ def create_server() -> CodefillServer:
 
     @ls.feature(types.INITIALIZE)
     def initialize(ls: CodefillServer, params: types.InitializeParams) -> None:
+        use_lsp_lines(ls.workspace)
         folders = params.workspace_folders or []
         roots = [_uri_path(f.uri) for f in folders]
         if not roots and params.root_uri:

@@ -17,6 +17,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from lsprotocol import types
 from pygls.workspace import Workspace
 
+from lsp_server.textsync import LspWorkspace
+
 URI = "file:///ws/doc.py"
 
 # Units the generated text is made of: ASCII, BMP non-ASCII, non-BMP (two UTF-16 units each),
@@ -89,8 +91,9 @@ def edit_for(draw: st.DrawFn, text: str, units: list[str]) -> Edit:
 # --- the server's side ----------------------------------------------------------------------
 
 def server_doc(text: str) -> Workspace:
-    ws = Workspace("file:///ws", sync_kind=types.TextDocumentSyncKind.Incremental,
-                   position_encoding=types.PositionEncodingKind.Utf16)
+    # The server's document store: pygls' Workspace with LSP line breaks.
+    ws = LspWorkspace("file:///ws", sync_kind=types.TextDocumentSyncKind.Incremental,
+                      position_encoding=types.PositionEncodingKind.Utf16)
     ws.put_text_document(types.TextDocumentItem(uri=URI, language_id="python", version=1,
                                                 text=text))
     return ws
@@ -166,9 +169,9 @@ def test_reference_model_positions() -> None:
 
 # --- known divergences in pygls 2 (strict xfails: they fail loudly once fixed upstream) -----
 
-@pytest.mark.xfail(strict=True, reason="pygls splits lines with str.splitlines(), which also "
-                   "breaks at \\f, \\v, \\x1c-\\x1e, \\x85, U+2028/9; LSP lines end only at "
-                   "\\r\\n, \\n, \\r (docs/reliability.md, bug 1)")
+# pygls splits lines with str.splitlines(), which also breaks at \f, \v, \x1c-\x1e, \x85,
+# U+2028/9; LSP lines end only at \r\n, \n, \r (docs/reliability.md, bug 1). The server's
+# LspWorkspace (lsp_server/textsync.py) fixes it.
 @pytest.mark.parametrize("sep", ["\x0c", "\x0b", "\x1c", "\x85", "\u2028"])
 def test_unusual_line_terminators_keep_sync(sep: str) -> None:
     # A Python file with a form feed (^L page break, as in CPython's own sources).
