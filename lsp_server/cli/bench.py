@@ -114,7 +114,8 @@ def _pct(x: float) -> str:
 
 
 def _describe(bench: Benchmark, n: int, args: argparse.Namespace, model: str) -> str:
-    subset = f", every {args.every}th" if args.every > 1 else ""
+    nth = {2: "2nd", 3: "3rd"}.get(args.every, f"{args.every}th")
+    subset = f", every {nth}" if args.every > 1 else ""
     subset += f" from #{args.offset}" if args.offset else ""
     return (f"benchmark {bench.name}: {n} tasks{subset}; {model}; lines "
             f"{args.lines or bench.lines}, max tokens {args.max_tokens or bench.max_tokens}"
