@@ -117,6 +117,7 @@ E2E_CASES = [
     "typing the suggestion's first character keeps the rest shown (typing-through)",
     "moving the cursor dismisses the ghost text; <Esc> clears it",
     "the dismiss key hides the suggestion until the next change",
+    'the popup menu hides the ghost text (pum = "hide") or keeps it beside the menu ("show")',
     "accept next word and next line insert exactly that part and keep the rest",
     ":Codefill status and :checkhealth codefill report the ready server",
     "toggle off: the server is told and no ghost text appears; toggle on brings it back",

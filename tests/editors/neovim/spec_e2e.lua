@@ -85,6 +85,28 @@ return function(t)
   local function ghost(what)
     return c:wait_lua("return (function() " .. SETTLED .. " end)()", GHOST_TIMEOUT, what or "ghost text")
   end
+  -- The same where any text will do: the embedded model may legitimately answer nothing at a
+  -- position (e.g. "nothing left after post-processing"); if the server answered and nothing
+  -- is shown, type one more character of `more` and wait again.
+  local function ghost_typing(more, what)
+    for ch in (more or ""):gmatch(".") do
+      local answers = c:lua("return require('codefill.suggest').stats.answers")
+      local ok, g = pcall(c.wait_lua, c, [[
+        local s = (function() ]] .. SETTLED .. [[ end)()
+        if s then return s end
+        local st = require("codefill.suggest").stats
+        if st.answers > ]] .. answers .. [[ and require("codefill.server").generating == 0 then
+          vim.wait(1000)
+          return (function() ]] .. SETTLED .. [[ end)() or "empty"
+        end
+      ]], GHOST_TIMEOUT, what or "ghost text")
+      if ok and type(g) == "table" then
+        return g
+      end
+      c:type(ch)
+    end
+    return ghost(what)
+  end
 
   t.case("the server starts for the file's root and the model loads (progress, status, statusline)", function()
     c:lua([[
@@ -146,7 +168,7 @@ return function(t)
   end)
 
   t.case("typing the suggestion's first character keeps the rest shown (typing-through)", function()
-    c:input("Go")
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
     c:type("def add(a, b):")
     c:input("<CR>")
     local g = ghost()
@@ -171,9 +193,9 @@ return function(t)
   end)
 
   t.case("moving the cursor dismisses the ghost text; <Esc> clears it", function()
-    c:input("Go")
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
     c:type("for i in range(")
-    ghost()
+    ghost_typing("10")
     c:input("<Left>")
     c:wait_lua("return (function() " .. NO_GHOST .. " end)()", 3000, "ghost text gone after <Left>")
     vim.wait(1500)
@@ -186,9 +208,9 @@ return function(t)
   end)
 
   t.case("the dismiss key hides the suggestion until the next change", function()
-    c:input("Go")
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
     c:type("x = [")
-    ghost()
+    ghost_typing("1, 2")
     c:input("<C-]>")
     eq(c:lua("return (function() " .. NO_GHOST .. " end)()"), true, "ghost text gone after <C-]>")
     vim.wait(1500)
@@ -198,10 +220,38 @@ return function(t)
     c:input("<Esc>")
   end)
 
+  t.case("the popup menu hides the ghost text (pum = \"hide\") or keeps it beside the menu (\"show\")", function()
+    c:lua([[vim.o.completeopt = "menuone"]]) -- a menu even for the single match "fibonacci"
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
+    c:type("print(fibo")
+    ghost_typing("nacc")
+    c:input("<C-n>")
+    eq(c:lua("return vim.fn.pumvisible()"), 1, "popup menu open")
+    eq(c:lua("return (function() " .. NO_GHOST .. " end)()"), true, "no ghost text while the menu is open")
+    vim.wait(1500)
+    eq(c:lua("return (function() " .. NO_GHOST .. " end)()"), true, "still none while the menu is open")
+    c:input("<C-e>")
+    eq(c:lua("return vim.fn.pumvisible()"), 0, "popup menu closed")
+    ghost_typing("nacc", "ghost text after the menu closed")
+    c:input("<Esc>")
+    c:lua([[require("codefill.server").config.ghost.pum = "show"]])
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
+    c:type("print(fibo")
+    ghost_typing("nacc")
+    c:input("<C-n>")
+    local g = c:wait_lua([[
+      if vim.fn.pumvisible() ~= 1 then return nil end
+      return (function() ]] .. SETTLED .. [[ end)()
+    ]], GHOST_TIMEOUT, "ghost text beside the open menu")
+    eq(g.cursor, { g.row, g.col }, "the ghost text is at the cursor after the menu inserted its item")
+    c:input("<C-e><Esc>")
+    c:lua([[require("codefill.server").config.ghost.pum = "hide"]])
+  end)
+
   t.case("accept next word and next line insert exactly that part and keep the rest", function()
-    c:input("Go")
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
     c:type("result = fibonacci(")
-    local g = ghost()
+    local g = ghost_typing("n - ")
     local piece = c:lua("return require('codefill.suggest')._next_word(...)", g.text)
     c:input("<M-Right>")
     eq(c:lines(), inserted(g.lines, g.row, g.col, piece), "buffer after accept word")
@@ -211,7 +261,7 @@ return function(t)
       assert(rest ~= "", "the rest of the suggestion is still shown")
     end
     c:input("<Esc>")
-    c:input("Go")
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
     c:type("def square(x):")
     c:input("<CR>")
     g = ghost()
@@ -254,7 +304,7 @@ return function(t)
       return out and out.settings.enabled == false and out
     ]], 10000, "server reports completion.enabled = false")
     eq(c:lua("return require('codefill').statusline()"), "codefill: off", "statusline")
-    c:input("Go")
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
     c:type("y = ")
     vim.wait(3000)
     eq(c:lua("return (function() " .. NO_GHOST .. " end)()"), true, "no ghost text while off")
@@ -268,9 +318,9 @@ return function(t)
   t.case("streaming = false: ghost text from textDocument/inlineCompletion", function()
     c:lua([[require("codefill.server").config.streaming = false]])
     local before = c:lua("return require('codefill.suggest').stats.inline_requests")
-    c:input("Go")
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
     c:type("z = fibonacci(")
-    local g = ghost()
+    local g = ghost_typing("n - ")
     check_drawn(g)
     local after = c:lua("return require('codefill.suggest').stats.inline_requests")
     assert(after > before, "textDocument/inlineCompletion requests were sent")
@@ -286,9 +336,9 @@ return function(t)
     c:wait_lua([[return require("codefill.server").state.model == "ready"]], 180000, "model ready after restart")
     local new = c:lua("return vim.lsp.get_clients({ name = 'codefill' })[1].id")
     assert(new ~= old, "a new client")
-    c:input("Go")
+    c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
     c:type("w = fibonacci(")
-    ghost("ghost text after restart")
+    ghost_typing("n - ", "ghost text after restart")
     c:input("<Esc>")
     local notes = c:notes()
     for _, n in ipairs(notes) do

@@ -303,6 +303,16 @@ local function autocmds()
       end
     end,
   })
+  -- Text changes while the menu is open (inserting the selected item): with ghost.pum = "show"
+  -- they are handled like typing.
+  api.nvim_create_autocmd("TextChangedP", {
+    group = group,
+    callback = function(ev)
+      if vim.b[ev.buf].codefill_root and server.config.ghost.pum == "show" then
+        suggest.on_text_changed(ev.buf)
+      end
+    end,
+  })
   api.nvim_create_autocmd("CompleteDone", {
     group = group,
     callback = function(ev)

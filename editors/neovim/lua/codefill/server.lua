@@ -228,7 +228,15 @@ function M.attach(bufnr)
     on_exit = function(code, signal, client_id)
       on_exit(code, signal, client_id, root)
     end,
-  }, { bufnr = bufnr, silent = true })
+  }, {
+    bufnr = bufnr,
+    silent = true,
+    -- Never reuse a client that is shutting down (after :Codefill restart or a crash).
+    reuse_client = function(client, config)
+      return client.name == config.name and client.root_dir == config.root_dir
+        and not stopping[client.id] and not client:is_stopped()
+    end,
+  })
   if not ok or not id then
     M.state.model = "error"
     M.state.error = string.format("could not start %s: %s", table.concat(cmd, " "),
@@ -269,14 +277,23 @@ function M.restart()
   restarts = {}
   M._reported_cmd_error = false
   M.state = { model = "off" }
-  vim.wait(5000, function()
+  local function all_stopped()
     for _, c in ipairs(old) do
       if not c:is_stopped() then
         return false
       end
     end
     return true
-  end, 20)
+  end
+  -- A clean shutdown first; a server that takes longer than 5 s is killed.
+  if not vim.wait(5000, all_stopped, 20) then
+    for _, c in ipairs(old) do
+      if not c:is_stopped() then
+        c:stop(true)
+      end
+    end
+    vim.wait(5000, all_stopped, 20)
+  end
   for _, buf in ipairs(bufs) do
     M.attach(buf)
   end
