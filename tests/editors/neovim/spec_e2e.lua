@@ -169,14 +169,13 @@ return function(t)
 
   t.case("typing the suggestion's first character keeps the rest shown (typing-through)", function()
     c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
-    c:type("def add(a, b):")
-    c:input("<CR>")
-    local g = ghost()
+    c:type("total = fibonacci(")
+    local g = ghost_typing("n - 1")
     local first = g.text:sub(1, 1)
     if #g.text < 2 or first == "\n" then
-      -- Nothing to type through on this line; accept the start to get a longer one.
+      -- Nothing to type through on this line; accept it and take the next one.
       c:input("<Tab>")
-      g = ghost()
+      g = ghost_typing(" + 1")
       first = g.text:sub(1, 1)
     end
     assert(#g.text >= 2 and first ~= "\n", "need a suggestion of 2+ characters on the line: " .. vim.inspect(g.text))
