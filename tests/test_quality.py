@@ -258,6 +258,34 @@ def test_inert_rules_really_never_cut_in_their_mode(single_line, rules) -> None:
         assert any(STOP_RULES[name].cut(t, other) is not None for t in texts), name
 
 
+class _Recorder:
+    """A completer that records calls; 'prime' is what ModelCompleter offers for ablations."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def prime(self, task: Task) -> None:
+        self.calls.append(("prime", task.task_id))
+
+    def __call__(self, task: Task, *, sample: int, disabled: frozenset[str]) -> Generated:
+        self.calls.append(("complete", (task.task_id, tuple(sorted(disabled)))))
+        return Generated(text=task.expected, tokens=1, latency_s=0.0, stop="test")
+
+
+def test_ablation_primes_each_task_before_its_configurations() -> None:
+    tasks = load_tasks("single-line", limit=2)
+    rec = _Recorder()
+    results = run(rec, tasks, configs={BASELINE: frozenset(), "-empty": frozenset({"empty"})},
+                  workers=2)
+    a, b = (t.task_id for t in tasks)
+    assert rec.calls == [("prime", a), ("complete", (a, ())), ("complete", (a, ("empty",))),
+                         ("prime", b), ("complete", (b, ())), ("complete", (b, ("empty",)))]
+    assert all(r.passed and r.config == name for name, rs in results.items() for r in rs)
+    single = _Recorder()
+    run(single, tasks, workers=2)
+    assert not any(kind == "prime" for kind, _ in single.calls)
+
+
 # --- data errors --------------------------------------------------------------------------
 
 def _data_dir(tmp_path: Path, benchmark_name: str, payload: bytes, *, gz: bool = True) -> Path:

@@ -7,8 +7,8 @@ sandboxed subprocesses, so programs under test never compete with the model for 
 latencies are measured.
 
 An ablation is a set of named configurations (rule names switched off); for each task all of
-them are generated back to back, so the engine's KV cache keeps the task's prompt and only the
-generation is paid again.
+them are generated back to back after the task's prompt has been put in the engine's KV cache,
+so every configuration starts from the same state and only the generation is paid again.
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ class ModelCompleter:
         return Generated(text=c.text, tokens=c.stats.n_generated,
                          latency_s=time.monotonic() - t0, stop=c.stop)
 
+    def prime(self, task: Task) -> None:
+        """Put the task's prompt into the KV cache (one generated token, result dropped)."""
+        self.session.complete(task.editor_prefix, task.editor_suffix,
+                              single_line=self.single_line, max_tokens=1, language=LANGUAGE)
+
 
 def canonical_completer(task: Task, *, sample: int, disabled: frozenset[str]) -> Generated:
     """The masked text itself, as a suggestion carries it: checks the harness, not a model."""
@@ -103,9 +108,19 @@ def run(completer: Completer, tasks: Sequence[Task], *,
     """Generate and execute every (task, sample, configuration); results per configuration,
     in task order."""
     configs = dict(configs or {BASELINE: frozenset()})
+    # With several configurations, every one of them must start from the same engine state: a
+    # prompt evaluated fresh and one reused from the KV cache give slightly different logits
+    # (another batch layout), which flips greedy near-ties. Priming puts each task's prompt in
+    # the cache first, so a difference between configurations is the rule's doing.
+    prime = getattr(completer, "prime", None) if len(configs) > 1 else None
     pending: list[tuple[str, Task, int, Generated | None, str]] = []
     t0 = last = time.monotonic()
     for i, task in enumerate(tasks, 1):
+        if prime is not None:
+            try:
+                prime(task)
+            except EngineError:
+                pass  # the configurations will report the failure themselves
         for sample in range(samples):
             for name, disabled in configs.items():
                 try:
