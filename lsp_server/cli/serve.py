@@ -13,6 +13,8 @@ HELP = "run the language server on stdio (or --tcp HOST:PORT for debugging)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    # vscode-languageclient appends --stdio for its stdio transport; stdio is the default.
+    p.add_argument("--stdio", action="store_true", help="use stdio (the default)")
     p.add_argument("--log-file", metavar="PATH", help="write the server's own log here")
 
 

@@ -26,6 +26,9 @@ Log = Callable[[str, str], None]  # (level, message)
 # Repository context for a request: (request, session, generation allowance) → files in order.
 ContextProvider = Callable[["CompletionRequest", ModelSession, int], Sequence[ContextFile]]
 
+# Reasons for an empty answer from a generation (see _wait).
+DIVERGED = "the document changed"
+CANCELLED = "generation cancelled"
 # A job whose requests were all cancelled keeps running this long, waiting to be adopted.
 ORPHAN_GRACE_S = 0.3
 # Intervals between requests longer than this are pauses, not typing speed.
@@ -186,7 +189,11 @@ class Pipeline:
             elif isinstance(entry.job, Job):
                 self.counters.in_flight_adopted += 1
                 self.counters.typing_through += bool(typed)
-                return await self._wait(entry.job, typed, ctx, on_text, "in_flight")
+                result = await self._wait(entry.job, typed, ctx, on_text, "in_flight")
+                if result.text or result.reason not in (DIVERGED, CANCELLED):
+                    return result
+                # The generation went another way than the user typed (or was stopped):
+                # ask the model anew below instead of answering nothing.
 
         session = self._session()
         if session is None:
@@ -226,8 +233,8 @@ class Pipeline:
                     rem = entry.remainder(typed)
                     if rem is None or job.cancelled:
                         self.counters.stale_dropped += rem is None
-                        return Suggestion("", source, "the document changed" if rem is None
-                                          else "generation cancelled", ctx.single_line)
+                        return Suggestion("", source, DIVERGED if rem is None else CANCELLED,
+                                          ctx.single_line)
                     if job.error:
                         return Suggestion("", source, f"engine error: {job.error}", ctx.single_line)
                     line_done = ctx.single_line and "\n" in rem.lstrip("\n")
