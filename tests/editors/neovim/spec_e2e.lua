@@ -110,7 +110,9 @@ return function(t)
 
   t.case("the server starts for the file's root and the model loads (progress, status, statusline)", function()
     c:lua([[
-      require("codefill").setup({ server = { cmd = ... }, settings = { completion = { log_level = "debug" } } })
+      require("codefill").setup({ server = { cmd = ... }, settings = { completion = { log_level = "debug" },
+        -- A generous time budget: on a loaded machine the default 5 s cut suggestions to nothing.
+        engine = { time_budget_ms = 60000 } } })
       vim.cmd("edit fib.py")
     ]], CMD)
     c:wait_lua([[return require("codefill.server").state.model == "ready"]], 180000, "model ready")
