@@ -54,6 +54,48 @@ class EngineConfig:
 
 
 @dataclass
+class RemoteConfig:
+    """A serving engine on another machine; the daemon keeps context, templates, caching and
+    post-processing local and only sends generation there (docs/deployment.md)."""
+
+    url: str = setting("", "Base URL of a remote engine, e.g. http://gpu-box:8080; empty means the "
+                           "local llama.cpp engine. Plain http is for 127.0.0.1 and trusted "
+                           "networks only.")
+    api: str = setting("llama-server", "Protocol of the remote engine: 'llama-server' (llama.cpp's "
+                                       "/infill with repository context as input_extra) or "
+                                       "'openai' (/v1/completions: vLLM, Ollama, "
+                                       "llama-cpp-python's server).",
+                       choices=("llama-server", "openai"))
+    openai_fim: str = setting("suffix", "How FIM reaches an OpenAI-compatible server: 'suffix' "
+                                        "sends prompt + suffix (the server applies the model's "
+                                        "FIM template), 'raw' sends a FIM prompt built with "
+                                        "prompt.template (which must then be set).",
+                              choices=("suffix", "raw"))
+    model: str = setting("", "Model name sent with each request (OpenAI-compatible servers "
+                             "serving several models need it).")
+    api_key_env: str = setting("CODEFILL_API_KEY", "Name of the environment variable holding the "
+                                                   "API key, sent as a Bearer token; the key "
+                                                   "itself never goes in settings or logs.")
+    context_size: int = setting(4096, "Context window of the remote model in tokens; prompts are "
+                                      "budgeted to it (token counts are estimated locally).",
+                                min=256, max=1 << 20)
+    connect_timeout_ms: int = setting(3000, "Time allowed to connect to the remote engine.",
+                                      min=50, max=600000)
+    read_timeout_ms: int = setting(30000, "Longest silence allowed on an open response before it "
+                                          "counts as failed.", min=50, max=600000)
+    verify_tls: bool = setting(True, "Verify the server's TLS certificate for https URLs (turn "
+                                     "off only for a self-signed test server).")
+    ca_file: str = setting("", "PEM file of extra certificate authorities to trust for https.")
+    retries: int = setting(2, "Retries of a request that failed before any text arrived "
+                              "(connection refused, 429, 5xx), with exponential backoff.",
+                           min=0, max=10)
+    backoff_ms: int = setting(250, "First retry delay; it doubles with each retry.",
+                              min=0, max=60000)
+    fallback: bool = setting(False, "When the remote engine fails, complete with the local "
+                                    "engine (engine.model) instead of answering nothing.")
+
+
+@dataclass
 class PromptConfig:
     """How the fill-in-the-middle prompt is built."""
 
@@ -130,6 +172,8 @@ class Config:
 
     engine: EngineConfig = field(default_factory=EngineConfig,
                                  metadata={"doc": "The local llama.cpp engine."})
+    remote: RemoteConfig = field(default_factory=RemoteConfig,
+                                 metadata={"doc": "A remote engine (llama-server, OpenAI-compatible)."})
     prompt: PromptConfig = field(default_factory=PromptConfig,
                                  metadata={"doc": "Prompt construction."})
     context: ContextConfig = field(default_factory=ContextConfig,
