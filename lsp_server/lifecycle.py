@@ -9,8 +9,9 @@ import asyncio
 import dataclasses
 from typing import Callable
 
-from .completion.session import ModelSession
+from .completion.backend import CompletionBackend, open_backend
 from .config import Config
+from .engine.types import EngineError
 from .errors import CodefillError
 
 Notify = Callable[[str, str], None]  # (state, detail)
@@ -19,9 +20,11 @@ Notify = Callable[[str, str], None]  # (state, detail)
 class ModelHost:
     """Owns the current :class:`ModelSession`; states: idle, loading, ready, failed."""
 
-    def __init__(self, config: Config, notify: Notify | None = None) -> None:
+    def __init__(self, config: Config, notify: Notify | None = None,
+                 on_health: Notify | None = None) -> None:
         self.config = config
-        self.session: ModelSession | None = None
+        self.session: CompletionBackend | None = None
+        self._on_health = on_health
         self.state = "idle"
         self.error = ""
         self._notify = notify or (lambda state, detail: None)
@@ -29,7 +32,7 @@ class ModelHost:
         self._loaded_engine: object | None = None
 
     @property
-    def ready(self) -> ModelSession | None:
+    def ready(self) -> CompletionBackend | None:
         return self.session if self.state == "ready" else None
 
     def _set(self, state: str, detail: str = "") -> None:
@@ -48,14 +51,16 @@ class ModelHost:
         if old is not None:
             await asyncio.to_thread(old.close)
         self.error = ""
-        self._set("loading", "resolving the model")
+        remote = bool(self.config.remote.url.strip())
+        self._set("loading", "connecting to the remote engine" if remote else "resolving the model")
         try:
             session = await asyncio.to_thread(
-                ModelSession, self.config, progress=lambda msg: self._notify("loading", msg))
+                open_backend, self.config, progress=lambda msg: self._notify("loading", msg),
+                on_health=self._on_health)
             self.session = session
-            self._set("loading", f"loading {session.model_path.name}")
-            await asyncio.to_thread(session.engine.wait_ready)
-        except CodefillError as exc:
+            self._set("loading", f"{'probing' if remote else 'loading'} {session.label}")
+            await asyncio.to_thread(session.wait_ready)
+        except (CodefillError, EngineError) as exc:
             self.error = str(exc)
             self._set("failed", self.error)
             return
@@ -63,14 +68,15 @@ class ModelHost:
             self.error = f"model load failed: {exc}"
             self._set("failed", self.error)
             return
-        self._loaded_engine = dataclasses.replace(self.config.engine)
-        self._set("ready", f"{session.model_path.name} ({session.template.name})")
+        self._loaded_engine = (dataclasses.replace(self.config.engine),
+                               dataclasses.replace(self.config.remote))
+        self._set("ready", session.label)
 
     def needs_reload(self) -> bool:
         """Engine settings or the template changed since the model was loaded."""
         if self.session is None:
             return self.state != "loading"
-        return (self._loaded_engine != self.config.engine
+        return (self._loaded_engine != (self.config.engine, self.config.remote)
                 or self.session.config.prompt.template != self.config.prompt.template)
 
     async def close(self) -> None:
@@ -83,13 +89,13 @@ class ModelHost:
 
     def status(self) -> dict[str, object]:
         s = self.session
-        return {
-            "state": self.state,
-            "error": self.error,
-            "model": str(s.model_path) if s else self.config.engine.model or "embedded default",
-            "architecture": s.info.architecture if s else None,
-            "template": s.template.name if s else None,
-            "template_reason": s.detection.reason if s else None,
-            "context_size": s.engine.n_ctx if s else None,
-            "engine": dict(vars(s.engine.counters)) if s else None,
-        }
+        out: dict[str, object] = {"state": self.state, "error": self.error}
+        if s is not None:
+            out.update(s.status())
+        else:
+            out.update({
+                "backend": "remote" if self.config.remote.url.strip() else "local",
+                "model": self.config.remote.url or self.config.engine.model or "embedded default",
+                "architecture": None, "template": None, "template_reason": None,
+                "context_size": None, "engine": None})
+        return out

@@ -72,13 +72,14 @@ class CodefillServer(LanguageServer):
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          protocol_cls=CodefillProtocol)
         self.config = Config()
-        self.host = ModelHost(self.config, self._model_state)
+        self.host = ModelHost(self.config, self._model_state, on_health=self._remote_health)
         self.pipeline = Pipeline(self.config, lambda: self.host.ready, self._log,
                                  context=self.context_for, unavailable=self._why_no_model)
         self.roots: list[Path] = []
         self.index: WorkspaceIndex | None = None
         self._progress_token: str | None = None
         self._parent_watch: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- settings ------------------------------------------------------------------------
     def apply_settings(self, data: Any, source: str) -> None:
@@ -140,7 +141,23 @@ class CodefillServer(LanguageServer):
         if state == "failed":
             self._message(types.MessageType.Error, f"codefill: {detail}")
 
+    def _remote_health(self, state: str, detail: str) -> None:
+        """A remote engine stopped or started answering (called from engine threads)."""
+        if state == "failing":
+            text = f"codefill: remote engine failing: {detail}"
+            if self.config.remote.fallback:
+                text += " (completing with the local model meanwhile)"
+            kind = types.MessageType.Warning
+        else:
+            text, kind = f"codefill: {detail}", types.MessageType.Info
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._message, kind, text)
+        else:
+            self._message(kind, text)
+
     async def load_model(self) -> None:
+        self._loop = asyncio.get_running_loop()
         caps = self.client_capabilities.window
         if caps is not None and caps.work_done_progress:
             token = f"codefill-load-{uuid.uuid4().hex[:8]}"
@@ -178,7 +195,7 @@ class CodefillServer(LanguageServer):
         """The repository-context files for a request (called on a worker thread)."""
         if self.index is None or not req.file_path:
             return []
-        total = session.engine.n_ctx - max_tokens - 1
+        total = session.n_ctx - max_tokens - 1
         sel = self.index.select_context(
             req.file_path, req.text[:req.offset], req.text[req.offset:], session.tokenizer,
             context_budget(total, self.config.prompt.context_share))

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..config import Config
-from ..engine.types import EngineError, GenerationRequest, StopReason, TokenEvent, TokenStream
-from ..prompt.assemble import ContextFile, Prompt
+from ..engine.types import EngineError, StopReason, TokenEvent, TokenStream
+from ..prompt.assemble import ContextFile
 from .cache import CacheEntry, SuggestionCache, make_entry
 from .rules import SuggestionContext, decide_single_line, first_cut, postprocess
-from .session import ModelSession
+from .backend import CompletionBackend, InfillRequest
 
 Log = Callable[[str, str], None]  # (level, message)
 # Repository context for a request: (request, session, generation allowance) → files in order.
-ContextProvider = Callable[["CompletionRequest", ModelSession, int], Sequence[ContextFile]]
+ContextProvider = Callable[["CompletionRequest", CompletionBackend, int], Sequence[ContextFile]]
 
 # Reasons for an empty answer from a generation (see _wait).
 DIVERGED = "the document changed"
@@ -118,7 +118,7 @@ def first_line(text: str) -> str:
 class Pipeline:
     """Serves completion requests for every open document of one language server."""
 
-    def __init__(self, config: Config, session: Callable[[], ModelSession | None],
+    def __init__(self, config: Config, session: Callable[[], CompletionBackend | None],
                  log: Log | None = None, context: ContextProvider | None = None,
                  unavailable: Callable[[], str] | None = None) -> None:
         self.config = config
@@ -263,7 +263,7 @@ class Pipeline:
             self._cancel_job(job, "no request is waiting for it")
 
     # --- jobs ------------------------------------------------------------------------------
-    def _start(self, session: ModelSession, req: CompletionRequest, ctx: SuggestionContext,
+    def _start(self, session: CompletionBackend, req: CompletionRequest, ctx: SuggestionContext,
                *, speculative: bool) -> Job:
         prefix, suffix = req.text[:req.offset], req.text[req.offset:]
         entry = make_entry(req.uri, prefix, suffix)
@@ -282,7 +282,7 @@ class Pipeline:
         job.task = asyncio.create_task(self._run(session, job, req, prefix, suffix))
         return job
 
-    async def _run(self, session: ModelSession, job: Job, req: CompletionRequest, prefix: str,
+    async def _run(self, session: CompletionBackend, job: Job, req: CompletionRequest, prefix: str,
                    suffix: str) -> None:
         entry = job.entry
         loop = asyncio.get_running_loop()
@@ -290,18 +290,24 @@ class Pipeline:
         try:
             n = self.config.prompt.max_tokens
 
-            def build() -> Prompt:
+            def start() -> TokenStream:
                 files = self._context(req, session, n) if self._context is not None else ()
-                return session.build_prompt(prefix, suffix, path=req.path, context=files,
-                                            max_tokens=n)
+                stream = session.generate(
+                    InfillRequest(prefix=prefix, suffix=suffix, path=req.path,
+                                  context=tuple(files), max_tokens=n,
+                                  time_budget_s=self.config.engine.time_budget_ms / 1000),
+                    listener=lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev))
+                # Published before checking the flag: Job.cancel() sets the flag before it
+                # looks at the stream, so one of the two always cancels it.
+                job.stream = stream
+                if job.cancelled:
+                    stream.cancel()
+                return stream
 
-            prompt = await asyncio.to_thread(build)
             if job.cancelled:
                 raise asyncio.CancelledError
-            job.stream = session.engine.submit(
-                GenerationRequest(tokens=prompt.tokens, max_tokens=n, stop_ids=session.stop_ids,
-                                  time_budget_s=self.config.engine.time_budget_ms / 1000),
-                listener=lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev))
+            await asyncio.to_thread(start)
+            assert job.stream is not None
             raw = ""
             while (ev := await queue.get()) is not None:
                 raw += ev.text

@@ -6,19 +6,19 @@ benchmarks all go through it, so what they measure is what the editor gets.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..config import Config
 from ..engine.llama_engine import LlamaEngine
-from ..engine.types import EngineError, GenerationRequest, GenerationStats, StopReason
+from ..engine.types import EngineCounters, GenerationRequest, TokenStream
 from ..models.gguf_info import TOKEN_TYPE_CONTROL, ModelInfo, read_model_info
 from ..models.resolve import Progress, resolve_model
 from ..prompt.assemble import Budget, ContextFile, Prompt, assemble, resolve_sentinels
 from ..prompt.detect import Detection, choose_template
 from ..prompt.templates import Order
-from .rules import SuggestionContext, decide_single_line, first_cut, postprocess
+from .backend import Completion, CompletionBackend, InfillRequest, Listener
+
+__all__ = ["Completion", "LlamaTokenizer", "ModelSession", "stop_ids_for"]
 
 
 class LlamaTokenizer:
@@ -39,18 +39,6 @@ class LlamaTokenizer:
         return self._info.token_id(piece)
 
 
-@dataclass
-class Completion:
-    """A suggestion and what it cost."""
-
-    text: str
-    prompt: Prompt
-    stats: GenerationStats
-    stop: str
-    """Why the suggestion ended: an engine stop reason or the stop rule that cut it."""
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 def stop_ids_for(info: ModelInfo, detection: Detection) -> frozenset[int]:
     """Token ids that end a suggestion: the family's stop tokens, EOS/EOT, and any control
     token (a suggestion never contains one)."""
@@ -61,8 +49,11 @@ def stop_ids_for(info: ModelInfo, detection: Detection) -> frozenset[int]:
     return frozenset(ids)
 
 
-class ModelSession:
-    """Owns the engine for one model; safe to share between threads for ``complete``."""
+class ModelSession(CompletionBackend):
+    """The local backend: owns the llama.cpp engine for one model; safe to share between
+    threads for ``complete``."""
+
+    kind = "local"
 
     def __init__(self, config: Config | None = None, *, progress: Progress | None = None) -> None:
         self.config = config or Config()
@@ -99,63 +90,47 @@ class ModelSession:
         return assemble(self.template, self.tokenizer, prefix=prefix, suffix=suffix,
                         budget=budget, path=path, context=context, order=self.order())
 
-    def complete(self, prefix: str, suffix: str, *, path: str = "", single_line: bool | None = None,
-                 max_tokens: int | None = None, context: Sequence[ContextFile] = (),
-                 language: str = "", disabled_rules: frozenset[str] = frozenset(),
-                 temperature: float = 0.0, seed: int = 0) -> Completion:
-        """One suggestion for the cursor between ``prefix`` and ``suffix``, synchronously.
+    # --- CompletionBackend ---------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        return self.engine.n_ctx
 
-        The same stop rules and post-processors as the language server's pipeline
-        (lsp_server/completion/rules); ``single_line`` None decides like the server's 'auto'
-        mode. ``disabled_rules`` switches rules off by name (for ablations). ``temperature``
-        0 is greedy; above 0 samples with ``seed`` (pass@k benchmarks).
-        """
-        t0 = time.monotonic()
-        self.engine.wait_ready()
-        t_ready = time.monotonic()
-        if single_line is None:
-            single_line = decide_single_line(prefix, suffix, language)
-        ctx = SuggestionContext(prefix=prefix[-4096:], suffix=suffix[:4096], language=language,
-                                single_line=single_line)
-        n = max_tokens or self.config.prompt.max_tokens
-        prompt = self.build_prompt(prefix, suffix, path=path, context=context, max_tokens=n)
-        t_prompt = time.monotonic()
+    @property
+    def counters(self) -> EngineCounters:
+        return self.engine.counters
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_path.name} ({self.template.name})"
+
+    @property
+    def load_seconds(self) -> float:
+        return self.engine.load_seconds or 0.0
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        self.engine.wait_ready(timeout)
+
+    def generate(self, req: InfillRequest, listener: Listener | None = None) -> TokenStream:
+        """Assemble the prompt with the model's own tokenizer and template and submit it."""
+        prompt = self.build_prompt(req.prefix, req.suffix, path=req.path, context=req.context,
+                                   max_tokens=req.max_tokens)
         stream = self.engine.submit(GenerationRequest(
-            tokens=prompt.tokens, max_tokens=n, stop_ids=self.stop_ids,
-            time_budget_s=self.config.engine.time_budget_ms / 1000,
-            temperature=temperature, seed=seed))
-        text, stop = "", ""
-        for ev in stream:
-            text += ev.text
-            cut = first_cut(text, ctx, disabled_rules)
-            if cut is not None:
-                text, stop = text[:cut[0]], cut[1]
-                stream.cancel()
-                break
-        stats = stream.wait()
-        if stats.stop_reason is StopReason.ERROR:
-            raise EngineError(stats.error or "generation failed")
-        if not stop:
-            stop = stats.stop_reason.value if stats.stop_reason else "unknown"
-        text, changed_by = postprocess(text, ctx, disabled_rules)
-        if changed_by:
-            stop += f" (post-processed: {', '.join(changed_by)})"
-        return Completion(text=text, prompt=prompt, stats=stats, stop=stop, timings={
-            "model_load": self.engine.load_seconds or 0.0,
-            "wait_ready": t_ready - t0,
-            "prompt_build": t_prompt - t_ready,
-            "queued": stats.t_queued,
-            "prompt_eval": stats.t_prompt_eval,
-            "first_token": stats.t_first_token or 0.0,
-            "generation_total": stats.t_total,
-            "total": time.monotonic() - t0,
-        })
+            tokens=prompt.tokens, max_tokens=req.max_tokens, stop_ids=self.stop_ids,
+            time_budget_s=req.time_budget_s, temperature=req.temperature, seed=req.seed),
+            listener=listener)
+        stream.prompt = prompt
+        return stream
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "backend": "local",
+            "model": str(self.model_path),
+            "architecture": self.info.architecture,
+            "template": self.template.name,
+            "template_reason": self.detection.reason,
+            "context_size": self.engine.n_ctx,
+            "engine": dict(vars(self.engine.counters)),
+        }
 
     def close(self) -> None:
         self.engine.close()
-
-    def __enter__(self) -> "ModelSession":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

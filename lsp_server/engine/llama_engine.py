@@ -254,7 +254,7 @@ class LlamaEngine:
 
     def _generate(self, stream: TokenStream) -> None:
         llm = self._llama
-        req = stream.request
+        req: GenerationRequest = stream.request  # type: ignore[assignment]
         stats = stream.stats
         start = time.monotonic()
         stats.t_queued = start - stream.submitted

@@ -94,19 +94,41 @@ class TokenStream:
     prompt batches), so at most one more token arrives after it.
     """
 
-    request: GenerationRequest
+    request: object
+    """What was asked: a :class:`GenerationRequest` for the local engine, an infill request for
+    a remote one."""
     submitted: float = field(default_factory=time.monotonic)
     stats: GenerationStats = field(default_factory=GenerationStats)
     listener: Callable[[TokenEvent | None], None] | None = None
     """Called on the worker thread with each event and None at the end (for asyncio bridges);
     it must be quick and must not raise."""
+    prompt: object = None
+    """What reached the model: the assembled :class:`~lsp_server.prompt.assemble.Prompt`
+    locally, the request body for a remote engine."""
     _queue: "queue.SimpleQueue[object]" = field(default_factory=queue.SimpleQueue)
+    _cancel_hooks: list[Callable[[], None]] = field(default_factory=list)
     _cancel: threading.Event = field(default_factory=threading.Event)
     _done: threading.Event = field(default_factory=threading.Event)
 
     # --- consumer side -------------------------------------------------------------------
     def cancel(self) -> None:
         self._cancel.set()
+        for hook in list(self._cancel_hooks):
+            try:
+                hook()
+            except Exception:  # a hook only speeds cancellation up; the flag is what counts
+                pass
+
+    def on_cancel(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when the stream is cancelled (at once if it already is): remote engines
+        close their HTTP response so a blocked read returns."""
+        self._cancel_hooks.append(hook)
+        if self._cancel.is_set():
+            hook()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
 
     @property
     def cancelled(self) -> bool:

@@ -1,0 +1,164 @@
+"""The remote backend: context, budgets and templates here, generation on a remote server.
+
+Prompts are budgeted in characters (:mod:`lsp_server.prompt.text_prompt`) because the remote
+model's tokenizer is not available locally. With llama-server the server lays out the FIM
+prompt from prefix, suffix and ``input_extra``; with an OpenAI-compatible server either the
+server does (``prompt`` + ``suffix``) or we render a raw FIM prompt with ``prompt.template``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..config import Config
+from ..engine.remote import RemoteEngine, RemoteError, RemoteRequest
+from ..engine.types import EngineCounters, TokenStream
+from ..errors import CodefillError
+from ..models.resolve import Progress
+from ..prompt.assemble import Budget, assemble, fit_head, fit_tail
+from ..prompt.templates import TEMPLATES, FimTemplate, Order, get_template
+from ..prompt.text_prompt import CHARS_PER_TOKEN, EstimatingTokenizer, TextTokenizer
+from ..prompt.tokens import Tokenizer
+from .backend import CompletionBackend, InfillRequest, Listener
+
+HealthNotify = Callable[[str, str], None]
+
+
+class RemoteSession(CompletionBackend):
+    """Generation on ``config.remote``; optionally a local fallback engine."""
+
+    def __init__(self, config: Config, *, progress: Progress | None = None,
+                 on_health: HealthNotify | None = None) -> None:
+        self.config = config
+        rc = config.remote
+        self.kind = rc.api
+        self.engine = RemoteEngine(rc, on_health=on_health)
+        self._estimator = EstimatingTokenizer()
+        self.template = self._template(config)
+        self.fallback: CompletionBackend | None = None
+        if rc.fallback:
+            from .session import ModelSession
+
+            if progress:
+                progress("loading the local fallback model")
+            self.fallback = ModelSession(config, progress=progress)
+
+    @staticmethod
+    def _template(config: Config) -> FimTemplate | None:
+        """The template we render prompts with, or None when the server lays out FIM."""
+        rc, name = config.remote, config.prompt.template
+        if name == "plain":
+            return get_template("plain")
+        if rc.api == "openai" and rc.openai_fim == "raw":
+            if name == "auto":
+                fim = sorted(n for n, t in TEMPLATES.items() if t.is_fim)
+                raise CodefillError(
+                    "remote.openai_fim 'raw' renders the FIM prompt here, so it needs the remote "
+                    "model's template, but prompt.template is 'auto'",
+                    f"set prompt.template to one of: {', '.join(fim)}")
+            return get_template(name)
+        if name != "auto":
+            get_template(name)  # reject unknown names even where the server lays out FIM
+        return None
+
+    # --- CompletionBackend ---------------------------------------------------------------
+    @property
+    def n_ctx(self) -> int:
+        return self.engine.server_n_ctx or self.config.remote.context_size
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._estimator
+
+    @property
+    def counters(self) -> EngineCounters:
+        return self.engine.counters
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} at {self.engine.url}"
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Probe the server once (its context size); an unreachable server is not fatal — it
+        may come up later, requests retry and the status says what failed."""
+        if self.engine.health.state == "unknown":
+            try:
+                self.engine.probe()
+            except RemoteError:
+                pass
+        if self.fallback is not None:
+            self.fallback.wait_ready(timeout)
+
+    def generate(self, req: InfillRequest, listener: Listener | None = None) -> TokenStream:
+        r = self.remote_request(req)
+        fallback = None
+        if self.fallback is not None:
+            local = self.fallback
+            fallback = lambda: local.generate(req)  # noqa: E731 - started on the engine thread
+        return self.engine.submit(r, listener=listener, fallback=fallback)
+
+    def remote_request(self, req: InfillRequest) -> RemoteRequest:
+        """The text request for ``req``, cut to the character budget of the remote context."""
+        p = self.config.prompt
+        rc = self.config.remote
+        chars = int((self.n_ctx - req.max_tokens - 1) * CHARS_PER_TOKEN)
+        budget = Budget(total=chars, context_share=p.context_share, suffix_share=p.suffix_share)
+        common = dict(max_tokens=req.max_tokens, temperature=req.temperature, seed=req.seed,
+                      time_budget_ms=int(req.time_budget_s * 1000) if req.time_budget_s else None,
+                      model=rc.model, path=req.path)
+        if self.template is not None:  # the prompt is rendered here
+            tok = TextTokenizer()
+            order = None if p.fim_order == "auto" or not self.template.is_fim \
+                else Order(p.fim_order)
+            prompt = assemble(self.template, tok, prefix=req.prefix, suffix=req.suffix,
+                              budget=budget, path=req.path, context=req.context, order=order)
+            stops = tuple(s for s in self.template.stops if not s.startswith("\u2581"))
+            return RemoteRequest(prefix=req.prefix, suffix=req.suffix,
+                                 prompt=tok.render(prompt.tokens), stop=stops, **common)
+        # The server lays out FIM: send the text nearest the cursor that fits.
+        tok = TextTokenizer()
+        ctx_budget = int(budget.total * budget.context_share)
+        context, used = [], 0
+        for f in req.context:
+            cost = len(f.text) + len(f.path) + 2
+            if used + cost <= ctx_budget:
+                context.append(f)
+                used += cost
+        rest = budget.total - used
+        suffix_ids, _ = fit_head(tok, req.suffix, int(rest * budget.suffix_share))
+        prefix_ids, _ = fit_tail(tok, req.prefix, rest - len(suffix_ids))
+        prefix, suffix = tok.render(prefix_ids), tok.render(suffix_ids)
+        if self.config.remote.api == "openai" and context:
+            # prompt + suffix: the context goes in front of the prefix as commented files.
+            prefix = "".join(_commented(f.path, f.text, req.path) for f in context) + prefix
+            context = []
+        return RemoteRequest(prefix=prefix, suffix=suffix, context=tuple(context), **common)
+
+    def status(self) -> dict[str, Any]:
+        h = self.engine.health
+        out: dict[str, Any] = {
+            "backend": self.kind,
+            "model": self.config.remote.model or self.label,
+            "url": self.engine.url,
+            "template": self.template.name if self.template else "server's FIM template",
+            "context_size": self.n_ctx,
+            "remote": {"health": h.state, "last_error": h.last_error,
+                       "consecutive_failures": h.consecutive_failures, "errors": h.errors,
+                       "retries": h.retries, "fallbacks": h.fallbacks},
+            "engine": dict(vars(self.engine.counters)),
+        }
+        if self.fallback is not None:
+            out["fallback"] = self.fallback.status()
+        return out
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.fallback is not None:
+            self.fallback.close()
+
+
+def _commented(path: str, text: str, current: str) -> str:
+    from ..prompt.languages import line_comment
+
+    body = text if text.endswith("\n") else text + "\n"
+    return f"{line_comment(current)} file: {path}\n{body}"
