@@ -2,6 +2,7 @@
 
 
     .venv/bin/python bench/typing_session.py [--model PATH] [--chars 400] [--seed 1] [--plot docs/typing.png]
+    .venv/bin/python bench/typing_session.py --engine remote [--model FIM.gguf] [--spm]
 
 A real file (the standard library's `textwrap.py`) is retyped character by character from a
 point in its middle, with realistic pauses (log-normal inter-key intervals, longer at line ends
@@ -11,6 +12,20 @@ inline completion request, cancelling the previous request if it is still open. 
 - codefill: the server as shipped;
 - no cache / no KV reuse: the same server with `completion.cache` and `engine.kv_reuse` off;
 - floor: the engine alone generating each served suggestion with its prompt already evaluated.
+
+With ``--engine remote`` both runs use llama.cpp's llama-server (scripts/build-llama-server),
+started fresh for each run with the same model and flags:
+
+- codefill → llama-server: the daemon with ``remote.url`` pointing at it (/infill, streaming,
+  cache_prompt, repository context as input_extra, plus the daemon's cache, typing-through and
+  speculative completion);
+- llama.vim-style: llama-server driven directly the way llama.vim drives it — one non-streaming
+  ``/infill`` per keystroke with ``cache_prompt``, the previous request aborted when a key
+  arrives, prefix = the lines before the cursor line, ``prompt`` = the cursor line up to the
+  cursor, suffix = the rest (llama.vim's n_prefix 256 / n_suffix 64 lines).
+
+Without --model the remote runs use the embedded model with FIM token ids added
+(tests/remote_servers.fim_test_model: /infill refuses a model without FIM tokens).
 
 Reported: p50/p95 keystroke→suggestion latency (requests that returned a suggestion), model
 calls per keystroke, prompt tokens evaluated per model request, cache hit rate.
@@ -157,6 +172,90 @@ def floor(served: list[tuple[str, int, str]], args: argparse.Namespace,
     return out
 
 
+async def replay_direct(url: str, before: str, span: str, after: str, delays: list[float],
+                        result: RunResult, n_predict: int, budget_ms: int) -> None:
+    """llama.vim's way: /infill per keystroke, the previous request aborted."""
+    from lsp_server.config import RemoteConfig
+    from lsp_server.engine.remote.http import HttpClient, RemoteError
+
+    client = HttpClient(RemoteConfig(url=url, read_timeout_ms=600000, api_key_env=""))
+    text, offset = before + after, len(before)
+    aborts: list[Any] = []
+    tasks = []
+    result.status = {"requests": 0}
+
+    def ask(doc: str, off: int, abort_box: list[Any]) -> str:
+        line_start = doc.rfind("\n", 0, off) + 1
+        line_end = doc.find("\n", off)
+        line_end = len(doc) if line_end < 0 else line_end
+        prefix_lines = doc[:line_start].split("\n")[-257:]
+        suffix_lines = doc[line_end:].split("\n")[:65]
+        body = {"input_prefix": "\n".join(prefix_lines), "prompt": doc[line_start:off],
+                "input_suffix": doc[off:line_end] + "\n".join(suffix_lines),
+                "input_extra": [], "n_predict": n_predict, "stream": False,
+                "cache_prompt": True, "t_max_predict_ms": budget_ms, "top_k": 1,
+                "samplers": ["top_k"]}
+        resp = client.request("POST", "/infill", body, on_connection=abort_box.append)
+        abort_box.append(resp.close)
+        import json
+
+        data = json.loads("".join(resp.events()) or "{}")
+        return data.get("content", "") if isinstance(data, dict) else ""
+
+    async def one(doc: str, off: int, sent: float, box: list[Any]) -> None:
+        try:
+            content = await asyncio.to_thread(ask, doc, off, box)
+        except (RemoteError, ValueError):
+            return  # aborted by the next keystroke
+        if content.strip():
+            result.latencies.append(time.monotonic() - sent)
+            result.served.append((doc, off, content))
+
+    for ch, delay in zip(span, delays):
+        await asyncio.sleep(delay)
+        for box in aborts:
+            for abort in box:
+                abort()
+        aborts.clear()
+        text = text[:offset] + ch + text[offset:]
+        offset += 1
+        result.keystrokes += 1
+        result.status["requests"] += 1
+        box: list[Any] = []
+        aborts.append(box)
+        tasks.append(asyncio.ensure_future(one(text, offset, time.monotonic(), box)))
+    await asyncio.gather(*tasks)
+
+
+def run_remote(args: argparse.Namespace) -> None:
+    from tests.remote_servers import fim_test_model, start_llama_server
+
+    model = Path(args.model) if args.model else fim_test_model()
+    extra = ["--spm-infill"] if args.spm else []
+    before, span, after = session_text(args.chars)
+    delays = pauses(span, args.seed)
+    n_predict, budget_ms = 32, 5000
+    with start_llama_server(model, ctx=4096, extra_args=extra) as srv:
+        daemon = run_server("codefill → llama-server", {
+            "remote": {"url": srv.url, "read_timeout_ms": 600000},
+            "engine": {"time_budget_ms": budget_ms}, "prompt": {"max_tokens": n_predict}}, args)
+    direct = RunResult("llama.vim-style /infill per keystroke")
+    with start_llama_server(model, ctx=4096, extra_args=extra) as srv:
+        asyncio.run(replay_direct(srv.url, before, span, after, delays, direct, n_predict,
+                                  budget_ms))
+    print(f"typing replay through llama-server ({model.name}{', --spm-infill' if args.spm else ''}):"
+          f" {daemon.keystrokes} keystrokes of textwrap.py, seed {args.seed}\n")
+    print("| run | suggestions | p50 latency | p95 latency | server requests / keystroke |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    c = daemon.status["completion"]["counters"]
+    for r, calls in ((daemon, c["model_calls"]), (direct, direct.status["requests"])):
+        print(f"| {r.name} | {len(r.latencies)} | {pct(r.latencies, .5) * 1000:.0f} ms | "
+              f"{pct(r.latencies, .95) * 1000:.0f} ms | {calls / max(1, r.keystrokes):.2f} |")
+    if daemon.latencies and direct.latencies:
+        print(f"\np50 llama.vim-style / codefill = "
+              f"{pct(direct.latencies, .5) / pct(daemon.latencies, .5):.2f} (goal ≥ 2)")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -170,7 +269,15 @@ def main() -> None:
     ap.add_argument("--chars", type=int, default=400)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--plot", default="", help="write a latency plot (PNG, needs matplotlib)")
+    ap.add_argument("--engine", choices=("local", "remote"), default="local",
+                    help="local: the in-process engine; remote: llama-server, codefill vs "
+                         "llama.vim-style direct requests")
+    ap.add_argument("--spm", action="store_true", help="remote: start llama-server with "
+                                                       "--spm-infill")
     args = ap.parse_args()
+    if args.engine == "remote":
+        run_remote(args)
+        return
 
     base = {"engine": {"model": args.model, "context_size": 2048},
             "prompt": {"max_tokens": 32}}

@@ -22,6 +22,19 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to a GPU")
 
 
+def add_remote_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("remote engine (docs/deployment.md)")
+    g.add_argument("--remote", metavar="URL", default="",
+                   help="generate on this llama-server or OpenAI-compatible server instead of "
+                        "the local model (API key from $CODEFILL_API_KEY)")
+    g.add_argument("--remote-api", choices=("llama-server", "openai"), default="llama-server",
+                   help="protocol of the --remote server")
+    g.add_argument("--remote-model", metavar="NAME", default="",
+                   help="model name sent to the --remote server")
+    g.add_argument("--openai-fim", choices=("suffix", "raw"), default="suffix",
+                   help="send prompt+suffix, or a raw FIM prompt built with --template")
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config tree for these options; invalid values are reported and replaced."""
     data = {
@@ -29,6 +42,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
                    "batch_size": args.batch_size, "gpu_layers": args.gpu_layers},
         "prompt": {"template": args.template, "fim_order": args.order},
     }
+    if getattr(args, "remote", ""):
+        data["remote"] = {"url": args.remote, "api": args.remote_api, "model": args.remote_model,
+                          "openai_fim": args.openai_fim}
     if getattr(args, "max_tokens", None) is not None:
         data["prompt"]["max_tokens"] = args.max_tokens
     if getattr(args, "time_budget_ms", None) is not None:

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..completion.backend import CompletionBackend, open_backend
 from ..completion.session import ModelSession
 from ..context import WorkspaceIndex, context_budget
 from ..errors import CodefillError
 from .context import find_root
 from ..documents import language_of, read_source, split_at
-from .common import add_model_options, config_from_args, progress
+from .common import add_model_options, add_remote_options, config_from_args, progress
 
 HELP = "complete the code at a cursor position in a file and print the suggestion"
 
@@ -38,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print template, prompt token counts and timings to stderr")
     add_model_options(p)
+    add_remote_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,11 +58,12 @@ def run(args: argparse.Namespace) -> int:
         config.context.watch = False
         index = WorkspaceIndex([root], config.context)
         index.build()
-    with ModelSession(config, progress=progress) as session:
+    with open_backend(config, progress=progress) as session:
+        session.wait_ready()
         files: list = []
         if index is not None:
             n = args.max_tokens or config.prompt.max_tokens
-            total = session.engine.n_ctx - n - 1
+            total = session.n_ctx - n - 1
             sel = index.select_context(file, prefix, suffix, session.tokenizer,
                                        context_budget(total, config.prompt.context_share))
             files = list(sel.files)
@@ -72,7 +75,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(session: ModelSession, r) -> None:  # noqa: ANN001 - Completion
+def _report(session: CompletionBackend, r) -> None:  # noqa: ANN001 - Completion
+    if not isinstance(session, ModelSession):
+        s = r.stats
+        for line in (f"engine     {session.label}",
+                     f"kv cache   reused {s.n_reused}, evaluated {s.n_evaluated} (as the server "
+                     "reports them)",
+                     f"generated  {s.n_generated} chunks, stop: {r.stop}",
+                     f"timings    first text {(s.t_first_token or 0) * 1000:.0f} ms, total "
+                     f"{s.t_total * 1000:.0f} ms"):
+            print(f"codefill: {line}", file=sys.stderr)
+        return
     p, s, t = r.prompt, r.stats, r.timings
     gen_s = max(s.t_total - (s.t_first_token or 0.0), 1e-9)
     lines = [

@@ -86,7 +86,7 @@ class EngineError(RuntimeError):
 _END = object()
 
 
-@dataclass
+@dataclass(eq=False)  # a stream is equal only to itself (and hashable)
 class TokenStream:
     """Tokens of one request as the worker produces them; iterate it from any one thread.
 

@@ -1,0 +1,403 @@
+"""Remote engines (lsp_server/engine/remote, lsp_server/completion/remote_session.py).
+
+Unit tests of the wire formats and budgets, then the real thing: llama.cpp's llama-server
+(built by scripts/build-llama-server) and llama-cpp-python's OpenAI-compatible server on
+127.0.0.1, with every fault of issue 10 injected through tests/remote_servers.FaultProxy.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from lsp_server.completion.backend import InfillRequest, open_backend
+from lsp_server.completion.remote_session import RemoteSession
+from lsp_server.config import Config
+from lsp_server.engine.remote import RemoteError, RemoteRequest, get_api
+from lsp_server.engine.remote.http import Endpoint
+from lsp_server.engine.types import EngineError, StopReason
+from lsp_server.errors import CodefillError
+from lsp_server.prompt.assemble import ContextFile
+from tests.remote_servers import (FaultProxy, fim_test_model, llama_server_binary,
+                                  openai_server_available, start_llama_server,
+                                  start_openai_server, why_no_llama_server)
+
+PREFIX = "import math\n\n\ndef circle_area(radius):\n    return "
+SUFFIX = "\n\n\nprint(circle_area(2))\n"
+HELPER = ContextFile("geometry/util.py", "def square(x):\n    return x * x\n")
+KEY_ENV = "CODEFILL_TEST_REMOTE_KEY"
+
+
+def posts(proxy: FaultProxy) -> list:
+    """Generation requests the proxy saw (the startup probe is a GET)."""
+    return [r for r in proxy.requests if r.method == "POST"]
+
+
+def remote_config(url: str, **remote: object) -> Config:
+    cfg = Config()
+    cfg.remote.url = url
+    cfg.remote.retries = 2
+    cfg.remote.backoff_ms = 20
+    cfg.remote.read_timeout_ms = 120000  # a loaded 2-core machine answers slowly
+    cfg.remote.api_key_env = KEY_ENV
+    cfg.engine.time_budget_ms = 120000
+    cfg.prompt.max_tokens = 8
+    for k, v in remote.items():
+        setattr(cfg.remote, k, v)
+    return cfg
+
+
+# --- units: no server ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["gpu-box:8080", "ftp://gpu-box", "http://", "http://h:99999"])
+def test_bad_urls_are_refused_with_the_value(url: str) -> None:
+    with pytest.raises(RemoteError) as err:
+        Endpoint.parse(url)
+    assert "remote.url" in str(err.value)
+
+
+def test_credentials_in_the_url_are_refused() -> None:
+    with pytest.raises(RemoteError, match="api_key_env"):
+        Endpoint.parse("http://user:secret@gpu-box:8080")
+
+
+def test_unknown_api_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(RemoteError, match="'tgi'.*llama-server, openai"):
+        get_api("tgi")
+
+
+def test_llama_server_infill_body() -> None:
+    path, body = get_api("llama-server").build(RemoteRequest(
+        prefix="a", suffix="b", context=(HELPER,), max_tokens=7, time_budget_ms=900))
+    assert path == "/infill"
+    assert body["input_prefix"] == "a" and body["input_suffix"] == "b"
+    assert body["input_extra"] == [{"filename": HELPER.path, "text": HELPER.text}]
+    assert body["cache_prompt"] is True and body["stream"] is True
+    assert body["n_predict"] == 7 and body["t_max_predict_ms"] == 900
+    assert body["top_k"] == 1  # greedy
+
+
+def test_llama_server_final_event_gives_stats() -> None:
+    api = get_api("llama-server")
+    assert api.parse({"content": "x", "stop": False}).text == "x"
+    end = api.parse({"content": "", "stop": True, "stop_type": "limit", "tokens_evaluated": 50,
+                     "timings": {"prompt_n": 5, "predicted_n": 8}})
+    assert end.done and end.reason is StopReason.MAX_TOKENS
+    assert end.stats == {"prompt": 50, "evaluated": 5, "reused": 45, "generated": 8}
+    with pytest.raises(RemoteError, match="boom"):
+        api.parse({"error": {"code": 500, "message": "boom"}})
+
+
+def test_openai_bodies_and_events() -> None:
+    api = get_api("openai")
+    path, body = api.build(RemoteRequest(prefix="a", suffix="b", model="coder", max_tokens=3))
+    assert path == "/v1/completions"
+    assert (body["prompt"], body["suffix"], body["model"], body["stream"]) == ("a", "b", "coder",
+                                                                              True)
+    _, raw = api.build(RemoteRequest(prefix="a", suffix="b", prompt="<P>a<S>b<M>"))
+    assert raw["prompt"] == "<P>a<S>b<M>" and "suffix" not in raw
+    assert api.parse({"choices": [{"text": "y", "finish_reason": None}]}).text == "y"
+    end = api.parse({"choices": [{"text": "", "finish_reason": "length"}]})
+    assert end.done and end.reason is StopReason.MAX_TOKENS
+    with pytest.raises(RemoteError, match="without choices"):
+        api.parse({"object": "text_completion"})
+
+
+def test_remote_request_is_cut_to_the_character_budget() -> None:
+    cfg = remote_config("http://127.0.0.1:9", context_size=512)
+    session = RemoteSession(cfg)
+    prefix = "".join(f"line_{i} = {i}\n" for i in range(2000)) + "x = "
+    suffix = "".join(f"after_{i}()\n" for i in range(2000))
+    big = ContextFile("big.py", "z = 1\n" * 5000)
+    r = session.remote_request(InfillRequest(prefix, suffix, context=(HELPER, big), max_tokens=8))
+    budget = (512 - 8 - 1) * 3
+    assert len(r.prefix) + len(r.suffix) + sum(len(f.text) for f in r.context) <= budget
+    assert r.prefix.endswith("line_1999 = 1999\nx = ") and r.prefix.startswith("line_")
+    assert r.suffix.startswith("after_0()\n") and r.suffix.endswith("\n")
+    assert [f.path for f in r.context] == [HELPER.path]  # the big file does not fit
+
+
+def test_raw_openai_prompt_uses_the_template() -> None:
+    cfg = remote_config("http://127.0.0.1:9", api="openai", openai_fim="raw")
+    with pytest.raises(CodefillError, match="prompt.template"):
+        RemoteSession(cfg)
+    cfg.prompt.template = "qwen2.5-coder"
+    r = RemoteSession(cfg).remote_request(InfillRequest("def f(", "):\n", path="m.py",
+                                                        context=(HELPER,)))
+    assert r.prompt is not None
+    assert r.prompt.startswith("<|repo_name|>")
+    assert f"<|file_sep|>{HELPER.path}\n{HELPER.text}" in r.prompt
+    assert r.prompt.endswith("<|fim_prefix|>def f(<|fim_suffix|>):\n<|fim_middle|>")
+    assert "<|file_sep|>" in r.stop
+
+
+def test_unknown_template_is_refused_for_remote_too() -> None:
+    cfg = remote_config("http://127.0.0.1:9")
+    cfg.prompt.template = "nope"
+    with pytest.raises(CodefillError, match="nope"):
+        RemoteSession(cfg)
+
+
+def test_the_api_key_comes_from_the_environment_and_stays_out_of_messages(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test-key-0123")
+    with FaultProxy() as proxy:
+        proxy.set("status", status=401, body={"error": {"message": "invalid api key"}})
+        session = RemoteSession(remote_config(proxy.url))
+        with pytest.raises(EngineError) as err:
+            session.complete(PREFIX, SUFFIX)
+        assert f"${KEY_ENV}" in str(err.value) and "401" in str(err.value)
+        assert "sk-test-key-0123" not in str(err.value)
+        assert "sk-test-key-0123" not in str(session.status())
+        assert proxy.requests[-1].header("Authorization") == "Bearer sk-test-key-0123"
+        assert len(posts(proxy)) == 1  # a refused key is not retried
+
+
+def test_server_down_is_retried_then_reported() -> None:
+    with FaultProxy() as proxy:
+        proxy.set("down")
+        session = RemoteSession(remote_config(proxy.url))
+        with pytest.raises(EngineError, match="connection refused"):
+            session.complete(PREFIX, SUFFIX)
+        assert session.engine.health.retries == 2
+        assert session.status()["remote"]["health"] == "failing"
+
+
+@pytest.mark.parametrize(("mode", "kwargs", "message"), [
+    ("status", {"status": 500, "body": {"error": {"message": "model crashed"}}},
+     "500.*model crashed"),
+    ("malformed", {}, "malformed JSON"),
+    ("redirect", {"redirect_to": "http://evil.example:8080"}, "another host"),
+])
+def test_bad_answers_get_a_clear_error_without_retry(mode: str, kwargs: dict, message: str
+                                                    ) -> None:
+    with FaultProxy() as proxy:
+        proxy.set(mode, **kwargs)
+        session = RemoteSession(remote_config(proxy.url))
+        with pytest.raises(EngineError, match=message):
+            session.complete(PREFIX, SUFFIX)
+        assert len(posts(proxy)) == 1
+        assert session.engine.health.state == "failing"
+
+
+def test_fallback_to_the_local_engine_when_the_remote_is_down() -> None:
+    with FaultProxy() as proxy:
+        proxy.set("down")
+        cfg = remote_config(proxy.url, fallback=True, retries=0)
+        with open_backend(cfg) as session:
+            c = session.complete(PREFIX, SUFFIX, max_tokens=4)
+            assert c.stats.n_generated > 0  # the local model answered
+            assert session.status()["remote"]["fallbacks"] == 1
+            assert session.status()["fallback"]["backend"] == "local"
+
+
+# --- llama-server -------------------------------------------------------------------------------
+
+needs_llama_server = pytest.mark.skipif(llama_server_binary() is None,
+                                        reason=why_no_llama_server() or "no llama-server")
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    if llama_server_binary() is None:
+        pytest.skip(why_no_llama_server())
+    model = fim_test_model()
+    with start_llama_server(model, ctx=2048,
+                            log_dir=tmp_path_factory.mktemp("llama-server")) as srv:
+        yield srv
+
+
+@pytest.fixture()
+def proxy(llama_server: object) -> Iterator[FaultProxy]:
+    with FaultProxy(llama_server.url) as p:  # type: ignore[attr-defined]
+        yield p
+
+
+@needs_llama_server
+def test_infill_streams_with_repository_context(proxy: FaultProxy) -> None:
+    session = RemoteSession(remote_config(proxy.url))
+    session.wait_ready()
+    assert session.n_ctx == 2048  # from /props
+    c = session.complete(PREFIX, SUFFIX, path="geometry/main.py", context=[HELPER],
+                         single_line=False, max_tokens=6)
+    assert c.stats.n_generated > 0 and c.stats.n_prompt > 0
+    req = [r for r in proxy.requests if r.path == "/infill"][-1]
+    body = req.json()
+    assert body["input_extra"] == [{"filename": HELPER.path, "text": HELPER.text}]
+    assert body["input_prefix"] == PREFIX and body["input_suffix"] == SUFFIX
+    assert body["cache_prompt"] and body["stream"] and body["n_predict"] == 6
+    # The same prompt again: the server's KV cache holds it.
+    again = session.complete(PREFIX, SUFFIX, path="geometry/main.py", context=[HELPER],
+                             single_line=False, max_tokens=6)
+    assert again.text == c.text  # greedy
+    assert again.stats.n_reused >= c.stats.n_prompt - 1
+    assert session.counters.requests == 2
+
+
+@needs_llama_server
+def test_plain_template_uses_completion(proxy: FaultProxy) -> None:
+    cfg = remote_config(proxy.url)
+    cfg.prompt.template = "plain"
+    c = RemoteSession(cfg).complete(PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
+    assert c.stats.n_generated > 0
+    body = proxy.requests[-1].json()
+    assert proxy.requests[-1].path == "/completion"
+    assert body["prompt"].endswith(PREFIX) and "# file: geometry/util.py" in body["prompt"]
+
+
+@needs_llama_server
+def test_cancel_closes_the_http_stream(proxy: FaultProxy) -> None:
+    proxy.set("slow", chunk_delay=0.5)  # a slow stream: still running when we cancel
+    session = RemoteSession(remote_config(proxy.url))
+    stream = session.generate(InfillRequest(PREFIX, SUFFIX, max_tokens=64))
+    first = next(iter(stream))
+    assert first.text is not None
+    stream.cancel()
+    assert stream.wait(10).stop_reason is StopReason.CANCELLED
+    assert proxy.wait_client_close(10).path == "/infill"
+
+
+@needs_llama_server
+def test_cancel_while_waiting_for_a_slow_server(proxy: FaultProxy) -> None:
+    proxy.set("slow", delay=30)
+    session = RemoteSession(remote_config(proxy.url))
+    stream = session.generate(InfillRequest(PREFIX, SUFFIX, max_tokens=4))
+    proxy.wait_requests(1)
+    t0 = time.monotonic()
+    stream.cancel()
+    assert stream.wait(10).stop_reason is StopReason.CANCELLED
+    assert time.monotonic() - t0 < 5
+
+
+@needs_llama_server
+def test_slow_server_hits_the_read_timeout(proxy: FaultProxy) -> None:
+    proxy.set("slow", delay=30)
+    session = RemoteSession(remote_config(proxy.url, read_timeout_ms=500, retries=0))
+    with pytest.raises(EngineError, match="did not answer in time"):
+        session.complete(PREFIX, SUFFIX, max_tokens=4)
+
+
+@needs_llama_server
+@pytest.mark.parametrize(("status", "headers"), [(503, {}), (429, {"Retry-After": "0"})])
+def test_busy_server_is_retried_with_backoff(proxy: FaultProxy, status: int,
+                                             headers: dict[str, str]) -> None:
+    proxy.set("status", status=status, headers=headers, fail_times=2)
+    session = RemoteSession(remote_config(proxy.url))
+    c = session.complete(PREFIX, SUFFIX, max_tokens=4)
+    assert c.stats.n_generated > 0
+    assert session.engine.health.retries == 2 and len(posts(proxy)) == 3
+    assert session.engine.health.state == "ok"
+
+
+@needs_llama_server
+def test_stream_cut_midway_is_an_error(proxy: FaultProxy) -> None:
+    proxy.set("cut", cut_after_events=2)
+    session = RemoteSession(remote_config(proxy.url))
+    with pytest.raises(EngineError, match="stopped before its end|broke mid-answer"):
+        session.complete(PREFIX, SUFFIX, single_line=False, max_tokens=16)
+    assert len(posts(proxy)) == 1  # text had arrived: no silent retry
+
+
+@needs_llama_server
+def test_recovers_when_the_server_comes_back(proxy: FaultProxy) -> None:
+    proxy.set("down")
+    session = RemoteSession(remote_config(proxy.url, retries=0))
+    with pytest.raises(EngineError):
+        session.complete(PREFIX, SUFFIX, max_tokens=4)
+    assert session.engine.health.state == "failing"
+    proxy.set("pass")
+    assert session.complete(PREFIX, SUFFIX, max_tokens=4).stats.n_generated > 0
+    assert session.engine.health.state == "ok"
+
+
+# --- llama-cpp-python's OpenAI-compatible server ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def openai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    why = openai_server_available()
+    if why:
+        pytest.skip(why)
+    from lsp_server.models.resolve import resolve_model
+
+    with start_openai_server(resolve_model(""), ctx=1024,
+                             log_dir=tmp_path_factory.mktemp("openai")) as srv:
+        yield srv
+
+
+def test_openai_raw_prompt_streams(openai_server: object) -> None:
+    with FaultProxy(openai_server.url) as proxy:  # type: ignore[attr-defined]
+        cfg = remote_config(proxy.url, api="openai", openai_fim="raw", model="m")
+        cfg.prompt.template = "plain"
+        c = RemoteSession(cfg).complete(PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
+        assert c.stats.n_generated > 0
+        body = proxy.requests[-1].json()
+        assert proxy.requests[-1].path == "/v1/completions"
+        assert body["prompt"].endswith(PREFIX) and "suffix" not in body and body["model"] == "m"
+
+
+def test_openai_suffix_mode_sends_prompt_and_suffix(openai_server: object) -> None:
+    with FaultProxy(openai_server.url) as proxy:  # type: ignore[attr-defined]
+        cfg = remote_config(proxy.url, api="openai")
+        c = RemoteSession(cfg).complete(PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
+        assert c.stop
+        body = proxy.requests[-1].json()
+        assert body["suffix"] == SUFFIX and body["prompt"].endswith(PREFIX)
+        assert body["prompt"].startswith("# file: geometry/util.py\n")
+
+
+# --- the language server with a remote engine ---------------------------------------------------
+
+@needs_llama_server
+def test_language_server_completes_through_llama_server(proxy: FaultProxy, tmp_path: Path
+                                                        ) -> None:
+    import json
+
+    from tests.lsp_harness import Harness
+
+    root = tmp_path / "ws"
+    (root / "geometry").mkdir(parents=True)
+    (root / "geometry" / "__init__.py").write_text("")
+    (root / "geometry" / "shapes.py").write_text(
+        "class Square:\n    def __init__(self, side):\n        self.side = side\n")
+    (root / ".env").write_text("API_KEY=sk-canary-remote-0001\n")
+    settings = {"remote": {"url": proxy.url, "retries": 0, "read_timeout_ms": 120000},
+                "engine": {"time_budget_ms": 120000}, "prompt": {"max_tokens": 8},
+                "completion": {"debounce_min_ms": 0, "debounce_max_ms": 0, "mode": "multi"}}
+    h = Harness(root, settings=settings)
+    try:
+        h.start()
+        st = h.status()["model"]
+        assert st["backend"] == "llama-server" and st["context_size"] == 2048, st
+        uri = h.open(root / "geometry" / "main.py",
+                     "from geometry.shapes import Square\n\nsq = Square(3)\nprint(sq.")
+        h.inline(uri, 3, 9)
+        bodies = [r.json() for r in posts(proxy)]
+        assert bodies and bodies[-1]["input_prefix"].endswith("print(sq.")
+        assert [e["filename"] for e in bodies[-1]["input_extra"]] == ["geometry/shapes.py"]
+        assert not any("sk-canary" in json.dumps(b) for b in bodies)
+        assert h.counters()["model_calls"] >= 1
+
+        # The server goes away: a clear message and status, the language server stays up.
+        proxy.set("down")
+        n = len(h.messages)
+        other = h.open(root / "other.py", "def add(a, b):\n    return ")
+        assert not h.inline(other, 1, 11)
+        deadline = time.monotonic() + 30
+        while not any("remote engine failing" in m.message for m in h.messages[n:]):
+            assert time.monotonic() < deadline, [m.message for m in h.messages]
+            time.sleep(0.05)
+        remote = h.status()["model"]["remote"]
+        assert remote["health"] == "failing" and "connection refused" in remote["last_error"]
+        assert "engine error" in h.status()["completion"]["last_empty_reason"]
+
+        # It comes back: completions resume, the status says so.
+        proxy.set("pass")
+        h.change(other, (1, 11), (1, 11), "a")
+        h.inline(other, 1, 12)
+        assert h.status()["model"]["remote"]["health"] == "ok"
+        assert any("is answering" in m.message for m in h.messages[n:])
+    finally:
+        assert h.stop() == 0
