@@ -65,6 +65,20 @@ def test_settings_in_package_json_match_the_server_config() -> None:
         "codefill.streaming"}
 
 
+def test_server_sections_in_logic_ts_match_the_server_config() -> None:
+    """The extension sends exactly the server's top-level sections (codefill.remote.* too)."""
+    import dataclasses
+    import re
+
+    from lsp_server.config import Config
+
+    source = (EXT / "src" / "logic.ts").read_text()
+    m = re.search(r"export const SERVER_SECTIONS = \[([^\]]*)\]", source)
+    assert m, "SERVER_SECTIONS not found in src/logic.ts"
+    sections = re.findall(r'"([^"]+)"', m.group(1))
+    assert sorted(sections) == sorted(f.name for f in dataclasses.fields(Config))
+
+
 def test_commands_are_contributed() -> None:
     package = json.loads((EXT / "package.json").read_text())
     commands = {c["command"] for c in package["contributes"]["commands"]}

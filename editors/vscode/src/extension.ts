@@ -14,9 +14,13 @@ import {
 import {
   findServer,
   ModelState,
+  refreshAfterAnswer,
+  remoteOf,
   RestartPolicy,
   ServerCommand,
   Settings,
+  StatusModel,
+  statusPollMs,
   statusView,
   Stream,
   Streams,
@@ -35,7 +39,8 @@ interface CompleteResult {
 
 interface StatusResult {
   version?: string;
-  model?: { state?: ModelState; error?: string; model?: string; template?: string; architecture?: string };
+  model?: StatusModel & { state?: ModelState; model?: string; template?: string; architecture?: string;
+    remote?: { consecutive_failures?: number; errors?: number; retries?: number; fallbacks?: number } };
   completion?: {
     counters?: { [k: string]: number };
     last_latency_ms?: number | null;
@@ -63,6 +68,9 @@ class Codefill {
   private readonly restarts: RestartPolicy;
   private state: StatusInput = { enabled: true, generating: false, model: "starting" };
   private pollTimer: NodeJS.Timeout | undefined;
+  /** Bumped by each pollStatus(): an older poll loop stops at its next turn. */
+  private pollGeneration = 0;
+  private lastStatusAt = 0;
   private retriggerTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private server: ServerCommand | undefined;
@@ -115,7 +123,8 @@ class Codefill {
     this.statusItem.text = view.text;
     this.statusItem.tooltip = view.tooltip;
     this.statusItem.backgroundColor = view.kind === "error"
-      ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+      ? new vscode.ThemeColor("statusBarItem.errorBackground")
+      : view.kind === "warning" ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
   }
 
   private fail(message: string): void {
@@ -212,7 +221,9 @@ class Codefill {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    clearInterval(this.pollTimer);
+    this.pollGeneration += 1;
+    clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
     const client = this.client;
     this.client = undefined;
     if (client && client.state !== State.Stopped) {
@@ -233,30 +244,55 @@ class Codefill {
     await this.start();
   }
 
-  /** Poll codefill/status until the model is ready or failed (load progress, reloads). */
+  /**
+   * Poll codefill/status while there is something to follow: the model loading (progress,
+   * reloads) or a remote engine that is failing (until it answers again); see statusPollMs.
+   */
   private pollStatus(): void {
-    clearInterval(this.pollTimer);
+    clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+    const generation = ++this.pollGeneration;
     const tick = async () => {
-      const st = await this.status();
-      const model = st?.model?.state;
-      if (model === "ready" || model === "failed") {
-        clearInterval(this.pollTimer);
+      await this.status(false);
+      if (generation !== this.pollGeneration) {
+        return;
       }
+      const ms = statusPollMs(this.state);
+      this.pollTimer = ms === undefined ? undefined : setTimeout(() => void tick(), ms);
     };
-    this.pollTimer = setInterval(() => void tick(), 1000);
     void tick();
   }
 
-  private async status(): Promise<StatusResult | undefined> {
+  /** After an answer: refresh the status in the background when it may have changed. */
+  private maybeRefreshStatus(reason: string | undefined): void {
+    if (refreshAfterAnswer(this.state, reason, Date.now() - this.lastStatusAt)) {
+      this.lastStatusAt = Date.now();
+      void this.status();
+    }
+  }
+
+  /** Ask codefill/status and update the status bar; starts polling when there is a reason. */
+  private async status(startPolling = true): Promise<StatusResult | undefined> {
     const client = this.client;
     if (!client || client.state !== State.Running) {
       return undefined;
     }
     try {
+      this.lastStatusAt = Date.now();
       const st = await client.sendRequest<StatusResult>("codefill/status", {});
+      const wasRemote = this.state.remote;
       this.state.model = st.model?.state;
       this.state.modelError = st.model?.error || undefined;
+      this.state.remote = remoteOf(st.model);
+      const now = this.state.remote;
+      if (now?.health !== wasRemote?.health && (now?.health === "failing" || wasRemote?.health === "failing")) {
+        this.output.info(now?.health === "failing"
+          ? `remote engine failing: ${now.lastError ?? "unknown error"}` : "remote engine answering again");
+      }
       this.render();
+      if (startPolling && this.pollTimer === undefined && statusPollMs(this.state) !== undefined) {
+        this.pollStatus();
+      }
       return st;
     } catch (err) {
       this.output.warn(`codefill/status: ${String(err)}`);
@@ -278,10 +314,19 @@ class Codefill {
       const parts = [
         `codefill ${st.version ?? "?"}: model ${m.state ?? "?"}${m.error ? ` (${m.error})` : ""}`,
         `${m.model ?? "?"} (${m.architecture ?? "?"}, template ${m.template ?? "?"})`,
+      ];
+      const remote = remoteOf(m);
+      if (remote) {
+        const r = m.remote ?? {};
+        parts.push(`remote engine ${remote.backend}${remote.url ? ` at ${remote.url}` : ""}: ${remote.health}`
+          + (remote.lastError ? ` (last error: ${remote.lastError})` : "")
+          + `, errors ${r.errors ?? 0}, retries ${r.retries ?? 0}, fallbacks ${r.fallbacks ?? 0}`);
+      }
+      parts.push(
         `suggestions ${st.settings?.enabled === false ? "off" : "on"}, mode ${st.settings?.mode ?? "?"}`,
         `requests ${c.requests ?? 0}, served ${c.served ?? 0}, model calls ${c.model_calls ?? 0}, `
           + `cache hits ${c.cache_hits ?? 0}, typing-through ${c.typing_through ?? 0}`,
-      ];
+      );
       if (st.completion?.last_latency_ms) {
         parts.push(`last latency ${Math.round(st.completion.last_latency_ms)} ms`);
       }
@@ -292,7 +337,9 @@ class Codefill {
     }
     this.output.info(message);
     const show = this.state.clientError || st?.model?.state === "failed"
-      ? vscode.window.showErrorMessage : vscode.window.showInformationMessage;
+      ? vscode.window.showErrorMessage
+      : this.state.remote?.health === "failing" ? vscode.window.showWarningMessage
+        : vscode.window.showInformationMessage;
     const choice = await show(message, ...actions);
     if (choice === "Show Log") {
       this.output.show(true);
@@ -325,7 +372,9 @@ class Codefill {
       void client.sendNotification("workspace/didChangeConfiguration", {
         settings: { codefill: this.serverSettings() },
       });
-      if (e.affectsConfiguration("codefill.engine") || e.affectsConfiguration("codefill.prompt.template")) {
+      // The server reloads its backend (local model or remote engine) for these.
+      if (e.affectsConfiguration("codefill.engine") || e.affectsConfiguration("codefill.remote")
+          || e.affectsConfiguration("codefill.prompt.template")) {
         this.state.model = "loading";
         this.render();
         this.pollStatus();
@@ -359,6 +408,9 @@ class Codefill {
     if (!this.config().get<boolean>("streaming", true)) {
       const result = await next(document, position, context, token);
       const items = Array.isArray(result) ? result : result?.items ?? [];
+      if (items.length === 0) {
+        this.maybeRefreshStatus(undefined);
+      }
       for (const item of items) {
         item.command = this.acceptCommand(uri);
       }
@@ -421,6 +473,9 @@ class Codefill {
     this.cancellers.delete(stream.id);
     const finished = this.streams.finish(stream.id, result?.text);
     this.render();
+    if (result) {
+      this.maybeRefreshStatus(result.reason);
+    }
     if (!finished) {
       return;
     }

@@ -1,12 +1,13 @@
 // The extension's own logic, free of the `vscode` module so that plain node tests can run it:
 // finding the server command, turning VS Code's settings into the server's settings tree, the
-// status bar text, the bounded restart policy and the state of streamed suggestions.
+// status bar text (remote engine health included), when to ask the server for its status, the
+// bounded restart policy and the state of streamed suggestions.
 import * as path from "node:path";
 
 /** Keys under `codefill.` that belong to the extension, not to the server's config tree. */
 export const CLIENT_SECTIONS = ["server", "streaming"];
-/** The server's top-level sections (lsp_server/config.py). */
-export const SERVER_SECTIONS = ["engine", "prompt", "context", "completion"];
+/** The server's top-level sections (lsp_server/config.py; tests/test_vscode.py checks the list). */
+export const SERVER_SECTIONS = ["engine", "remote", "prompt", "context", "completion"];
 
 export type Settings = { [key: string]: unknown };
 
@@ -120,6 +121,18 @@ function lookPath(name: string, o: FindOptions): string | undefined {
 }
 
 export type ModelState = "starting" | "idle" | "loading" | "ready" | "failed";
+export type RemoteHealth = "unknown" | "ok" | "failing";
+
+/** The remote engine as `codefill/status` reports it (`model.backend` other than "local"). */
+export interface RemoteInput {
+  /** "llama-server" | "openai" (or "remote" while it is being set up) */
+  backend: string;
+  url?: string;
+  health: RemoteHealth;
+  lastError?: string;
+  /** the local model answers while the remote fails (`remote.fallback`) */
+  fallback?: boolean;
+}
 
 export interface StatusInput {
   enabled: boolean;
@@ -129,12 +142,38 @@ export interface StatusInput {
   modelError?: string;
   percent?: number;
   generating: boolean;
+  remote?: RemoteInput;
 }
 
 export interface StatusView {
   text: string;
   tooltip: string;
-  kind: "off" | "error" | "loading" | "generating" | "ready";
+  kind: "off" | "error" | "loading" | "warning" | "generating" | "ready";
+}
+
+/** The part of a `codefill/status` answer that the status bar uses. */
+export interface StatusModel {
+  state?: ModelState;
+  error?: string | null;
+  backend?: string;
+  url?: string;
+  fallback?: unknown;
+  remote?: { health?: string; last_error?: string | null };
+}
+
+/** The remote engine of a `codefill/status` answer's `model`, or undefined for the local engine. */
+export function remoteOf(model: StatusModel | undefined): RemoteInput | undefined {
+  if (!model || !model.backend || model.backend === "local") {
+    return undefined;
+  }
+  const health = model.remote?.health;
+  return {
+    backend: model.backend,
+    url: model.url || undefined,
+    health: health === "ok" || health === "failing" ? health : "unknown",
+    lastError: model.remote?.last_error || undefined,
+    fallback: model.fallback !== undefined && model.fallback !== null,
+  };
 }
 
 /** What the status bar item shows. */
@@ -143,19 +182,62 @@ export function statusView(s: StatusInput): StatusView {
     return { text: "$(error) codefill", tooltip: `codefill: ${s.clientError} (click for details)`, kind: "error" };
   }
   if (s.model === "failed") {
-    return { text: "$(error) codefill", tooltip: `codefill: the model failed to load: ${s.modelError ?? "unknown error"} (click for details)`, kind: "error" };
+    const what = s.remote ? "the remote engine could not be set up" : "the model failed to load";
+    return { text: "$(error) codefill", tooltip: `codefill: ${what}: ${s.modelError ?? "unknown error"} (click for details)`, kind: "error" };
   }
   if (!s.enabled) {
     return { text: "$(circle-slash) codefill", tooltip: "codefill: suggestions are off (click for status; codefill: Toggle Suggestions)", kind: "off" };
   }
   if (s.model === undefined || s.model === "starting" || s.model === "idle" || s.model === "loading") {
     const pct = s.percent !== undefined ? ` ${Math.round(s.percent)}%` : "";
-    return { text: `$(loading~spin) codefill${pct}`, tooltip: "codefill: loading the model", kind: "loading" };
+    const what = s.remote ? `connecting to the remote engine${s.remote.url ? ` at ${s.remote.url}` : ""}` : "loading the model";
+    return { text: `$(loading~spin) codefill${pct}`, tooltip: `codefill: ${what}`, kind: "loading" };
+  }
+  if (s.remote?.health === "failing") {
+    const meanwhile = s.remote.fallback ? "; the local model answers meanwhile" : "; no suggestions until it answers";
+    return { text: "$(warning) codefill",
+      tooltip: `codefill: remote engine failing: ${s.remote.lastError ?? "unknown error"}${meanwhile} (click for details)`,
+      kind: "warning" };
   }
   if (s.generating) {
     return { text: "$(sync~spin) codefill", tooltip: "codefill: generating a suggestion", kind: "generating" };
   }
-  return { text: "$(check) codefill", tooltip: "codefill: ready (click for status)", kind: "ready" };
+  const where = s.remote ? ` (remote engine ${s.remote.backend}${s.remote.url ? ` at ${s.remote.url}` : ""})` : "";
+  return { text: "$(check) codefill", tooltip: `codefill: ready${where} (click for status)`, kind: "ready" };
+}
+
+/**
+ * How long to wait before polling `codefill/status` again, or undefined to stop polling: every
+ * second while the model loads (progress), every 5 s while a remote engine is failing (to show
+ * when it is back; typing also refreshes, see `refreshAfterAnswer`).
+ */
+export function statusPollMs(s: StatusInput): number | undefined {
+  if (s.clientError || s.model === "failed") {
+    return undefined;
+  }
+  if (s.model === undefined || s.model === "starting" || s.model === "idle" || s.model === "loading") {
+    return 1000;
+  }
+  if (s.remote?.health === "failing") {
+    return 5000;
+  }
+  return undefined;
+}
+
+/**
+ * Whether a finished suggestion request should refresh `codefill/status` (in the background,
+ * never delaying the suggestion): an "engine error" answer at once (at most once a second);
+ * with a remote engine, any answer every 5 s at most (every second while it is failing), which
+ * also catches a remote that fails while `remote.fallback` keeps the suggestions coming.
+ */
+export function refreshAfterAnswer(s: StatusInput, reason: string | undefined, msSinceRefresh: number): boolean {
+  if (reason?.startsWith("engine error")) {
+    return msSinceRefresh >= 1000;
+  }
+  if (!s.remote) {
+    return false;
+  }
+  return msSinceRefresh >= (s.remote.health === "ok" ? 5000 : 1000);
 }
 
 /** Restart a crashed server at most `max` times within `windowMs`. */

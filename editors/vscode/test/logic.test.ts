@@ -2,7 +2,10 @@
 import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import { test } from "node:test";
-import { findServer, FindOptions, RestartPolicy, statusView, Streams, toServerSettings } from "../src/logic";
+import {
+  findServer, FindOptions, refreshAfterAnswer, remoteOf, RestartPolicy, SERVER_SECTIONS, StatusInput, statusPollMs,
+  statusView, Streams, toServerSettings,
+} from "../src/logic";
 
 function opts(over: Partial<FindOptions>, executables: string[] = []): FindOptions {
   return {
@@ -77,6 +80,13 @@ test("toServerSettings keeps only the server's sections and copies them", () => 
   assert.equal(cfg.engine.threads, 2, "a copy, not the same object");
 });
 
+test("toServerSettings carries the remote engine settings (codefill.remote.*)", () => {
+  assert.ok(SERVER_SECTIONS.includes("remote"));
+  const out = toServerSettings({ remote: { url: "http://gpu-box:8080", api: "llama-server", fallback: true },
+    streaming: false });
+  assert.deepEqual(out, { remote: { url: "http://gpu-box:8080", api: "llama-server", fallback: true } });
+});
+
 test("toServerSettings with enabled = false turns completion off", () => {
   assert.deepEqual(toServerSettings({ prompt: { max_tokens: 8 } }, false),
     { prompt: { max_tokens: 8 }, completion: { enabled: false } });
@@ -147,4 +157,66 @@ test("Streams.wait resolves on the first partial, on drop, or on timeout", async
   await Streams.wait(c, 30);
   assert.ok(Date.now() - t0 >= 25);
   assert.equal(c.text, "");
+});
+
+const FAILING = { backend: "llama-server", url: "http://gpu-box:8080", state: "ready" as const,
+  remote: { health: "failing", last_error: "cannot reach the remote engine at http://gpu-box:8080: connection refused",
+    consecutive_failures: 3, errors: 3, retries: 6, fallbacks: 0 } };
+
+test("remoteOf: undefined for the local engine; backend, url, health and last error of a remote one", () => {
+  assert.equal(remoteOf(undefined), undefined);
+  assert.equal(remoteOf({ state: "ready", backend: "local" }), undefined);
+  assert.equal(remoteOf({ state: "ready" }), undefined, "an older server without backend");
+  assert.deepEqual(remoteOf(FAILING), { backend: "llama-server", url: "http://gpu-box:8080", health: "failing",
+    lastError: "cannot reach the remote engine at http://gpu-box:8080: connection refused", fallback: false });
+  assert.deepEqual(remoteOf({ backend: "openai", url: "http://h", remote: { health: "ok", last_error: null },
+    fallback: { state: "ready" } }), { backend: "openai", url: "http://h", health: "ok", lastError: undefined, fallback: true });
+  assert.equal(remoteOf({ backend: "remote", url: "http://h" })?.health, "unknown", "while it is being set up");
+});
+
+test("statusView: a failing remote engine is a warning naming the error; back to ready when it answers", () => {
+  const failing = statusView({ enabled: true, generating: false, model: "ready", remote: remoteOf(FAILING) });
+  assert.equal(failing.kind, "warning");
+  assert.equal(failing.text, "$(warning) codefill");
+  assert.match(failing.tooltip, /^codefill: remote engine failing: cannot reach the remote engine at http:\/\/gpu-box:8080: connection refused; no suggestions/);
+  const withFallback = statusView({ enabled: true, generating: true, model: "ready",
+    remote: { ...remoteOf(FAILING)!, fallback: true } });
+  assert.equal(withFallback.kind, "warning", "failing wins over generating");
+  assert.match(withFallback.tooltip, /the local model answers meanwhile/);
+  const ok = statusView({ enabled: true, generating: false, model: "ready",
+    remote: { backend: "llama-server", url: "http://gpu-box:8080", health: "ok" } });
+  assert.equal(ok.kind, "ready");
+  assert.match(ok.tooltip, /remote engine llama-server at http:\/\/gpu-box:8080/);
+  assert.equal(statusView({ enabled: true, generating: false, model: "ready",
+    remote: { backend: "llama-server", health: "unknown" } }).kind, "ready", "no request yet");
+  assert.equal(statusView({ enabled: false, generating: false, model: "ready", remote: remoteOf(FAILING) }).kind, "off");
+  assert.equal(statusView({ enabled: true, generating: false, clientError: "x", remote: remoteOf(FAILING) }).kind, "error");
+  const connecting = statusView({ enabled: true, generating: false, model: "loading", remote: remoteOf(FAILING) });
+  assert.equal(connecting.kind, "loading");
+  assert.match(connecting.tooltip, /connecting to the remote engine at http:\/\/gpu-box:8080/);
+});
+
+test("statusPollMs: every second while loading, every 5 s while the remote fails, else not at all", () => {
+  const base: StatusInput = { enabled: true, generating: false };
+  assert.equal(statusPollMs({ ...base, model: "starting" }), 1000);
+  assert.equal(statusPollMs({ ...base, model: "loading" }), 1000);
+  assert.equal(statusPollMs({ ...base, model: "ready" }), undefined);
+  assert.equal(statusPollMs({ ...base, model: "failed" }), undefined);
+  assert.equal(statusPollMs({ ...base, model: "ready", remote: remoteOf(FAILING) }), 5000);
+  assert.equal(statusPollMs({ ...base, model: "ready", remote: { backend: "openai", health: "ok" } }), undefined);
+  assert.equal(statusPollMs({ ...base, clientError: "gone", model: "ready", remote: remoteOf(FAILING) }), undefined);
+});
+
+test("refreshAfterAnswer: engine errors at once, remote engines throttled, the local engine never", () => {
+  const local: StatusInput = { enabled: true, generating: false, model: "ready" };
+  assert.equal(refreshAfterAnswer(local, "engine error: cannot reach", 1500), true);
+  assert.equal(refreshAfterAnswer(local, "engine error: cannot reach", 200), false, "at most once a second");
+  assert.equal(refreshAfterAnswer(local, "superseded by a newer request", 60_000), false);
+  assert.equal(refreshAfterAnswer(local, undefined, 60_000), false);
+  const ok: StatusInput = { ...local, remote: { backend: "llama-server", health: "ok" } };
+  assert.equal(refreshAfterAnswer(ok, "", 4000), false);
+  assert.equal(refreshAfterAnswer(ok, "", 5000), true, "a failing remote behind remote.fallback is noticed");
+  const failing: StatusInput = { ...local, remote: remoteOf(FAILING) };
+  assert.equal(refreshAfterAnswer(failing, "", 1200), true, "a recovery is noticed while typing");
+  assert.equal(refreshAfterAnswer({ ...local, remote: { backend: "openai", health: "unknown" } }, "", 1000), true);
 });
