@@ -5,19 +5,27 @@ documents, against the real `codefill serve` over raw stdio.
     python bench/soak.py --requests 300  # the CI variant (tests/test_reliability_soak.py)
 
 Figures: requests served (non-empty suggestion), empty, cancelled, errors, stale completions
-returned, max RSS and RSS growth of the server process.
+returned, max RSS and RSS growth of the server process. RSS is sampled every 100 requests; the
+output carries a timeline (every 1,000 requests), the RSS after the first 2,000 requests and the
+growth from there to the end (caches and the allocator have settled by then, so growth after it
+is what a leak would show; a fifth of the run for shorter runs). ``--progress FILE`` appends
+the running figures as JSON lines every 500 requests, so a long run can be watched (and is not
+lost if it is stopped).
 
 Staleness is checked from the stream order of the server's replies: every didChange is followed
 by a ``codefill/status`` *barrier*; pygls applies notifications in order, so once the barrier's
 reply has been read, the server holds that version. A non-empty suggestion whose reply comes
-after the barrier of a later version of its document is stale (it was computed for, or served
-against, text the client no longer has). It must never happen.
+after the barrier of a later version of its document, and that later version's text differs from
+the text at the request, is stale (it was computed for, or served against, text the client no
+longer has). It must never happen. When the text came back to what it was (a character typed,
+then deleted) the suggestion still fits the document: those are counted as `served_after_undo`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import random
 import subprocess
@@ -91,7 +99,7 @@ def settings(rng: random.Random) -> dict[str, Any]:
 
 
 def run(n_requests: int, seed: int = 0, max_outstanding: int = 6,
-        timeout_s: float = 3600) -> dict[str, Any]:
+        timeout_s: float = 3600, progress: str | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,14 +107,14 @@ def run(n_requests: int, seed: int = 0, max_outstanding: int = 6,
         (root / ".git").mkdir()
         s = Soak(root)
         try:
-            return _run(s, rng, n_requests, max_outstanding, t0, timeout_s)
+            return _run(s, rng, n_requests, max_outstanding, t0, timeout_s, progress)
         finally:
             s.proc.kill()
             s.proc.wait()
 
 
 def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0: float,
-         timeout_s: float) -> dict[str, Any]:
+         timeout_s: float, progress: str | None = None) -> dict[str, Any]:
     init = s.request("initialize", {"capabilities": {}, "processId": None,
                                     "rootUri": s.root.as_uri(),
                                     "initializationOptions": settings(rng)})
@@ -115,9 +123,15 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
     confirmed: dict[str, int] = {}            # highest version whose barrier reply was read
     barriers: dict[str, tuple[str, int]] = {}  # barrier id -> (uri, version)
     pending: dict[str, tuple[str, int]] = {}   # completion id -> (uri, version at request)
+    texts: dict[tuple[str, int], str] = {}     # (uri, version) -> text, for stale reports
+    stale_examples: list[dict[str, Any]] = []
+    cancelled_ids: set[str] = set()
     figures = {"requests": 0, "served": 0, "empty": 0, "cancelled": 0, "errors": 0,
-               "stale": 0, "did_change": 0, "cancels_sent": 0, "config_changes": 0}
+               "stale": 0, "served_after_undo": 0, "did_change": 0, "cancels_sent": 0,
+               "config_changes": 0}
     rss: list[int] = []
+    timeline: list[tuple[int, float, int]] = []  # (requests, seconds, RSS kB)
+    load_start = os.getloadavg()
 
     def drain(block: bool) -> None:
         while True:
@@ -147,8 +161,22 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
                 items = (msg.get("result") or {}).get("items") or []
                 if items and items[0].get("insertText"):
                     figures["served"] += 1
-                    if confirmed.get(uri, 0) > v:
+                    seen = confirmed.get(uri, 0)
+                    if seen > v and texts.get((uri, seen)) == texts.get((uri, v)):
+                        # Edited and changed back (type, then backspace) before the reply: the
+                        # suggestion fits the text the server holds. Counted, not stale.
+                        figures["served_after_undo"] += 1
+                    elif seen > v:
                         figures["stale"] += 1
+                        if len(stale_examples) < 5:
+                            stale_examples.append({
+                                "id": mid, "uri": uri.rsplit("/", 1)[1], "version": v,
+                                "confirmed": confirmed[uri], "client_version": version[uri],
+                                "insert": items[0]["insertText"],
+                                "text_at_request_tail": texts.get((uri, v), "")[-60:],
+                                "text_confirmed_tail": texts.get((uri, confirmed[uri]),
+                                                                 "")[-60:],
+                                "cancel_sent": mid in cancelled_ids})
                 else:
                     figures["empty"] += 1
 
@@ -183,6 +211,7 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
              after: str) -> None:
         version[uri] += 1
         docs[uri] = after
+        texts[(uri, version[uri])] = after
         s.notify("textDocument/didChange", {
             "textDocument": {"uri": uri, "version": version[uri]},
             "contentChanges": [{"range": {"start": start, "end": end}, "text": new_text}]})
@@ -218,6 +247,7 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
                 i = int(uri.rsplit("doc", 1)[1].split(".")[0])
                 version[uri] += 1
                 docs[uri] = SEEDS[i]
+                texts[(uri, version[uri])] = SEEDS[i]
                 s.notify("textDocument/didChange", {
                     "textDocument": {"uri": uri, "version": version[uri]},
                     "contentChanges": [{"text": SEEDS[i]}]})
@@ -226,9 +256,11 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
                 "textDocument": {"uri": uri}, "position": end_pos(docs[uri]),
                 "context": {"triggerKind": 2}})
             pending[rid] = (uri, version[uri])
+            texts[(uri, version[uri])] = docs[uri]
             figures["requests"] += 1
             if rng.random() < 0.15:
                 s.notify("$/cancelRequest", {"id": rid})
+                cancelled_ids.add(rid)
                 figures["cancels_sent"] += 1
             elif rng.random() < 0.3:  # the user pauses: wait for the suggestion
                 while rid in pending:
@@ -236,8 +268,15 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
         drain(block=False)
         while len(pending) >= max_outstanding:
             drain(block=True)
-        if figures["requests"] % 100 == 0:
+        if figures["requests"] % 100 == 0 and (not timeline
+                                               or timeline[-1][0] != figures["requests"]):
             rss.append(rss_kb(s.proc.pid))
+            timeline.append((figures["requests"], time.monotonic() - t0, rss[-1]))
+            if progress and figures["requests"] % 500 == 0:
+                with open(progress, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({**figures, "seconds": round(time.monotonic() - t0, 1),
+                                        "rss_mb": round(rss[-1] / 1024, 1),
+                                        "loadavg": os.getloadavg()}) + "\n")
     while pending or barriers:
         drain(block=True)
     rss.append(rss_kb(s.proc.pid))
@@ -246,15 +285,26 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
     while msg.get("id") != b:
         msg = s.replies.get(timeout=120)
     status = msg["result"]
-    warm = rss[min(len(rss) - 1, max(1, len(rss) // 10))]  # after the first tenth (caches fill)
+    # RSS after the first 2,000 requests (a fifth of shorter runs): the settled baseline.
+    warm_n = min(2000, max(100, n_requests // 5 // 100 * 100))
+    after_2k = next((kb for n, _, kb in timeline if n >= warm_n), None)
     figures.update({
         "seconds": round(time.monotonic() - t0, 1),
         "rss_start_mb": round(rss[0] / 1024, 1), "rss_max_mb": round(max(rss) / 1024, 1),
         "rss_end_mb": round(rss[-1] / 1024, 1),
-        "rss_growth_after_warmup_mb": round((rss[-1] - warm) / 1024, 1),
+        "warmup_requests": warm_n,
+        "rss_after_warmup_mb": round(after_2k / 1024, 1) if after_2k else None,
+        "rss_growth_warmup_to_end_mb": (round((rss[-1] - after_2k) / 1024, 1)
+                                        if after_2k else None),
+        "rss_max_after_warmup_mb": (round(max(kb for n, _, kb in timeline if n >= warm_n) / 1024,
+                                          1) if after_2k else None),
+        "rss_timeline": [{"requests": n, "seconds": round(t, 1), "rss_mb": round(kb / 1024, 1)}
+                         for n, t, kb in timeline if n % 1000 == 0 or n == warm_n],
+        "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
         "server_counters": status["completion"]["counters"],
         "engine": {k: status["model"].get("engine", {}).get(k)
                    for k in ("requests", "cancelled")},
+        "stale_examples": stale_examples,
         "alive": s.proc.poll() is None})
     return figures
 
@@ -263,9 +313,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=24 * 3600,
+                    help="give up after this many seconds (default 24 h)")
+    ap.add_argument("--progress", help="append running figures here every 500 requests")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    figures = run(args.requests, args.seed)
+    figures = run(args.requests, args.seed, timeout_s=args.timeout, progress=args.progress)
     print(json.dumps(figures, indent=1))
 
 
