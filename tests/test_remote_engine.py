@@ -401,3 +401,62 @@ def test_language_server_completes_through_llama_server(proxy: FaultProxy, tmp_p
         assert any("is answering" in m.message for m in h.messages[n:])
     finally:
         assert h.stop() == 0
+
+
+# --- TLS ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A tiny HTTPS server with a self-signed certificate that answers like llama-server's
+    /infill stream: it isolates the HTTP client's TLS handling (the certificate checks)."""
+    import http.server
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: cannot make a self-signed certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, ctype: str, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._send("application/json", b'{"default_generation_settings": {"n_ctx": 1024}}')
+
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._send("text/event-stream", b'data: {"content": "x * x", "stop": false}\n\n'
+                       b'data: {"content": "", "stop": true, "stop_type": "eos"}\n\n')
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{httpd.server_address[1]}", cert
+    httpd.shutdown()
+
+
+def test_tls_certificates_are_verified_by_default(tls_server: tuple[str, Path]) -> None:
+    url, cert = tls_server
+    with pytest.raises(EngineError, match="TLS certificate.*not trusted.*remote.ca_file"):
+        RemoteSession(remote_config(url, retries=0)).complete("def sq(x):\n    return ", "")
+    trusted = RemoteSession(remote_config(url, ca_file=str(cert)))
+    assert trusted.complete("def sq(x):\n    return ", "").text == "x * x"
+    assert trusted.n_ctx == 1024
+    unverified = RemoteSession(remote_config(url, verify_tls=False))
+    assert unverified.complete("def sq(x):\n    return ", "").text == "x * x"
