@@ -13,7 +13,7 @@ import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
@@ -22,7 +22,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
 from . import __version__
-from .completion.pipeline import CompletionRequest, Pipeline
+from .completion.pipeline import CompletionRequest, Pipeline, Suggestion
 from .config import Config, load_config
 from .context import WorkspaceIndex, context_budget
 from .prompt.assemble import ContextFile
@@ -214,6 +214,20 @@ class CodefillServer(LanguageServer):
             self.index.update_buffer(path, text)
 
     # --- documents -----------------------------------------------------------------------
+    async def suggest(self, uri: str, position: types.Position,
+                      on_text: Callable[[str], None] | None = None) -> Suggestion | None:
+        """The pipeline's suggestion at a cursor; None for a cursor codefill does not serve
+        (unknown document, outside the roots, bad position). A suggestion the document has
+        outdated meanwhile comes back empty: stale text is never shown."""
+        req = self.request_at(uri, position)
+        if req is None:
+            return None
+        result = await self.pipeline.complete(req, on_text=on_text)
+        if _stale(self, req):
+            return Suggestion("", result.source, "the document changed", result.single_line,
+                              result.latency_s)
+        return result
+
     def request_at(self, uri: str, position: types.Position) -> CompletionRequest | None:
         """The pipeline request for ``position`` in an open ``file:`` document inside the
         workspace, or None (unknown document, other scheme, outside the roots, bad position)."""
@@ -374,11 +388,8 @@ def create_server() -> CodefillServer:
     @ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: CodefillServer, params: types.InlineCompletionParams
                                 ) -> types.InlineCompletionList | None:
-        req = ls.request_at(params.text_document.uri, params.position)
-        if req is None:
-            return None
-        result = await ls.pipeline.complete(req)
-        if not result.text or _stale(ls, req):
+        result = await ls.suggest(params.text_document.uri, params.position)
+        if result is None or not result.text:
             return None
         pos = params.position
         return types.InlineCompletionList(items=[types.InlineCompletionItem(
@@ -388,11 +399,10 @@ def create_server() -> CodefillServer:
                 types.CompletionOptions(trigger_characters=None, resolve_provider=False))
     async def completion(ls: CodefillServer, params: types.CompletionParams
                          ) -> types.CompletionList | None:
-        req = ls.request_at(params.text_document.uri, params.position)
-        if req is None:
+        result = await ls.suggest(params.text_document.uri, params.position)
+        if result is None:
             return None
-        result = await ls.pipeline.complete(req)
-        if not result.text or _stale(ls, req):
+        if not result.text:
             return types.CompletionList(is_incomplete=True, items=[])
         pos = params.position
         label = result.text.strip().splitlines()[0][:60] if result.text.strip() else result.text
@@ -415,17 +425,14 @@ def create_server() -> CodefillServer:
         if where is None:
             return None
         stream_id = params.get("streamId")
-        req = ls.request_at(*where)
-        if req is None:
-            return None
 
         def on_text(text: str) -> None:
             if stream_id is not None:
                 ls.protocol.notify("codefill/partial", {"streamId": stream_id, "text": text})
 
-        result = await ls.pipeline.complete(req, on_text=on_text)
-        if _stale(ls, req):
-            return {"text": "", "source": result.source, "reason": "the document changed"}
+        result = await ls.suggest(*where, on_text=on_text)
+        if result is None:
+            return None
         return {"text": result.text, "source": result.source, "reason": result.reason,
                 "singleLine": result.single_line, "latencyMs": round(result.latency_s * 1000, 1)}
 
