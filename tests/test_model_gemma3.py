@@ -194,6 +194,12 @@ def test_llama_cpp_logits_equal_torch_and_gguf_loads_back(
     wider.load_state_dict(tiny.state_dict())
     assert np.abs(got - logits(wider, ids)).max() > 1e-2
 
+    from lsp_server.models.gguf_header import read_header
+
+    index = read_tensor_index(out)  # agrees with the daemon's header reader, plus dimensions
+    assert [(t.name, t.offset, t.n_bytes) for t in index] == [
+        (t.name, t.offset, t.n_bytes) for t in read_header(out).tensors]
+    assert {t.name: t.shape for t in index}["blk.0.ffn_down.weight"] == (64, 128)
     back = load_gemma3_gguf(out)
     assert back.config.sliding_layers() == tiny.config.sliding_layers()
     assert back.config.rms_norm_eps == pytest.approx(1e-6, rel=1e-6)  # stored as float32
