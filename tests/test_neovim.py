@@ -100,6 +100,10 @@ SETUP_CASES = [
     "unknown keys and wrong types are reported and replaced by defaults",
     "setup() with bad options notifies each problem and still works",
     "native = true without vim.lsp.inline_completion falls back to codefill's renderer",
+    "settings.remote passes validation and reaches the server (initializationOptions, configuration)",
+    "statusline and :checkhealth wording for a remote engine: ready, failing, unknown (status given)",
+    'Neovim 0.11: native = "auto" picks codefill\'s own renderer (no vim.lsp.inline_completion)',
+    "Neovim 0.12 wiring against a stubbed vim.lsp.inline_completion (not a real 0.12)",
     "keymaps are created, can be turned off, and Tab falls back to a real Tab",
     "accept splitting: next word and next line",
     ":Codefill with an unknown subcommand reports it and does not raise",
@@ -109,6 +113,7 @@ BAD_CASES = [
     "a server command that does not exist: one clear error, status says so, typing works",
     "no server command configured and none on PATH: the error says how to fix it",
     "a server that crashes is restarted at most server.max_restarts times",
+    "a remote engine that does not answer: statusline, status and checkhealth say so; then it recovers",
     "a model that fails to load: status shows the error, typing works, no ghost text",
 ]
 E2E_CASES = [

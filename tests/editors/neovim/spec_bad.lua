@@ -1,6 +1,6 @@
--- Bad input: server missing, not on PATH, crashing, model that fails to load. Neovim must show a
--- clear status, never raise, keep typing working, and restart a crashing server a bounded
--- number of times.
+-- Bad input: server missing, not on PATH, crashing, model that fails to load, a remote engine
+-- that does not answer. Neovim must show a clear status, never raise, keep typing working, and
+-- restart a crashing server a bounded number of times.
 local Child = require("child")
 
 local WS = assert(vim.env.CODEFILL_TEST_WORKSPACE, "CODEFILL_TEST_WORKSPACE is not set")
@@ -19,6 +19,56 @@ local function note_matching(notes, level, pattern)
     end
   end
   error(string.format("no notification of level %d matching %q in %s", level, pattern, vim.inspect(notes)), 2)
+end
+
+--- A stand-in for llama-server on 127.0.0.1, in this (parent) Neovim: bound at once (so the port
+--- is reserved, and connections are refused while it does not listen), answering every request
+--- with one non-streamed llama-server answer after :listen(). Enough for codefill's probe
+--- (GET /props) and /infill; not a model.
+local function fake_llama_server()
+  local tcp = assert(vim.uv.new_tcp())
+  assert(tcp:bind("127.0.0.1", 0))
+  local self = { port = tcp:getsockname().port, requests = 0 }
+  function self.listen()
+    assert(tcp:listen(16, function(err)
+      assert(not err, err)
+      local conn = vim.uv.new_tcp()
+      tcp:accept(conn)
+      local buf = ""
+      conn:read_start(function(rerr, chunk)
+        if rerr or not chunk then
+          conn:close()
+          return
+        end
+        buf = buf .. chunk
+        local head_end = buf:find("\r\n\r\n", 1, true)
+        if not head_end then
+          return
+        end
+        local len = tonumber(buf:sub(1, head_end):lower():match("content%-length:%s*(%d+)")) or 0
+        if #buf < head_end + 3 + len then
+          return
+        end
+        conn:read_stop()
+        self.requests = self.requests + 1
+        local path = buf:match("^%u+ (%S+)")
+        local body = path == "/props" and '{"default_generation_settings":{"n_ctx":4096}}'
+          or '{"content":" = 1","stop":true,"stop_type":"eos"}'
+        conn:write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #body
+          .. "\r\nConnection: close\r\n\r\n" .. body, function()
+          conn:shutdown(function()
+            conn:close()
+          end)
+        end)
+      end)
+    end))
+  end
+  function self.close()
+    if not tcp:is_closing() then
+      tcp:close()
+    end
+  end
+  return self
 end
 
 local ERROR = vim.log.levels.ERROR
@@ -114,6 +164,55 @@ return function(t)
     eq(c:lua("return require('codefill').statusline()"), "codefill: error", "statusline")
     eq(c:lua("return #vim.lsp.get_clients({ name = 'codefill' })"), 0, "no client left running")
     typing_works(c)
+  end)
+
+  t.case("a remote engine that does not answer: statusline, status and checkhealth say so; then it recovers", function()
+    local engine = fake_llama_server()
+    local url = "http://127.0.0.1:" .. engine.port
+    local c = child()
+    local ok, err = pcall(function()
+      c:lua([[
+        local cmd, url = ...
+        require("codefill").setup({ server = { cmd = cmd },
+          settings = { remote = { url = url, retries = 0, connect_timeout_ms = 1000 } } })
+        vim.cmd("edit fib.py")
+      ]], CMD, url)
+      -- The server probes the engine when it starts; the probe is refused, the server warns
+      -- (window/showMessage) and the plugin refreshes its status.
+      c:wait_lua([[return require("codefill").statusline() == "codefill: remote failing"]], 120000,
+        "statusline 'codefill: remote failing'")
+      local log = table.concat(c:lua("return require('codefill.server').log_lines()"), "\n")
+      assert(log:find("message: codefill: remote engine failing: cannot reach the remote engine at " .. url, 1, true), log)
+      local status = c:wait_lua([[
+        local out
+        require("codefill").status(function(_, text) out = text end)
+        vim.wait(5000, function() return out ~= nil end, 20)
+        return out
+      ]], 10000, "status text")
+      assert(status:find("backend: remote engine llama-server at " .. url .. ", health failing", 1, true), status)
+      assert(status:find("remote error: cannot reach the remote engine", 1, true), status)
+      local health = c:lua([[
+        vim.cmd("checkhealth codefill")
+        local text = table.concat(vim.api.nvim_buf_get_lines(0, 0, -1, false), "\n")
+        vim.cmd("bwipeout")
+        return text
+      ]])
+      assert(health:find("WARNING backend: remote engine llama-server at " .. url .. ", health failing", 1, true), health)
+      typing_works(c)
+      eq(c:lua("return require('codefill').get_suggestion()"), vim.NIL, "no suggestion")
+      -- The engine comes up: the next request succeeds, the server says so, the status follows.
+      engine.listen()
+      c:input("Go")
+      c:type("y")
+      c:wait_lua([[return require("codefill").statusline() == "codefill: ready (remote)"]], 60000,
+        "statusline 'codefill: ready (remote)'")
+      c:input("<Esc>")
+      log = table.concat(c:lua("return require('codefill.server').log_lines()"), "\n")
+      assert(log:find("is answering", 1, true), log)
+      assert(engine.requests >= 1, "the fake engine was asked")
+    end)
+    engine.close()
+    assert(ok, err)
   end)
 
   t.case("a model that fails to load: status shows the error, typing works, no ghost text", function()

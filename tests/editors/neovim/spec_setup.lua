@@ -144,6 +144,190 @@ return function(t)
     end
   end)
 
+  t.case("settings.remote passes validation and reaches the server (initializationOptions, configuration)", function()
+    local c = fresh()
+    local r = c:lua([[
+      local cfg, problems = require("codefill.config").resolve({
+        settings = { remote = { url = "http://gpu-box:8080", api = "llama-server", fallback = true } } })
+      local started
+      vim.lsp.start = function(config) started = config; return nil end
+      require("codefill").setup({ server = { cmd = { "/bin/cat" } },
+        settings = { remote = { url = "http://gpu-box:8080", fallback = true } } })
+      vim.cmd("edit fib.py")
+      return { problems = problems, remote = cfg.settings.remote,
+               init = started and started.init_options.remote,
+               conf = started and started.settings.codefill.remote,
+               pushed = require("codefill.server").settings().remote }
+    ]])
+    eq(r.problems, {}, "problems")
+    eq(r.remote, { url = "http://gpu-box:8080", api = "llama-server", fallback = true }, "merged settings.remote")
+    eq(r.init, { url = "http://gpu-box:8080", fallback = true }, "initializationOptions.remote")
+    eq(r.conf, { url = "http://gpu-box:8080", fallback = true }, "workspace/configuration codefill.remote")
+    eq(r.pushed, { url = "http://gpu-box:8080", fallback = true }, "didChangeConfiguration settings.remote")
+  end)
+
+  t.case("statusline and :checkhealth wording for a remote engine: ready, failing, unknown (status given)", function()
+    local c = fresh()
+    local r = c:lua([[
+      require("codefill").setup({ server = { cmd = { "/bin/cat" } } })
+      local server, codefill = require("codefill.server"), require("codefill")
+      local out = {}
+      server.state = { model = "ready", backend = "llama-server", url = "http://gpu-box:8080",
+                       remote = { health = "failing", last_error = "cannot reach" } }
+      out.failing = codefill.statusline()
+      server.generating = 1
+      out.failing_generating = codefill.statusline()
+      server.generating = 0
+      server.state.remote.health = "ok"
+      out.ok = codefill.statusline()
+      server.state = { model = "ready" }
+      out["local"] = codefill.statusline()
+      local calls = {}
+      local h = {}
+      for _, k in ipairs({ "ok", "warn", "info", "error" }) do
+        h[k] = function(msg, advice) calls[#calls + 1] = { k, msg, advice } end
+      end
+      local health = require("codefill.health")
+      health.report_remote(h, { backend = "llama-server", url = "http://gpu-box:8080", fallback = vim.NIL,
+        remote = { health = "failing", last_error = "cannot reach the remote engine at http://gpu-box:8080: connection refused",
+                   errors = 2, retries = 4, fallbacks = 0 } })
+      health.report_remote(h, { backend = "openai", url = "http://h:8000", remote = { health = "ok", last_error = vim.NIL } })
+      health.report_remote(h, { backend = "remote", url = "http://h:8000" })
+      out.health = calls
+      return out
+    ]])
+    eq(r.failing, "codefill: remote failing", "statusline while failing")
+    eq(r.failing_generating, "codefill: remote failing", "failing wins over generating")
+    eq(r.ok, "codefill: ready (remote)", "statusline when the remote answers")
+    eq(r["local"], "codefill: ready", "statusline with the local engine")
+    local h = r.health
+    eq({ h[1][1], h[2][1], h[3][1] }, { "warn", "ok", "info" }, "health levels for failing, ok, unknown")
+    assert(h[1][2]:find("backend: remote engine llama-server at http://gpu-box:8080, health failing (errors 2, retries 4, fallbacks 0): cannot reach the remote engine", 1, true), h[1][2])
+    assert(vim.iter(h[1][3]):any(function(a) return a:find("curl http://gpu-box:8080/health", 1, true) ~= nil end), vim.inspect(h[1][3]))
+    assert(vim.iter(h[1][3]):any(function(a) return a:find("remote.fallback = true", 1, true) ~= nil end), vim.inspect(h[1][3]))
+    assert(h[2][2]:find("openai at http://h:8000, health ok", 1, true), h[2][2])
+    assert(h[3][2]:find("health unknown", 1, true), h[3][2])
+  end)
+
+  t.case("Neovim 0.11: native = \"auto\" picks codefill's own renderer (no vim.lsp.inline_completion)", function()
+    local c = fresh()
+    local r = c:lua([[
+      require("codefill").setup({ server = { cmd = { "/bin/cat" } } })
+      local codefill = require("codefill")
+      return { has = vim.fn.has("nvim-0.12"), native = codefill.uses_native(), available = codefill._native_available(),
+               own = #vim.api.nvim_get_autocmds({ group = "codefill", event = "TextChangedI" }) }
+    ]])
+    if r.has == 1 then
+      eq({ r.available, r.native }, { true, true }, "Neovim 0.12 uses its built-in inline completion")
+    else
+      eq({ r.available, r.native }, { false, false }, "no built-in inline completion on 0.11")
+      eq(r.own, 1, "codefill's TextChangedI handler is installed")
+    end
+  end)
+
+  -- A unit test of codefill's wiring to Neovim 0.12's vim.lsp.inline_completion, run on 0.11 with
+  -- a stub of that module (the signatures of runtime/lua/vim/lsp/inline_completion.lua on the
+  -- 0.12 branch) and an in-process fake language server; it does not exercise a real Neovim 0.12.
+  t.case("Neovim 0.12 wiring against a stubbed vim.lsp.inline_completion (not a real 0.12)", function()
+    local c = fresh()
+    local r = c:lua([[
+      local calls = {}
+      vim.lsp.inline_completion = {
+        enable = function(enable, filter)
+          vim.validate("enable", enable, "boolean", true)
+          vim.validate("filter", filter, "table", true)
+          calls[#calls + 1] = { "enable", enable, filter and filter.bufnr }
+        end,
+        is_enabled = function() return true end,
+        get = function(opts)
+          calls[#calls + 1] = { "get", opts and opts.bufnr }
+          return true
+        end,
+        select = function() end,
+      }
+      -- An in-process language server that only initializes (cmd as a function, as Neovim's
+      -- own LSP tests do).
+      local function fake(dispatchers)
+        local closing, id = false, 0
+        return {
+          request = function(method, _, callback)
+            id = id + 1
+            if method == "initialize" then
+              callback(nil, { capabilities = { inlineCompletionProvider = true, textDocumentSync = 2 } })
+            elseif method == "codefill/status" then
+              callback(nil, { model = { state = "ready", backend = "local" } })
+            else
+              callback(nil, vim.NIL)
+            end
+            return true, id
+          end,
+          notify = function(method)
+            if method == "exit" then dispatchers.on_exit(0, 15) end
+            return true
+          end,
+          is_closing = function() return closing end,
+          terminate = function() closing = true end,
+        }
+      end
+      local server = require("codefill.server")
+      require("codefill").setup({})
+      server.resolve_cmd = function() return fake, nil end
+      local codefill = require("codefill")
+      vim.cmd("edit fib.py")
+      local buf = vim.api.nvim_get_current_buf()
+      vim.wait(5000, function()
+        local cl = server.client(buf)
+        return cl ~= nil and cl.initialized and #calls > 0
+      end, 20)
+      local out = { native = codefill.uses_native(), buf = buf, after_attach = vim.deepcopy(calls),
+                    initialized = server.client(buf) ~= nil and server.client(buf).initialized,
+                    own = #vim.api.nvim_get_autocmds({ group = "codefill", event = "TextChangedI" }) }
+      -- A candidate drawn by the built-in renderer (its namespace), at the cursor.
+      local ns = vim.api.nvim_create_namespace("nvim.lsp.inline_completion")
+      vim.api.nvim_buf_set_extmark(buf, ns, 0, 0, { virt_text = { { "x", "Comment" } }, virt_text_pos = "inline" })
+      out.visible = codefill.is_visible()
+      calls = {}
+      out.accepted = codefill.accept()
+      out.after_accept = vim.deepcopy(calls)
+      local word = vim.fn.maparg("<M-Right>", "i", false, true).callback()
+      local tab = vim.fn.maparg("<Tab>", "i", false, true).callback()
+      out.word_key, out.tab_key = word, tab
+      codefill.dismiss()
+      out.visible_after_dismiss = codefill.is_visible()
+      out.tab_after_dismiss = vim.fn.maparg("<Tab>", "i", false, true).callback()
+      out.trigger_without_group = codefill.trigger()
+      local fired = false
+      vim.api.nvim_create_augroup("nvim.lsp.inline_completion:" .. buf, { clear = true })
+      vim.api.nvim_create_autocmd("CursorMovedI", { group = "nvim.lsp.inline_completion:" .. buf, buffer = buf,
+        callback = function() fired = true end })
+      out.trigger = codefill.trigger()
+      out.fired = fired
+      calls = {}
+      codefill.toggle(false)
+      codefill.toggle(true)
+      out.toggle = vim.deepcopy(calls)
+      return out
+    ]])
+    eq(r.native, true, "uses_native with the module present")
+    eq(r.own, 0, "codefill's own renderer is not installed")
+    -- attach() runs on FileType and BufReadPost, and LspAttach follows; enable() is idempotent.
+    assert(#r.after_attach >= 1, "enable() was not called")
+    for _, call in ipairs(r.after_attach) do
+      eq(call, { "enable", true, r.buf }, "enable(true, { bufnr }) once the client is initialized")
+    end
+    eq(r.initialized, true, "the fake client initialized")
+    eq(r.visible, true, "a candidate in the built-in namespace counts as visible")
+    eq(r.accepted, true, "accept() returns get()'s result")
+    eq(r.after_accept, { { "get", r.buf } }, "accept() calls get({ bufnr })")
+    eq(r.word_key, "<M-Right>", "next-word key falls back (the built-in one has no partial accepts)")
+    eq(r.tab_key, "<Cmd>lua require('codefill').accept()<CR>", "Tab accepts while a candidate is shown")
+    eq(r.visible_after_dismiss, false, "dismiss hides the built-in candidate")
+    eq(r.tab_after_dismiss, "<Tab>", "then Tab is a Tab again")
+    eq(r.trigger_without_group, false, "trigger without the built-in autocommands reports failure")
+    eq({ r.trigger, r.fired }, { true, true }, "trigger runs the buffer's automatic request")
+    eq(r.toggle, { { "enable", false, r.buf }, { "enable", true, r.buf } }, "toggle switches the buffer off and on")
+  end)
+
   t.case("keymaps are created, can be turned off, and Tab falls back to a real Tab", function()
     local c = fresh()
     local r = c:lua([[

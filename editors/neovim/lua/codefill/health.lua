@@ -1,6 +1,37 @@
 -- :checkhealth codefill
 local M = {}
 
+local function val(x)
+  if x == nil or x == vim.NIL or x == "" then
+    return nil
+  end
+  return x
+end
+
+--- The remote engine of a codefill/status `model` table: backend, URL and health.
+function M.report_remote(health, m)
+  local r = type(m.remote) == "table" and m.remote or {}
+  local h = val(r.health) or "unknown"
+  local desc = string.format("backend: remote engine %s at %s, health %s (errors %s, retries %s, fallbacks %s)",
+    tostring(m.backend), tostring(val(m.url) or "?"), h, tostring(val(r.errors) or 0),
+    tostring(val(r.retries) or 0), tostring(val(r.fallbacks) or 0))
+  if h == "ok" then
+    health.ok(desc)
+  elseif h == "failing" then
+    local advice = {
+      "check that the server answers" .. (m.backend == "llama-server"
+        and (": curl " .. tostring(val(m.url) or "<remote.url>") .. "/health") or ""),
+      "check remote.url, remote.api and the API key variable (remote.api_key_env); docs/deployment.md",
+    }
+    if not val(m.fallback) then
+      advice[#advice + 1] = "settings.remote.fallback = true completes with the local model while it fails"
+    end
+    health.warn(desc .. ": " .. tostring(val(r.last_error) or "unknown error"), advice)
+  else
+    health.info(desc .. " (no request has reached it yet)")
+  end
+end
+
 function M.check()
   local health = vim.health
   local server = require("codefill.server")
@@ -64,12 +95,20 @@ function M.check()
       local m = result.model or {}
       local desc = string.format("server %d (%s): codefill %s, model %s: %s, template %s", client.id, root,
         tostring(result.version), tostring(m.state), tostring(m.model), tostring(m.template))
+      local remote = m.backend ~= nil and m.backend ~= vim.NIL and m.backend ~= "local"
       if m.state == "ready" then
         health.ok(desc)
       elseif m.state == "failed" then
-        health.error(desc .. ": " .. tostring(m.error), { "check engine.model in settings", ":Codefill log" })
+        health.error(desc .. ": " .. tostring(m.error), remote
+          and { "check remote.url and remote.api in settings (docs/deployment.md)", ":Codefill log" }
+          or { "check engine.model in settings", ":Codefill log" })
       else
         health.info(desc)
+      end
+      if remote then
+        M.report_remote(health, m)
+      elseif m.backend == "local" then
+        health.ok("backend: local llama.cpp engine")
       end
     end
   end

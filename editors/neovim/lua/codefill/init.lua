@@ -14,9 +14,21 @@ local api = vim.api
 M.problems = {} -- the option problems reported by the last setup()
 local group
 
+-- Neovim 0.12's built-in inline completion (runtime/lua/vim/lsp/inline_completion.lua):
+--   enable(enable?, filter?)  filter = { bufnr = n } or { client_id = n }; per-buffer switch
+--   get(opts?) -> boolean     accepts the shown candidate (scheduled); false when none is shown
+--   select(opts?)             cycles candidates
+-- It asks textDocument/inlineCompletion by itself (InsertEnter, CursorMovedI, TextChangedP,
+-- 200 ms debounce) and draws in the namespace "nvim.lsp.inline_completion".
+local NATIVE_NS = "nvim.lsp.inline_completion"
+
 local function native_available()
-  return vim.lsp.inline_completion ~= nil and type(vim.lsp.inline_completion.enable) == "function"
+  local ok, ic = pcall(function()
+    return vim.lsp.inline_completion
+  end)
+  return ok and type(ic) == "table" and type(ic.enable) == "function" and type(ic.get) == "function"
 end
+M._native_available = native_available
 
 --- Whether the native (Neovim 0.12) inline completion is in use.
 function M.uses_native()
@@ -40,18 +52,33 @@ local function wanted(buf)
     and api.nvim_buf_get_name(buf) ~= "" and filetype_enabled(vim.bo[buf].filetype)
 end
 
+--- Switch the built-in inline completion on or off for a buffer that an initialized codefill
+--- client is attached to (before initialization the client's capabilities are unknown and
+--- enable() would not attach it; LspAttach calls this again).
+local function native_enable(buf, on)
+  local client = server.client(buf)
+  if not client or not client.initialized then
+    return false
+  end
+  local ok, err = pcall(vim.lsp.inline_completion.enable, on, { bufnr = buf })
+  if not ok then
+    server.log("vim.lsp.inline_completion.enable failed: " .. tostring(err))
+  end
+  return ok
+end
+
 local function attach(buf)
   if not wanted(buf) then
     return
   end
   local id = server.attach(buf)
   if id and M.uses_native() then
-    pcall(vim.lsp.inline_completion.enable, true, { bufnr = buf })
+    native_enable(buf, server.enabled)
   end
 end
 
 local function native_visible(buf)
-  local ns = api.nvim_get_namespaces()["nvim.lsp.inline_completion"]
+  local ns = api.nvim_get_namespaces()[NATIVE_NS]
   return ns ~= nil and #api.nvim_buf_get_extmarks(buf, ns, 0, -1, { limit = 1 }) > 0
 end
 
@@ -72,9 +99,10 @@ end
 
 function M.accept()
   if M.uses_native() then
-    if native_visible(api.nvim_get_current_buf()) then
-      vim.lsp.inline_completion.get()
-      return true
+    local buf = api.nvim_get_current_buf()
+    if native_visible(buf) then
+      -- get() returns false when it has no candidate to accept (nil in early 0.12 builds).
+      return vim.lsp.inline_completion.get({ bufnr = buf }) ~= false
     end
     return false
   end
@@ -90,16 +118,34 @@ function M.accept_line()
 end
 
 function M.dismiss()
+  if M.uses_native() then
+    -- The built-in one has no public dismiss: hide its candidate (accept() then falls back to
+    -- the key, since nothing is visible); its next automatic request shows a new one.
+    local buf = api.nvim_get_current_buf()
+    local ns = api.nvim_get_namespaces()[NATIVE_NS]
+    if ns then
+      api.nvim_buf_clear_namespace(buf, ns, 0, -1)
+    end
+    return
+  end
   suggest.dismiss()
 end
 
 --- Ask for a suggestion now (also after a dismiss).
 function M.trigger()
   if M.uses_native() then
-    vim.lsp.inline_completion.get()
-  else
-    suggest.request(true)
+    -- Neovim 0.12 has no public "request now" (get() only accepts): run the automatic request
+    -- of the buffer's inline-completion autocommands (augroup "nvim.lsp.inline_completion:<buf>").
+    local buf = api.nvim_get_current_buf()
+    local ok, err = pcall(api.nvim_exec_autocmds, "CursorMovedI",
+      { group = NATIVE_NS .. ":" .. buf, buffer = buf, modeline = false })
+    if not ok then
+      server.log("native trigger failed: " .. tostring(err))
+    end
+    return ok
   end
+  suggest.request(true)
+  return true
 end
 
 --- Turn suggestions on or off (all buffers; the server is told too). Returns the new state.
@@ -114,7 +160,7 @@ function M.toggle(on)
   if M.uses_native() then
     for _, client in ipairs(server.clients()) do
       for buf in pairs(client.attached_buffers or {}) do
-        pcall(vim.lsp.inline_completion.enable, on, { bufnr = buf })
+        native_enable(buf, on)
       end
     end
   end
@@ -136,11 +182,17 @@ function M.statusline()
   if st.model == "loading" then
     return "codefill: loading" .. (st.percent and string.format(" %d%%", st.percent) or "")
   end
+  if st.model == "failed" or st.model == "error" then
+    return "codefill: error"
+  end
+  if st.model == "ready" and st.remote and st.remote.health == "failing" then
+    return "codefill: remote failing"
+  end
   if st.model == "ready" and server.generating > 0 then
     return "codefill: generating"
   end
-  if st.model == "failed" or st.model == "error" then
-    return "codefill: error"
+  if st.model == "ready" and st.remote then
+    return "codefill: ready (remote)"
   end
   return "codefill: " .. st.model
 end
@@ -154,8 +206,22 @@ local function fmt_status(result)
   local m = result.model or {}
   add("model: %s (%s, template %s) %s", tostring(m.model or "?"), tostring(m.architecture or "?"),
     tostring(m.template or "?"), tostring(m.state or "?"))
-  if m.error and m.error ~= vim.NIL then
+  if m.error and m.error ~= vim.NIL and m.error ~= "" then
     add("model error: %s", m.error)
+  end
+  if m.backend and m.backend ~= vim.NIL and m.backend ~= "local" then
+    local r = type(m.remote) == "table" and m.remote or {}
+    local function v(x)
+      return (x == nil or x == vim.NIL) and "?" or tostring(x)
+    end
+    add("backend: remote engine %s at %s, health %s (errors %s, retries %s, fallbacks %s%s)",
+      tostring(m.backend), v(m.url), v(r.health), v(r.errors), v(r.retries), v(r.fallbacks),
+      (m.fallback ~= nil and m.fallback ~= vim.NIL) and ", falls back to the local model" or "")
+    if r.last_error and r.last_error ~= vim.NIL and r.last_error ~= "" then
+      add("remote error: %s", r.last_error)
+    end
+  elseif m.backend == "local" then
+    add("backend: local llama.cpp engine")
   end
   local c = result.completion or {}
   local counters = c.counters or {}
@@ -223,14 +289,15 @@ local subcommands = {
 }
 
 local function map_keys(keys)
-  local function imap(lhs, fn, desc, fallback)
+  local function imap(lhs, fn, desc, fallback, partial)
     if type(lhs) ~= "string" or lhs == "" then
       return
     end
     if fallback then
-      -- Accept when a suggestion is shown, else the key does what it did before.
+      -- Accept when a suggestion is shown, else the key does what it did before (also for the
+      -- word/line accepts under the built-in inline completion, which has none).
       vim.keymap.set("i", lhs, function()
-        if M.is_visible() then
+        if M.is_visible() and not (partial and M.uses_native()) then
           return "<Cmd>lua require('codefill')." .. fn .. "()<CR>"
         end
         return lhs
@@ -241,8 +308,8 @@ local function map_keys(keys)
     end
   end
   imap(keys.accept, "accept", "codefill: accept the suggestion", true)
-  imap(keys.accept_word, "accept_word", "codefill: accept the next word", true)
-  imap(keys.accept_line, "accept_line", "codefill: accept the next line", true)
+  imap(keys.accept_word, "accept_word", "codefill: accept the next word", true, true)
+  imap(keys.accept_line, "accept_line", "codefill: accept the next line", true, true)
   imap(keys.dismiss, "dismiss", "codefill: dismiss the suggestion", true)
   imap(keys.trigger, "trigger", "codefill: ask for a suggestion", false)
 end
@@ -256,6 +323,16 @@ local function autocmds()
     end,
   })
   if M.uses_native() then
+    -- The client is initialized now: switch the built-in inline completion on for the buffer.
+    api.nvim_create_autocmd("LspAttach", {
+      group = group,
+      callback = function(ev)
+        local client = vim.lsp.get_client_by_id(ev.data and ev.data.client_id or -1)
+        if client and client.name == "codefill" then
+          native_enable(ev.buf, server.enabled)
+        end
+      end,
+    })
     return
   end
   api.nvim_create_autocmd("TextChangedI", {

@@ -7,6 +7,8 @@ local NAME = "codefill"
 M.config = nil ---@type table
 M.enabled = true
 -- Model state as last seen: "off" | "starting" | "loading" | "ready" | "failed" | "error".
+-- With a remote engine (settings.remote.url) also: backend ("llama-server" | "openai"), url and
+-- remote = { health = "unknown" | "ok" | "failing", last_error, errors, retries, fallbacks }.
 M.state = { model = "off", percent = nil, message = nil, error = nil }
 M.generating = 0
 local log_lines = {}
@@ -127,7 +129,19 @@ end
 
 local function on_show_message(err, params, ctx)
   M.log("message: " .. params.message)
+  -- The server says when a remote engine starts failing and when it answers again: update the
+  -- statusline at once.
+  if type(params.message) == "string" and params.message:find("remote engine", 1, true) then
+    M.refresh_status(ctx.client_id)
+  end
   return vim.lsp.handlers["window/showMessage"](err, params, ctx)
+end
+
+local function null(v)
+  if v == vim.NIL or v == "" then
+    return nil
+  end
+  return v
 end
 
 --- Ask the server for codefill/status and update M.state; cb(status|nil, err).
@@ -148,15 +162,62 @@ function M.refresh_status(client_id, cb)
     end
     local model = result.model or {}
     M.state.model = model.state or M.state.model
-    M.state.error = (model.error ~= vim.NIL and model.error ~= "") and model.error or nil
+    M.state.error = null(model.error)
     if M.state.model == "failed" and M.state.error then
       M.log("model failed: " .. M.state.error)
+    end
+    local was = M.state.remote and M.state.remote.health
+    M.state.backend = null(model.backend)
+    M.state.url = null(model.url)
+    if M.state.backend and M.state.backend ~= "local" then
+      local r = type(model.remote) == "table" and model.remote or {}
+      M.state.remote = {
+        health = null(r.health) or "unknown",
+        last_error = null(r.last_error),
+        errors = null(r.errors),
+        retries = null(r.retries),
+        fallbacks = null(r.fallbacks),
+        fallback = model.fallback ~= nil and model.fallback ~= vim.NIL,
+      }
+    else
+      M.state.remote = nil
+    end
+    local now = M.state.remote and M.state.remote.health
+    if now ~= was and (now == "failing" or was == "failing") then
+      M.log(now == "failing" and ("remote engine failing: " .. tostring(M.state.remote.last_error))
+        or "remote engine answering again")
     end
     vim.cmd("redrawstatus")
     if cb then
       cb(result, nil)
     end
   end)
+end
+
+local last_refresh = 0
+
+--- After an answer to a suggestion request: refresh the status in the background when it may
+--- have changed. An "engine error" answer at once (at most once a second); with a remote engine
+--- any answer, every 5 s at most (every second unless it is known to answer), which also
+--- notices a failing remote behind settings.remote.fallback. Never delays the suggestion.
+---@param reason string|nil the answer's reason (codefill/complete), nil for inlineCompletion
+---@return boolean refreshed
+function M.after_answer(client_id, reason)
+  local now = vim.uv.now()
+  local since = now - last_refresh
+  local want
+  if type(reason) == "string" and reason:sub(1, 12) == "engine error" then
+    want = since >= 1000
+  elseif M.state.remote then
+    want = since >= (M.state.remote.health == "ok" and 5000 or 1000)
+  else
+    want = false
+  end
+  if want then
+    last_refresh = now
+    M.refresh_status(client_id)
+  end
+  return want
 end
 
 local function on_exit(code, signal, client_id, root)

@@ -225,6 +225,7 @@ function M.request(invoked, retry)
         M.request(invoked, true)
         return
       end
+      server.after_answer(client.id, result and result.reason)
       on_answer(buf, req, result and result.text)
     end, buf)
   else
@@ -243,6 +244,9 @@ function M.request(invoked, retry)
       local text = item and item.insertText
       if type(text) == "table" then
         text = text.value
+      end
+      if not text or text == "" then
+        server.after_answer(client.id, nil)
       end
       on_answer(buf, req, text)
     end, buf)
