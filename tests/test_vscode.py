@@ -138,7 +138,8 @@ def _e2e_missing() -> str | None:
 @pytest.mark.model
 def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
     """Real VS Code, real server, embedded model: type, see ghost text, Tab, check the file;
-    then crash the server until the client gives up."""
+    a remote engine that fails and recovers (settings change, no restart); then crash the
+    server until the client gives up."""
     if missing := _e2e_missing():
         pytest.skip(missing)
     workspace = tmp_path / "ws"
@@ -169,6 +170,11 @@ def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
     assert new_lines[:3] == orig_lines[:3]
     assert new_lines[-6:] == orig_lines[-6:]
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
+    # codefill.remote.url pointed at a closed port, without a restart: the status bar warns with
+    # the reason; once a stand-in llama-server listens there, it is ready again.
+    assert "remote engine failing: cannot reach the remote engine" in result["remoteWarning"], result
+    assert "ready" in result["remoteRecovered"] and "remote engine llama-server" in result["remoteRecovered"], result
+    assert result["remoteRequests"] >= 1
     # The server killed 4 times: 3 restarts, then the client gives up with a clear error, no
     # server process is left, and typing still works.
     assert result["killed"] == 4

@@ -1,14 +1,18 @@
 // End-to-end test of the extension in a real VS Code: code-server (VS Code in a browser) in
 // headless Chromium driven by playwright-core, with the real `codefill serve` and its model.
 // Opens fib.py of a fixture workspace, types, waits for the ghost text, takes a screenshot,
-// accepts with Tab, saves, and checks the file on disk; then kills the server until the client
-// gives up (bounded restarts) and checks that typing still works. Prints one JSON line.
+// accepts with Tab, saves, and checks the file on disk; then points codefill.remote.url at a port
+// where nothing listens (the settings file changes, no restart: the status bar must warn that
+// the remote engine is failing) and starts a stand-in llama-server there (the status bar must go
+// back to ready); then kills the server until the client gives up (bounded restarts) and checks
+// that typing still works. Prints one JSON line.
 //
 // Environment: CODE_SERVER (code-server binary), VSIX, WORKSPACE (a copy of the fixture),
 // SERVER_CMD (JSON list for codefill.server.command), SCREENSHOT (PNG path),
 // GHOST_TIMEOUT_MS (default 120000), CHROMIUM (default /usr/bin/chromium).
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as http from "node:http";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -78,6 +82,50 @@ async function waitFor(fn, timeoutMs, what) {
   }
 }
 
+/** The codefill status bar item's icon ("check", "warning", "error", …) and its aria label. */
+function statusIcon(page) {
+  return page.evaluate(() => {
+    const el = [...document.querySelectorAll(".statusbar-item")].find((e) => e.textContent?.includes("codefill"));
+    const icon = el?.querySelector("[class*='codicon-']");
+    const cls = icon ? [...icon.classList].find((c) => c.startsWith("codicon-") && c !== "codicon-modifier-spin") : "";
+    return { icon: cls ? cls.slice("codicon-".length) : "",
+      label: el?.getAttribute("aria-label") || el?.querySelector("[aria-label]")?.getAttribute("aria-label") || "" };
+  });
+}
+
+async function waitStatusIcon(page, icon, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await statusIcon(page);
+    if (st.icon === icon) {
+      return st;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`the status bar did not show ${icon} within ${timeoutMs} ms (it shows ${JSON.stringify(st)})`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A stand-in for llama-server: /props, and one non-streamed /infill answer to every request. */
+function fakeLlamaServer(port) {
+  const srv = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      const body = req.url === "/props" ? { default_generation_settings: { n_ctx: 4096 } }
+        : { content: " = 1", stop: true, stop_type: "eos" };
+      res.writeHead(200, { "Content-Type": "application/json", Connection: "close" });
+      res.end(JSON.stringify(body));
+      fakeLlamaServer.requests += 1;
+    });
+  });
+  return new Promise((resolve, reject) => {
+    srv.on("error", reject);
+    srv.listen(port, "127.0.0.1", () => resolve(srv));
+  });
+}
+fakeLlamaServer.requests = 0;
+
 /** PIDs of `codefill serve` processes in code-server's process group (started by the extension). */
 function serverPids(pgid) {
   const pids = [];
@@ -123,6 +171,7 @@ fs.writeFileSync(path.join(userData, "User", "settings.json"), JSON.stringify({
 
 let codeServer;
 let browser;
+let engine;
 const result = { ok: false };
 try {
   const install = spawnSync(CODE_SERVER, ["--install-extension", VSIX, "--force",
@@ -211,6 +260,32 @@ try {
   mark("saved");
   result.fileText = text;
 
+  // A remote engine that does not answer: the user's settings file gets codefill.remote.url
+  // (VS Code applies it without a restart; the server switches engines), the status bar warns.
+  const enginePort = await freePort();
+  const settingsFile = path.join(userData, "User", "settings.json");
+  const settings = JSON.parse(fs.readFileSync(settingsFile, "utf8"));
+  settings["codefill.remote.url"] = `http://127.0.0.1:${enginePort}`;
+  settings["codefill.remote.retries"] = 0;
+  fs.writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
+  const failing = await waitStatusIcon(page, "warning", 90_000);
+  result.remoteWarning = failing.label;
+  mark("remote failing shown");
+  log(`status bar: ${failing.label}`);
+  // The engine comes up; the next suggestion request reaches it and the status bar follows.
+  engine = await fakeLlamaServer(enginePort);
+  await page.click(".monaco-editor .view-lines");
+  await page.keyboard.press("Control+End");
+  await page.keyboard.press("Enter");
+  await page.keyboard.type("y", { delay: 30 });
+  const recovered = await waitStatusIcon(page, "check", 60_000);
+  result.remoteRecovered = recovered.label;
+  result.remoteRequests = fakeLlamaServer.requests;
+  mark("remote recovered");
+  log(`status bar: ${recovered.label}`);
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Backspace");
+
   // Bad input: the server crashes. Kill it (SIGKILL) each time the client has restarted it;
   // after codefill.server.maxRestarts (3) restarts the client must give up, show the error in
   // the status bar and a message, and typing must keep working.
@@ -262,6 +337,9 @@ try {
   result.timings = timings;
   if (browser) {
     await browser.close().catch(() => {});
+  }
+  if (engine) {
+    engine.close();
   }
   if (codeServer && codeServer.pid) {
     try {

@@ -122,6 +122,8 @@ class Codefill {
     const view = statusView(this.state);
     this.statusItem.text = view.text;
     this.statusItem.tooltip = view.tooltip;
+    // Screen readers (and the e2e test) get the reason, not just "codefill".
+    this.statusItem.accessibilityInformation = { label: view.tooltip };
     this.statusItem.backgroundColor = view.kind === "error"
       ? new vscode.ThemeColor("statusBarItem.errorBackground")
       : view.kind === "warning" ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
