@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import REPO
 
 SPECS = REPO / "tests" / "editors" / "neovim"
+ARTIFACTS = REPO / "test-artifacts"
 PLUGIN = REPO / "editors" / "neovim"
 Results = tuple[dict[str, dict[str, Any]], str]
 
@@ -75,7 +76,8 @@ def run_spec(spec: str, tmp: Path, timeout: float) -> Results:
     env = {**os.environ,
            "CODEFILL_TEST_PLUGIN": str(PLUGIN),
            "CODEFILL_TEST_WORKSPACE": str(workspace),
-           "CODEFILL_TEST_SERVER_CMD": json.dumps(server_cmd())}
+           "CODEFILL_TEST_SERVER_CMD": json.dumps(server_cmd()),
+           "CODEFILL_TEST_SCREENSHOT": str(ARTIFACTS / "neovim-ghost-text.svg")}
     proc = subprocess.run(
         [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-l",
          str(SPECS / "runner.lua"), str(out), str(SPECS / spec)],
@@ -161,6 +163,14 @@ def test_bad_input(bad_results: Results, name: str) -> None:
 @pytest.mark.parametrize("name", E2E_CASES)
 def test_e2e(e2e_results: Results, name: str) -> None:
     check(e2e_results, name)
+
+
+@pytest.mark.model
+def test_e2e_screenshot(e2e_results: Results) -> None:
+    """The ghost-text case left a screenshot of the child Neovim (SVG) for the docs."""
+    check(e2e_results, E2E_CASES[1])
+    svg = (ARTIFACTS / "neovim-ghost-text.svg").read_text()
+    assert svg.startswith("<svg") and "return fib" in svg and "codefill: ready" in svg
 
 
 @pytest.mark.parametrize("fixture,names", [

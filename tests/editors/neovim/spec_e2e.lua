@@ -2,10 +2,13 @@
 -- Suggestions of the embedded model are short and not FIM-aware: the cases check that ghost
 -- text appears, what it shows and what accepting it does to the buffer, not what it says.
 local Child = require("child")
+local screenshot = require("screenshot")
 
 local WS = assert(vim.env.CODEFILL_TEST_WORKSPACE, "CODEFILL_TEST_WORKSPACE is not set")
 local CMD = vim.json.decode((assert(vim.env.CODEFILL_TEST_SERVER_CMD, "CODEFILL_TEST_SERVER_CMD is not set")))
 local GHOST_TIMEOUT = tonumber(vim.env.CODEFILL_TEST_GHOST_TIMEOUT or "") or 120000
+-- Where the ghost-text screenshot goes (SVG); none when unset.
+local SCREENSHOT = vim.env.CODEFILL_TEST_SCREENSHOT
 
 local function eq(a, b, what)
   if not vim.deep_equal(a, b) then
@@ -148,6 +151,20 @@ return function(t)
     eq({ g.row, g.col }, { 3, #"    return fib" }, "suggestion anchored at the cursor")
     eq(g.cursor, { g.row, g.col }, "cursor")
     check_drawn(g)
+    if SCREENSHOT and SCREENSHOT ~= "" then
+      -- What a user sees (a UI attached to the child for a moment): the ghost text after the
+      -- cursor, the statusline component.
+      c:lua([[
+        vim.o.laststatus = 2
+        vim.o.statusline = " %f %= %{v:lua.require'codefill'.statusline()} "
+      ]])
+      local screen = screenshot.take(c, SCREENSHOT, 72, 14, "codefill ghost text in Neovim")
+      local first = vim.split(g.text, "\n", { plain = true })[1]:gsub("\t", "    ")
+      local rows = screenshot.rows(screen)
+      local want = ("    return fib" .. first):sub(1, screen.width)
+      assert(rows[g.row + 1]:find(want, 1, true), "screenshot row: " .. rows[g.row + 1])
+      eq(ghost(), g, "the same suggestion after the screenshot")
+    end
     c:input("<Tab>")
     local lines = c:lines()
     eq(lines, inserted(g.lines, g.row, g.col, g.text), "buffer after <Tab>")
