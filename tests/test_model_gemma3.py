@@ -340,3 +340,45 @@ def test_embedded_270m_matches_llama_cpp_on_the_same_f32_weights(
     assert np.abs(ref).max() > 20
     assert f["max_abs"] < 0.1 and f["corr_min"] > 0.99999, f
     assert f["miss_margin"] < 0.01, f  # only exact near-ties may flip
+
+
+def test_lora_on_gemma3_starts_as_base_trains_adapters_only_and_merges(
+        tiny: Gemma3ForCausalLM, ids: list[int]) -> None:
+    """model/lora.py wraps Gemma 3's projections by name (q/k/v/o, gate/up/down); the q/k norms,
+    the other norms and the tied embedding stay frozen (llama.cpp's adapters cannot carry
+    norms or, for a tied model, the embedding: docs/default-model.md)."""
+    from model.lora import LoRALinear, apply_lora, merged_state_dict
+
+    m = random_model(tiny.config)
+    x = torch.tensor([ids[:-1]])
+    y = torch.tensor([ids[1:]])
+    y[:, :12] = -100
+    with torch.no_grad():
+        before = m(x)
+    n_train = apply_lora(m, r=4, alpha=8.0)
+    wrapped = {n.rsplit(".", 1)[-1] for n, mod in m.named_modules() if isinstance(mod, LoRALinear)}
+    assert wrapped == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                       "down_proj"}
+    cfg = tiny.config
+    r, h = 4, cfg.hidden_size  # each wrapped linear adds r · (in + out)
+    per_layer = 2 * r * (h + cfg.num_attention_heads * cfg.head_dim)  # q, o
+    per_layer += 2 * r * (h + cfg.num_key_value_heads * cfg.head_dim)  # k, v
+    per_layer += 3 * r * (h + cfg.intermediate_size)  # gate, up, down
+    assert n_train == cfg.num_hidden_layers * per_layer
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), before, atol=1e-6, rtol=0)
+    frozen = {k: v.clone() for k, v in m.state_dict().items() if "lora_" not in k}
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+    s, n = selected_lm_loss(m, x, y)
+    (s / n).backward()
+    opt.step()
+    for k, v in m.state_dict().items():
+        if k in frozen:
+            assert torch.equal(v, frozen[k]), k
+    with torch.no_grad():
+        after = m(x)
+    assert (after - before).abs().max() > 1e-4
+    plain = random_model(tiny.config)
+    plain.load_state_dict(merged_state_dict(m))
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), after, atol=1e-4, rtol=0)
