@@ -51,6 +51,10 @@ function M.check()
   end
   if codefill.uses_native() then
     health.ok("renderer: Neovim's built-in inline completion (vim.lsp.inline_completion)")
+    local ok, on = pcall(vim.lsp.inline_completion.is_enabled, { bufnr = 0 })
+    if ok then
+      health.info("built-in inline completion enabled for the current buffer: " .. tostring(on))
+    end
   else
     health.ok("renderer: codefill ghost text (extmarks)" .. (server.config.streaming and ", streaming" or ""))
   end
