@@ -116,6 +116,7 @@ BAD_CASES = [
     "no server command configured and none on PATH: the error says how to fix it",
     "a server that crashes is restarted at most server.max_restarts times",
     "a remote engine that does not answer: statusline, status and checkhealth say so; then it recovers",
+    "a very slow model (an engine answering after 20 s): typing is never held up, status says generating",
     "a model that fails to load: status shows the error, typing works, no ghost text",
 ]
 E2E_CASES = [

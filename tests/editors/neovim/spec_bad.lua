@@ -24,8 +24,9 @@ end
 --- A stand-in for llama-server on 127.0.0.1, in this (parent) Neovim: bound at once (so the port
 --- is reserved, and connections are refused while it does not listen), answering every request
 --- with one non-streamed llama-server answer after :listen(). Enough for codefill's probe
---- (GET /props) and /infill; not a model.
-local function fake_llama_server()
+--- (GET /props) and /infill; not a model. `delay_ms`: answer /infill only after that long (a
+--- very slow model).
+local function fake_llama_server(delay_ms)
   local tcp = assert(vim.uv.new_tcp())
   assert(tcp:bind("127.0.0.1", 0))
   local self = { port = tcp:getsockname().port, requests = 0 }
@@ -54,12 +55,28 @@ local function fake_llama_server()
         local path = buf:match("^%u+ (%S+)")
         local body = path == "/props" and '{"default_generation_settings":{"n_ctx":4096}}'
           or '{"content":" = 1","stop":true,"stop_type":"eos"}'
-        conn:write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #body
-          .. "\r\nConnection: close\r\n\r\n" .. body, function()
-          conn:shutdown(function()
-            conn:close()
+        local function answer()
+          if conn:is_closing() then
+            return
+          end
+          conn:write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #body
+            .. "\r\nConnection: close\r\n\r\n" .. body, function()
+            if not conn:is_closing() then
+              conn:shutdown(function()
+                conn:close()
+              end)
+            end
           end)
-        end)
+        end
+        if path ~= "/props" and delay_ms then
+          local timer = vim.uv.new_timer()
+          timer:start(delay_ms, 0, function()
+            timer:close()
+            pcall(answer)
+          end)
+        else
+          answer()
+        end
       end)
     end))
   end
@@ -210,6 +227,40 @@ return function(t)
       log = table.concat(c:lua("return require('codefill.server').log_lines()"), "\n")
       assert(log:find("is answering", 1, true), log)
       assert(engine.requests >= 1, "the fake engine was asked")
+    end)
+    engine.close()
+    assert(ok, err)
+  end)
+
+  t.case("a very slow model (an engine answering after 20 s): typing is never held up, status says generating", function()
+    local engine = fake_llama_server(20000)
+    engine.listen()
+    local url = "http://127.0.0.1:" .. engine.port
+    local c = child()
+    local ok, err = pcall(function()
+      c:lua([[
+        local cmd, url = ...
+        require("codefill").setup({ server = { cmd = cmd },
+          settings = { remote = { url = url, read_timeout_ms = 60000 } } })
+        vim.cmd("edit fib.py")
+      ]], CMD, url)
+      c:wait_lua([[return require("codefill").statusline() == "codefill: ready (remote)"]], 120000,
+        "statusline 'codefill: ready (remote)'")
+      c:input("Go<C-u>")
+      local text = "total = fibonacci(7)"
+      local t0 = vim.uv.hrtime()
+      c:type(text, 60)
+      local typing_s = (vim.uv.hrtime() - t0) / 1e9
+      -- Each key is handled at once (Child:input waits until the child is not blocking).
+      assert(typing_s < #text * 0.06 + 5, string.format("typing %d keys took %.1f s", #text, typing_s))
+      eq(c:lua("return vim.api.nvim_get_current_line()"), text, "the typed line, at once")
+      c:wait_lua([[return require("codefill").statusline() == "codefill: generating"]], 10000,
+        "statusline 'codefill: generating' while the engine is slow")
+      eq(c:lua("return require('codefill').get_suggestion()"), vim.NIL, "no suggestion yet")
+      c:input("<Esc>")
+      c:wait_lua([[return require("codefill").statusline() == "codefill: ready (remote)"]], 10000,
+        "statusline back to ready after <Esc> (the request is cancelled)")
+      eq(c:api("nvim_get_vvar", "errmsg"), "", "v:errmsg")
     end)
     engine.close()
     assert(ok, err)
