@@ -187,8 +187,11 @@ def test_llama_cpp_logits_equal_torch_and_gguf_loads_back(
         llm.close()
     ours = logits(tiny, ids)
     assert np.abs(ours).max() > 1.0
-    # 1e-3: float32 both sides, plus llama.cpp's GELU through an fp16 table (~5e-4 relative).
-    assert np.abs(got - ours).max() < 1e-3
+    # Measured 9.2e-4 (logits up to 1.8): float32 on both sides, but llama.cpp's CPU GELU rounds
+    # its input to fp16 and reads an fp16 table (2^-11 ≈ 4.9e-4 relative); emulating that in
+    # torch brings the difference to 2.5e-4. 3e-3 leaves room for other thread counts and
+    # builds and is still 450× below what a one-token-wider window costs (1.38, below).
+    assert np.abs(got - ours).max() < 3e-3
     # A window one token wider already misses (llama.cpp masks p1 - p0 >= n_swa, as we do).
     wider = random_model(dataclasses.replace(tiny.config, sliding_window=WINDOW + 1))
     wider.load_state_dict(tiny.state_dict())
