@@ -2,8 +2,8 @@
 // headless Chromium driven by playwright-core, with the real `codefill serve` and its model.
 // Opens fib.py of a fixture workspace, types, waits for the ghost text, takes a screenshot,
 // accepts with Tab, saves, and checks the file on disk; then points codefill.remote.url at a port
-// where nothing listens (the settings file changes, no restart: the status bar must warn that
-// the remote engine is failing) and starts a stand-in llama-server there (the status bar must go
+// where nothing listens (in the Settings editor, no restart: the status bar must warn that the
+// remote engine is failing) and starts a stand-in llama-server there (the status bar must go
 // back to ready); then kills the server until the client gives up (bounded restarts) and checks
 // that typing still works. Prints one JSON line.
 //
@@ -260,21 +260,39 @@ try {
   mark("saved");
   result.fileText = text;
 
-  // A remote engine that does not answer: the user's settings file gets codefill.remote.url
+  // A remote engine that does not answer: codefill.remote.url is set in the Settings editor
   // (VS Code applies it without a restart; the server switches engines), the status bar warns.
   const enginePort = await freePort();
-  const settingsFile = path.join(userData, "User", "settings.json");
-  const settings = JSON.parse(fs.readFileSync(settingsFile, "utf8"));
-  settings["codefill.remote.url"] = `http://127.0.0.1:${enginePort}`;
-  settings["codefill.remote.retries"] = 0;
-  fs.writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
+  await page.keyboard.press("Control+Comma");
+  if (!await page.waitForSelector(".settings-editor", { timeout: 10_000 }).catch(() => null)) {
+    await page.keyboard.press("F1");
+    await page.waitForSelector(".quick-input-widget input");
+    await page.keyboard.type("Preferences: Open Settings (UI)", { delay: 20 });
+    await page.keyboard.press("Enter");
+    await page.waitForSelector(".settings-editor");
+  }
+  await page.waitForTimeout(1500);
+  await page.keyboard.type("codefill.remote.url", { delay: 20 });
+  const urlInput = page.locator('[data-key="codefill.remote.url"] .setting-item-control input').first();
+  await urlInput.waitFor({ timeout: 30_000 });
+  await urlInput.click();
+  await urlInput.fill(`http://127.0.0.1:${enginePort}`);
+  await page.keyboard.press("Tab");
+  mark("remote url set");
   const failing = await waitStatusIcon(page, "warning", 90_000);
   result.remoteWarning = failing.label;
   mark("remote failing shown");
   log(`status bar: ${failing.label}`);
+  // Back to fib.py.
+  await page.keyboard.press("Control+P");
+  await page.waitForSelector(".quick-input-widget input");
+  await page.keyboard.type("fib.py", { delay: 30 });
+  await page.waitForSelector(".quick-input-list .monaco-list-row");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector(".monaco-editor .view-lines:has-text('fibonacci')");
   // The engine comes up; the next suggestion request reaches it and the status bar follows.
   engine = await fakeLlamaServer(enginePort);
-  await page.click(".monaco-editor .view-lines");
+  await page.click(".monaco-editor .view-lines:has-text('fibonacci')");
   await page.keyboard.press("Control+End");
   await page.keyboard.press("Enter");
   await page.keyboard.type("y", { delay: 30 });
@@ -311,7 +329,7 @@ try {
   log(`after crashes: ${result.crashMessage}`);
   await new Promise((r) => setTimeout(r, 3000));
   result.serversAfterGivingUp = serverPids(codeServer.pid).length;
-  await page.click(".monaco-editor .view-lines");
+  await page.click(".monaco-editor .view-lines:has-text('fibonacci')");
   await page.keyboard.press("Control+End");
   await page.keyboard.type("# still typing", { delay: 30 });
   await page.keyboard.press("Control+S");

@@ -71,6 +71,8 @@ class Codefill {
   /** Bumped by each pollStatus(): an older poll loop stops at its next turn. */
   private pollGeneration = 0;
   private lastStatusAt = 0;
+  /** After a change that reloads the server's backend: poll at least until then (ms epoch). */
+  private pollAtLeastUntil = 0;
   private retriggerTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private server: ServerCommand | undefined;
@@ -259,7 +261,8 @@ class Codefill {
       if (generation !== this.pollGeneration) {
         return;
       }
-      const ms = statusPollMs(this.state);
+      // The first answers after a settings change may still describe the old backend.
+      const ms = statusPollMs(this.state) ?? (Date.now() < this.pollAtLeastUntil ? 1000 : undefined);
       this.pollTimer = ms === undefined ? undefined : setTimeout(() => void tick(), ms);
     };
     void tick();
@@ -379,6 +382,7 @@ class Codefill {
           || e.affectsConfiguration("codefill.prompt.template")) {
         this.state.model = "loading";
         this.render();
+        this.pollAtLeastUntil = Date.now() + 10_000;
         this.pollStatus();
       }
     }

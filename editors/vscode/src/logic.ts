@@ -202,14 +202,17 @@ export function statusView(s: StatusInput): StatusView {
   if (s.generating) {
     return { text: "$(sync~spin) codefill", tooltip: "codefill: generating a suggestion", kind: "generating" };
   }
-  const where = s.remote ? ` (remote engine ${s.remote.backend}${s.remote.url ? ` at ${s.remote.url}` : ""})` : "";
+  const name = s.remote && s.remote.backend !== "remote" ? ` ${s.remote.backend}` : "";
+  const where = s.remote ? ` (remote engine${name}${s.remote.url ? ` at ${s.remote.url}` : ""})` : "";
   return { text: "$(check) codefill", tooltip: `codefill: ready${where} (click for status)`, kind: "ready" };
 }
 
 /**
  * How long to wait before polling `codefill/status` again, or undefined to stop polling: every
- * second while the model loads (progress), every 5 s while a remote engine is failing (to show
- * when it is back; typing also refreshes, see `refreshAfterAnswer`).
+ * second while the model loads (progress), every 2 s while a remote engine's health is not known
+ * yet (the server probes it right after switching to it; while it switches, the status may still
+ * say "ready"), every 5 s while a remote engine is failing (to show when it is back; typing also
+ * refreshes, see `refreshAfterAnswer`).
  */
 export function statusPollMs(s: StatusInput): number | undefined {
   if (s.clientError || s.model === "failed") {
@@ -217,6 +220,9 @@ export function statusPollMs(s: StatusInput): number | undefined {
   }
   if (s.model === undefined || s.model === "starting" || s.model === "idle" || s.model === "loading") {
     return 1000;
+  }
+  if (s.remote?.health === "unknown") {
+    return 2000;
   }
   if (s.remote?.health === "failing") {
     return 5000;

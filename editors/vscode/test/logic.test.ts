@@ -189,6 +189,9 @@ test("statusView: a failing remote engine is a warning naming the error; back to
   assert.match(ok.tooltip, /remote engine llama-server at http:\/\/gpu-box:8080/);
   assert.equal(statusView({ enabled: true, generating: false, model: "ready",
     remote: { backend: "llama-server", health: "unknown" } }).kind, "ready", "no request yet");
+  assert.equal(statusView({ enabled: true, generating: false, model: "ready",
+    remote: { backend: "remote", url: "http://h:1", health: "unknown" } }).tooltip,
+  "codefill: ready (remote engine at http://h:1) (click for status)");
   assert.equal(statusView({ enabled: false, generating: false, model: "ready", remote: remoteOf(FAILING) }).kind, "off");
   assert.equal(statusView({ enabled: true, generating: false, clientError: "x", remote: remoteOf(FAILING) }).kind, "error");
   const connecting = statusView({ enabled: true, generating: false, model: "loading", remote: remoteOf(FAILING) });
@@ -196,7 +199,7 @@ test("statusView: a failing remote engine is a warning naming the error; back to
   assert.match(connecting.tooltip, /connecting to the remote engine at http:\/\/gpu-box:8080/);
 });
 
-test("statusPollMs: every second while loading, every 5 s while the remote fails, else not at all", () => {
+test("statusPollMs: every second while loading, 2 s until the remote is probed, 5 s while it fails, else never", () => {
   const base: StatusInput = { enabled: true, generating: false };
   assert.equal(statusPollMs({ ...base, model: "starting" }), 1000);
   assert.equal(statusPollMs({ ...base, model: "loading" }), 1000);
@@ -204,6 +207,8 @@ test("statusPollMs: every second while loading, every 5 s while the remote fails
   assert.equal(statusPollMs({ ...base, model: "failed" }), undefined);
   assert.equal(statusPollMs({ ...base, model: "ready", remote: remoteOf(FAILING) }), 5000);
   assert.equal(statusPollMs({ ...base, model: "ready", remote: { backend: "openai", health: "ok" } }), undefined);
+  assert.equal(statusPollMs({ ...base, model: "ready", remote: { backend: "remote", health: "unknown" } }), 2000,
+    "until the server has probed a remote engine it just switched to");
   assert.equal(statusPollMs({ ...base, clientError: "gone", model: "ready", remote: remoteOf(FAILING) }), undefined);
 });
 
