@@ -47,12 +47,14 @@ class ModelHost:
         return self._task
 
     async def _load(self) -> None:
-        old, self.session = self.session, None
-        if old is not None:
-            await asyncio.to_thread(old.close)
+        # "loading" before the old backend closes (which can take a while): the status must
+        # never pair the old "ready" with the new settings.
         self.error = ""
         remote = bool(self.config.remote.url.strip())
+        old, self.session = self.session, None
         self._set("loading", "connecting to the remote engine" if remote else "resolving the model")
+        if old is not None:
+            await asyncio.to_thread(old.close)
         try:
             session = await asyncio.to_thread(
                 open_backend, self.config, progress=lambda msg: self._notify("loading", msg),
