@@ -159,7 +159,9 @@ def test_llama_server_infill_streams_sse_with_input_extra(llama_server: RunningS
     r = request(llama_server.url, "/infill", infill_body())
     assert r.status == 200, r.body()
     assert r.headers["content-type"].startswith("text/event-stream")
-    events = sse_data(r.lines())
+    lines = list(r.lines())
+    assert "data: [DONE]" not in lines
+    events = sse_data(lines)
     assert len(events) >= 2, events
     assert all("content" in e for e in events)
     final = events[-1]
@@ -183,11 +185,25 @@ def test_llama_server_infill_uses_extra_context_and_prompt_cache(
     with_extra, _ = prompt_tokens(cache_prompt=False)
     # [FIM_REP]myproject\n [FIM_SEP]util.py\n<text> [FIM_SEP]filename\n come before the prefix.
     assert with_extra > without + 10
-    # The same request again with cache_prompt: (almost) nothing left to evaluate.
+    # The same request again with cache_prompt: (almost) nothing left to evaluate (this needs
+    # --swa-full with Gemma 3; start_llama_server passes it).
     total, evaluated = prompt_tokens(cache_prompt=True)
     total2, evaluated2 = prompt_tokens(cache_prompt=True)
     assert total2 == total == with_extra
     assert evaluated2 <= 2 < total2
+
+
+@pytest.mark.model
+@needs_llama_server
+def test_llama_server_t_max_predict_ms_stops_at_a_newline(llama_server: RunningServer) -> None:
+    events = sse_data(request(llama_server.url, "/infill",
+                              infill_body(t_max_predict_ms=1, cache_prompt=False)).lines())
+    assert events[-1]["stop_type"] == "limit"
+    pieces = [e["content"] for e in events if e["content"]]
+    # Past the time limit, the first token holding a newline ends the generation — except the
+    # first token: the generation clock starts after it.
+    later = [i for i, piece in enumerate(pieces) if i >= 1 and "\n" in piece]
+    assert not later or later[0] == len(pieces) - 1, pieces
 
 
 @pytest.mark.model
@@ -245,7 +261,8 @@ def test_openai_server_streams_completions(openai_server: RunningServer) -> None
                 {"prompt": PREFIX, "max_tokens": 6, "temperature": 0, "stream": True})
     assert r.status == 200
     assert r.headers["content-type"].startswith("text/event-stream")
-    lines = list(r.lines())
+    raw = r.body()
+    lines = raw.decode().splitlines()
     assert "data: [DONE]" in lines
     chunks = sse_data(lines)
     assert len(chunks) >= 2
@@ -316,13 +333,16 @@ def test_proxy_pass_records_requests(proxy: FaultProxy) -> None:
 def test_proxy_cut_after_events(proxy: FaultProxy) -> None:
     proxy.set("cut", cut_after_events=2)
     r = request(proxy.url, "/infill", infill_body())
-    lines = []
-    with pytest.raises(http.client.IncompleteRead):
-        for line in r.lines():
-            lines.append(line)
-    assert len(sse_data(lines)) == 2
+    # http.client's readline() on a chunked body cut at an event boundary just ends, like a
+    # complete stream: only the missing final event ("stop": true) shows the cut.
+    events = sse_data(r.lines())
+    assert len(events) == 2 and not any(e["stop"] for e in events)
     rec = proxy.wait_done(proxy.wait_requests(1)[0])
     assert rec.events_sent == 2 and not rec.completed
+    # read() does notice the missing end of the chunked body.
+    proxy.set("cut", cut_after_events=1)
+    with pytest.raises(http.client.IncompleteRead):
+        request(proxy.url, "/infill", infill_body()).raw.read()
 
 
 @pytest.mark.model
@@ -356,7 +376,6 @@ def test_proxy_pass_openai_stream(openai_server: RunningServer) -> None:
                                                          "stream": True}, key=KEY).lines())
         rec = p.wait_done(p.wait_requests(1)[0])
         assert rec.completed and rec.header("authorization") == f"Bearer {KEY}"
-        # sse-starlette ends lines with \r\n; the proxy counts those events too.
         assert rec.events_sent == sum(1 for line in lines if line.startswith("data:"))
 
 
