@@ -1,4 +1,4 @@
-"""Real remote completion servers, and a fault-injection proxy, for the remote-engine tests.
+r"""Real remote completion servers, and a fault-injection proxy, for the remote-engine tests.
 
 Not a test file: the remote-engine tests import it. Everything listens on 127.0.0.1 only.
 
@@ -16,7 +16,7 @@ Both servers run with llama.cpp's extra weight buffers (repacking, AMX) off: on 
 build machines llama.cpp's AMX matrix multiply segfaults on Q4_K models (ggml-org/llama.cpp#20824;
 llama-cpp-python with the embedded model dies with SIGSEGV on its first token). llama-server takes
 ``--no-repack`` (common/arg.cpp: it sets ``no_extra_bufts``); llama-cpp-python's server has no such
-setting, so it is started through a two-line bootstrap that clears
+setting, so it is started through a small bootstrap that clears
 ``llama_model_params.use_extra_bufts``, as lsp_server/engine/llama_engine.py does in-process.
 
 What the servers do with fill-in-the-middle (read from their source, checked by
@@ -29,34 +29,35 @@ llama-server ``/infill`` (tools/server/server-context.cpp, ``post_infill``)
     The embedded Gemma 3 270M has none, hence :func:`fim_test_model`. With FIM tokens, the prompt
     is built from tokens (tools/server/server-common.cpp, ``format_prompt_infill``)::
 
-        [FIM_REP]myproject\\n  [FIM_SEP]{filename}\\n{text} ...  [FIM_SEP]filename\\n        (input_extra)
+        [FIM_REP]myproject\n [FIM_SEP]{filename}\n{text} ... [FIM_SEP]filename\n   (input_extra)
         [BOS] [FIM_PRE]{input_prefix}{prompt} [FIM_SUF]{input_suffix} [FIM_MID]
 
     (``--spm-infill`` puts the suffix part first). Without FIM_REP/FIM_SEP tokens the extra
-    chunks are joined with a plain-text ``\\n\\n--- snippet ---\\n\\n`` separator instead. Surprises:
-    the extra context goes *before* BOS; the request's ``prompt`` is appended to the prefix (before
-    FIM_SUF), not after FIM_MID as the source comment claims; ``input_prefix``/``input_suffix``
-    are tokenized without parsing special tokens; the prefix is cut to 3/4 of ``n_batch`` tokens
-    and the suffix to 1/4, the extra chunks fill ``n_ctx - n_batch - 2*n_predict``. A request
-    missing ``input_prefix`` or ``input_suffix`` gets a 400-class error only by accident (the
-    handler forgets to ``return`` after setting the error; ``data.at()`` then throws).
-    ``input_extra`` only gets ``n_ctx - n_batch - 2*n_predict`` tokens (n_predict: the server's
-    ``-n``, default -1): with the default ``--batch-size`` 2048 and a 2048-token context it is
-    silently dropped (see :func:`start_llama_server`). ``cache_prompt`` reuses nothing for a
-    sliding-window model such as Gemma 3 unless the server runs with ``--swa-full``.
-    ``t_max_predict_ms`` is a soft limit: generation stops only when a token containing a
-    newline arrives after the time has passed (``stop_type`` "limit"); the clock starts after the
-    first generated token, so a newline as the first token never stops it.
+    chunks are joined with a plain-text ``\n\n--- snippet ---\n\n`` separator instead.
+    Surprises:
+
+    - the extra context goes *before* BOS;
+    - the request's ``prompt`` is appended to the prefix (before FIM_SUF), not after FIM_MID as
+      the source comment claims;
+    - ``input_prefix``/``input_suffix`` are tokenized without parsing special tokens;
+    - the prefix is cut to 3/4 of ``n_batch`` tokens, the suffix to 1/4, and ``input_extra`` gets
+      only ``n_ctx - n_batch - 2*n_predict`` tokens (n_predict: the server's ``-n``, default -1):
+      with the default ``--batch-size`` 2048 and a 2048-token context the extra context is
+      dropped without a word (see :func:`start_llama_server`);
+    - a request without ``input_prefix`` or ``input_suffix`` gets HTTP 500 (``server_error``,
+      "[json.exception.out_of_range.403] key 'input_prefix' not found"): the handler forgets to
+      ``return`` after its 400 and then throws;
+    - ``cache_prompt`` reuses nothing for a sliding-window model such as Gemma 3 unless the
+      server runs with ``--swa-full``;
+    - ``t_max_predict_ms`` is a soft limit: generation stops only when a token containing a
+      newline arrives after the time has passed (``stop_type`` "limit"); the clock starts after
+      the first generated token, so a newline as the first token never stops it.
+
     Errors are ``{"error": {"code", "message", "type"}}``: 401 ``authentication_error`` for a
     missing or wrong ``Authorization: Bearer`` key (``/health`` stays public), 501
     ``not_supported_error`` as above.
     Streams are ``data: {json}\n\n`` events, chunked; the last has ``"stop": true`` and carries
     ``timings``, ``tokens_evaluated``, ``stop_type``; there is no ``[DONE]``.
-
-Client side (stdlib ``http.client``): a chunked SSE stream that the server or a proxy cuts at an
-event boundary reads like a complete one with ``readline()`` — only ``read()`` raises
-``IncompleteRead`` — so a cut shows as a stream that ends without its final event (llama-server:
-``"stop": true``; OpenAI: ``finish_reason`` and ``data: [DONE]``).
 
 llama-cpp-python ``/v1/completions`` with ``suffix`` (llama_cpp/llama.py, ``_create_completion``)
     ignores the model's FIM tokens: the prefix, suffix and middle token ids are hard-coded to 0
@@ -70,6 +71,11 @@ llama-cpp-python ``/v1/completions`` with ``suffix`` (llama_cpp/llama.py, ``_cre
     See ``test_openai_*`` for the token counts that show both. A missing or wrong key gets 401
     ``{"detail": "Invalid API key"}``. Streams are ``data: {json}\n\n`` events ending with
     ``data: [DONE]``.
+
+Client side (stdlib ``http.client``): a chunked SSE stream that the server or a proxy cuts at an
+event boundary reads like a complete one with ``readline()`` — only ``read()`` raises
+``IncompleteRead`` — so a cut shows as a stream that ends without its final event (llama-server:
+``"stop": true``; OpenAI: ``finish_reason`` and ``data: [DONE]``).
 """
 
 from __future__ import annotations
@@ -84,6 +90,7 @@ import json
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -182,13 +189,15 @@ def fim_test_model(directory: Path | None = None, source: Path | None = None) ->
 
     Gemma 3 was not FIM-trained and its vocabulary names no FIM tokens; llama-server's /infill
     refuses such a model with HTTP 501 ("Infill is not supported by this model: prefix token is
-    missing. …"; see the module docstring). This writes a *copy* of the GGUF (the original is never
-    touched) whose ``tokenizer.ggml.fim_{pre,suf,mid,pad,rep,sep}_token_id`` name the reserved
-    control tokens ``<unused0>`` … ``<unused5>`` (:data:`FIM_TOKENS`), with gguf-py: every key
-    and tensor copied by GGUFReader → GGUFWriter, plus the six ids. llama.cpp then reports the
-    model as FIM-capable (and makes fim_pad/rep/sep end-of-generation tokens). The model still
-    answers plausibly — it is a real model, it just continues the prefix — which is all the
-    protocol tests need; the FIM sentinels mean nothing to it.
+    missing. …"; see the module docstring). This writes a *copy* of the GGUF (the original is
+    never touched) whose ``tokenizer.ggml.fim_{pre,suf,mid,pad,rep,sep}_token_id`` name the
+    reserved control tokens ``<unused0>`` … ``<unused5>`` (:data:`FIM_TOKENS`), with gguf-py:
+    every key and tensor copied by GGUFReader → GGUFWriter, plus the six ids. llama.cpp then
+    reports the model as FIM-capable (and makes fim_pad/rep/sep end-of-generation tokens), and
+    codefill detects its template as ``gguf-metadata``. The model still answers plausibly — it
+    is a real model, it just continues the prefix — which is all the protocol tests need; the
+    FIM sentinels mean nothing to it. Writing the copy takes about 30 s of CPU (GGUFReader
+    decodes the 262k-token vocabulary).
 
     The copy lives in ``directory`` (default: ``$XDG_CACHE_HOME/codefill/test-models``) and is
     written once per source file: a stamp records the source's path, size and mtime.
@@ -354,7 +363,7 @@ def _start_retrying(kind: str, port: int, start: Any) -> RunningServer:
     raise AssertionError("unreachable")
 
 
-def start_llama_server(model: Path, *, port: int = 0, ctx: int = 2048, batch: int = 1024,
+def start_llama_server(model: Path, *, port: int = 0, ctx: int = 2048, batch: int | None = None,
                        swa_full: bool = True,
                        extra_args: Iterable[str] = (), api_key: str | None = None,
                        log_dir: Path | None = None,
@@ -363,21 +372,24 @@ def start_llama_server(model: Path, *, port: int = 0, ctx: int = 2048, batch: in
 
     One slot (``-np 1``: the whole ``ctx`` for it; newer llama.cpp defaults to several slots
     sharing the context), 2 threads, no warm-up run, no web UI, ``--no-repack`` (see the module
-    docstring). ``batch`` must stay below ``ctx``: /infill gives ``input_extra`` only
-    ``ctx - batch - 2*n_predict`` tokens, so with llama-server's default batch (2048) and a
-    2048 context the extra context is dropped without a word. ``swa_full`` (``--swa-full``):
+    docstring). ``batch`` (default ``min(1024, ctx // 2)``) must stay well below ``ctx``: /infill
+    gives ``input_extra`` only ``ctx - batch - 2*n_predict`` tokens, so with llama-server's
+    default batch (2048) and a 2048 context the extra context is dropped without a word; the
+    prefix gets up to 3/4 of ``batch`` tokens, the suffix 1/4. ``swa_full`` (``--swa-full``):
     Gemma 3 uses sliding-window attention, and without a full-size SWA cache llama-server
     re-evaluates the whole prompt on every request, ``cache_prompt`` or not (measured: 50 of 50
     prompt tokens for a repeated /infill; 1 of 50 with ``--swa-full``). ``extra_args`` go last
     (e.g. ``["--cache-reuse", "64"]``).
     """
+    if batch is None:
+        batch = max(64, min(1024, ctx // 2))
     binary = llama_server_binary()
     if binary is None:
         raise RuntimeError(why_no_llama_server())
     argv = [str(binary), "--model", str(model), "--host", "127.0.0.1", "--port", "{port}",
-            "--ctx-size", str(ctx), "--batch-size", str(batch), "--parallel", "1", "--threads", str(THREADS),
-            "--threads-batch", str(THREADS), "--threads-http", "4", "--no-warmup", "--no-webui",
-            "--no-repack"]
+            "--ctx-size", str(ctx), "--batch-size", str(batch), "--parallel", "1",
+            "--threads", str(THREADS), "--threads-batch", str(THREADS), "--threads-http", "4",
+            "--no-warmup", "--no-webui", "--no-repack"]
     if swa_full:
         argv.append("--swa-full")
     if api_key is not None:
@@ -509,9 +521,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         try:
             super().handle_one_request()
-        except _ClientGone:
-            self.close_connection = True
-        except (ConnectionError, TimeoutError, OSError):
+        except (_ClientGone, OSError):  # the client went away, or the socket timed out
             self.close_connection = True
 
     def _dispatch(self) -> None:
@@ -530,7 +540,7 @@ class _ProxyHTTPServer(http.server.ThreadingHTTPServer):
 
 
 class _SSECounter:
-    """Finds where SSE events end (a blank line: "\n\n" or "\r\n\r\n") across chunks."""
+    r"""Finds where SSE events end (a blank line: "\n\n" or "\r\n\r\n") across chunks."""
 
     def __init__(self) -> None:
         self.newlines = 0  # consecutive line ends seen so far ("\r" ignored)
@@ -786,10 +796,12 @@ class FaultProxy:
     def _reset(self, h: _Handler, record: RecordedRequest) -> None:
         h.close_connection = True
         with contextlib.suppress(OSError):
-            # SO_LINGER 0: close() sends RST instead of FIN.
+            # SO_LINGER 0: closing sends RST instead of FIN. (The descriptor really closes when
+            # the handler releases its rfile/wfile, before socketserver's shutdown(SHUT_WR)
+            # could send a FIN.)
             h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                    b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            h.connection.shutdown(socket.SHUT_RDWR)
+                                    struct.pack("ii", 1, 0))
+            h.connection.close()
         self._update(record, status=0)
 
     @staticmethod
@@ -843,8 +855,9 @@ class FaultProxy:
     def _reply_status(self, h: _Handler, record: RecordedRequest, s: dict[str, Any]) -> None:
         body = s["body"]
         if body is None:
-            body = {"error": {"code": s["status"], "message": f"injected fault: HTTP {s['status']}",
-                              "type": "server_error" if s["status"] >= 500 else "invalid_request_error"}}
+            status = s["status"]
+            body = {"error": {"code": status, "message": f"injected fault: HTTP {status}",
+                              "type": "server_error" if status >= 500 else "invalid_request_error"}}
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
         if isinstance(body, str):
@@ -922,8 +935,9 @@ class FaultProxy:
                     data, cut = data[:max(0, cut_bytes - sent)], True
                 ends = counter.ends(data)
                 if cut_events is not None and events + len(ends) >= cut_events:
-                    data, cut = data[:ends[cut_events - events - 1]], True
-                    ends = ends[:cut_events - events]
+                    keep = cut_events - events  # events of this piece still to send
+                    data, cut = (data[:ends[keep - 1]] if keep > 0 else b""), True
+                    ends = ends[:max(0, keep)]
                 if data:
                     self._write(h, b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
                     sent += len(data)
