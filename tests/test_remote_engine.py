@@ -225,7 +225,7 @@ def test_infill_streams_with_repository_context(proxy: FaultProxy) -> None:
                          single_line=False, max_tokens=6)
     assert c.stats.n_generated > 0 and c.stats.n_prompt > 0
     req = [r for r in proxy.requests if r.path == "/infill"][-1]
-    body = req.json()
+    body = req.json
     assert body["input_extra"] == [{"filename": HELPER.path, "text": HELPER.text}]
     assert body["input_prefix"] == PREFIX and body["input_suffix"] == SUFFIX
     assert body["cache_prompt"] and body["stream"] and body["n_predict"] == 6
@@ -243,7 +243,7 @@ def test_plain_template_uses_completion(proxy: FaultProxy) -> None:
     cfg.prompt.template = "plain"
     c = RemoteSession(cfg).complete(PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
     assert c.stats.n_generated > 0
-    body = proxy.requests[-1].json()
+    body = proxy.requests[-1].json
     assert proxy.requests[-1].path == "/completion"
     assert body["prompt"].endswith(PREFIX) and "# file: geometry/util.py" in body["prompt"]
 
@@ -284,7 +284,7 @@ def test_slow_server_hits_the_read_timeout(proxy: FaultProxy) -> None:
 @pytest.mark.parametrize(("status", "headers"), [(503, {}), (429, {"Retry-After": "0"})])
 def test_busy_server_is_retried_with_backoff(proxy: FaultProxy, status: int,
                                              headers: dict[str, str]) -> None:
-    proxy.set("status", status=status, headers=headers, fail_times=2)
+    proxy.set("status", status=status, headers=headers, fail_times=2, only_paths=["/infill"])
     session = RemoteSession(remote_config(proxy.url))
     c = session.complete(PREFIX, SUFFIX, max_tokens=4)
     assert c.stats.n_generated > 0
@@ -313,6 +313,19 @@ def test_recovers_when_the_server_comes_back(proxy: FaultProxy) -> None:
     assert session.engine.health.state == "ok"
 
 
+@needs_llama_server
+def test_real_server_with_an_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with start_llama_server(fim_test_model(), ctx=1024, api_key="right-key-42",
+                            log_dir=tmp_path) as srv:
+        monkeypatch.setenv(KEY_ENV, "wrong-key-13")
+        session = RemoteSession(remote_config(srv.url))
+        with pytest.raises(EngineError, match=f"401.*check the API key in \\${KEY_ENV}") as err:
+            session.complete(PREFIX, SUFFIX, max_tokens=4)
+        assert "wrong-key-13" not in str(err.value)
+        monkeypatch.setenv(KEY_ENV, "right-key-42")
+        assert session.complete(PREFIX, SUFFIX, max_tokens=4).stats.n_generated > 0
+
+
 # --- llama-cpp-python's OpenAI-compatible server ------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -333,7 +346,7 @@ def test_openai_raw_prompt_streams(openai_server: object) -> None:
         cfg.prompt.template = "plain"
         c = RemoteSession(cfg).complete(PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
         assert c.stats.n_generated > 0
-        body = proxy.requests[-1].json()
+        body = proxy.requests[-1].json
         assert proxy.requests[-1].path == "/v1/completions"
         assert body["prompt"].endswith(PREFIX) and "suffix" not in body and body["model"] == "m"
 
@@ -343,7 +356,7 @@ def test_openai_suffix_mode_sends_prompt_and_suffix(openai_server: object) -> No
         cfg = remote_config(proxy.url, api="openai")
         c = RemoteSession(cfg).complete(PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
         assert c.stop
-        body = proxy.requests[-1].json()
+        body = proxy.requests[-1].json
         assert body["suffix"] == SUFFIX and body["prompt"].endswith(PREFIX)
         assert body["prompt"].startswith("# file: geometry/util.py\n")
 
@@ -374,7 +387,7 @@ def test_language_server_completes_through_llama_server(proxy: FaultProxy, tmp_p
         uri = h.open(root / "geometry" / "main.py",
                      "from geometry.shapes import Square\n\nsq = Square(3)\nprint(sq.")
         h.inline(uri, 3, 9)
-        bodies = [r.json() for r in posts(proxy)]
+        bodies = [r.json for r in posts(proxy)]
         assert bodies and bodies[-1]["input_prefix"].endswith("print(sq.")
         assert [e["filename"] for e in bodies[-1]["input_extra"]] == ["geometry/shapes.py"]
         assert not any("sk-canary" in json.dumps(b) for b in bodies)

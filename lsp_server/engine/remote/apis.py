@@ -118,8 +118,11 @@ class LlamaServerApi:
         if not event.get("stop"):
             return Chunk(text=text)
         timings = event.get("timings") or {}
-        n_prompt = int(event.get("tokens_evaluated") or 0)
         n_eval = int(timings.get("prompt_n") or 0)
+        if isinstance(timings.get("cache_n"), int):  # tokens taken from the slot's KV cache
+            n_prompt = timings["cache_n"] + n_eval
+        else:
+            n_prompt = int(event.get("tokens_evaluated") or 0)
         stats = {"prompt": n_prompt, "evaluated": n_eval,
                  "reused": max(0, n_prompt - n_eval),
                  "generated": int(timings.get("predicted_n") or event.get("tokens_predicted") or 0)}

@@ -10,6 +10,7 @@ and the last error) is kept for the editor's status.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from ...config import RemoteConfig
 from ..types import EngineCounters, StopReason, TokenEvent, TokenStream
 from .apis import RemoteRequest, get_api
 from .http import HttpClient, RemoteError
+
+log = logging.getLogger("codefill.remote")
 
 # A retry never waits longer than this, whatever Retry-After says: the user is typing.
 MAX_RETRY_DELAY_S = 5.0
@@ -135,6 +138,7 @@ class RemoteEngine:
             else:
                 stream._finish(StopReason.ERROR, str(exc))
         except Exception as exc:  # a bug must end the stream, not leave the editor waiting
+            log.exception("remote generation failed")
             self._failed(f"remote generation failed: {exc}")
             stream._finish(StopReason.ERROR, f"remote generation failed: {exc}")
         finally:
@@ -208,6 +212,8 @@ class RemoteEngine:
                     raise RemoteError("the remote engine sent malformed JSON in its answer: "
                                       f"{data[:80]!r}") from None
                 chunk = self.api.parse(event)
+                if events == 1:
+                    self._ok()  # a well-formed answer: the server is working
                 if chunk.text:
                     stats.n_generated += 1
                     if stats.t_first_token is None:

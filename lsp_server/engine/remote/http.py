@@ -116,14 +116,18 @@ class Response:
             pass
 
     def _readline(self) -> bytes:
+        if self._resp.isclosed():  # http.client closes a response at the end of its body
+            return b""
         try:
             line = self._resp.readline(MAX_LINE + 1)
-        except (socket.timeout, TimeoutError):
-            raise RemoteError(f"the remote engine sent nothing for {self._read_timeout:g} s "
-                              "(remote.read_timeout_ms)") from None
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except Exception as exc:
+            # Closed from another thread (a cancel): http.client then fails in odd ways
+            # (ValueError, AttributeError on its cleared file object); that is the end.
             if self._closed.is_set():
                 return b""
+            if isinstance(exc, (socket.timeout, TimeoutError)):
+                raise RemoteError(f"the remote engine sent nothing for {self._read_timeout:g} s "
+                                  "(remote.read_timeout_ms)") from None
             raise RemoteError(f"the connection to the remote engine broke mid-answer: "
                               f"{exc or type(exc).__name__}") from None
         if len(line) > MAX_LINE:
