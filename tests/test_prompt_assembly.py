@@ -21,6 +21,8 @@ EXPECTED: dict[tuple[str, Order | None], str] = {
     ("codellama", Order.PSM): "<BOS>▁<PRE>P▁<SUF>S▁<MID>",
     ("codellama", Order.SPM): "<BOS>▁<PRE>▁<SUF>S▁<MID>P",
     ("codestral", Order.SPM): "<BOS>[SUFFIX]S[PREFIX]P",
+    ("gemma3-fim", Order.PSM): "<BOS><|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>",
+    ("gemma3-fim", Order.SPM): "<BOS><|fim_prefix|><|fim_suffix|>S<|fim_middle|>P",
     ("plain", None): "<BOS>P",
 }
 
@@ -161,3 +163,14 @@ def test_tiny_budget_is_an_error() -> None:
     with pytest.raises(TemplateError, match="too small"):
         assemble(get_template("codegemma"), CharTokenizer(), prefix="x", suffix="y",
                  budget=Budget(total=6))
+
+
+def test_text_sentinels_are_tokenized_as_text() -> None:
+    tok = CharTokenizer()  # knows "<|fim_prefix|>" as a special token, which must not be used
+    p = assemble(get_template("gemma3-fim"), tok, prefix="P", suffix="S", budget=BIG,
+                 path="m.py", context=[ContextFile("u.py", "x")])
+    assert not any(t in tok.names for t in p.tokens)
+    assert tok.render(p.tokens) == ("<BOS><|file_separator|>u.py\nx<|file_separator|>m.py\n"
+                                    "<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>")
+    spelled = sum(len(x) for x in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
+    assert p.n_special == 1 + spelled + 2 * len("<|file_separator|>")

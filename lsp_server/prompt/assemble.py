@@ -75,6 +75,15 @@ def resolve_sentinels(template: FimTemplate, token_id: Callable[[str], int | Non
     return found
 
 
+def sentinel_tokens(template: FimTemplate, tok: Tokenizer) -> dict[str, list[int]]:
+    """Role → the tokens that spell each sentinel: one special token, or for a template with
+    text sentinels the tokenized text of its first spelling."""
+    if template.text_sentinels:
+        return {role: tok.tokenize(spellings[0])
+                for role, spellings in template.sentinels.items()}
+    return {role: [tid] for role, tid in resolve_sentinels(template, tok.token_id).items()}
+
+
 def _line_starts(text: str) -> list[int]:
     return [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n" and i + 1 < len(text)]
 
@@ -128,7 +137,7 @@ def fit_head(tok: Tokenizer, text: str, budget: int) -> tuple[list[int], bool]:
     return toks[:budget], True
 
 
-def _context_tokens(template: FimTemplate, tok: Tokenizer, ids: dict[str, int],
+def _context_tokens(template: FimTemplate, tok: Tokenizer, ids: dict[str, list[int]],
                     files: Sequence[ContextFile], path: str, repo_name: str, budget: int
                     ) -> tuple[list[int], list[int], list[str], int]:
     """Tokens of the context section and of the text that goes in front of the prefix.
@@ -145,21 +154,21 @@ def _context_tokens(template: FimTemplate, tok: Tokenizer, ids: dict[str, int],
     sep = ids.get("sep")
     if sep is not None:
         # The current file's header comes last but is reserved first: it names the language.
-        tail = [sep] + tok.tokenize(f"{path}\n") if path else []
+        tail = sep + tok.tokenize(f"{path}\n") if path else []
         budget -= len(tail)
         if files and "repo" in ids:
-            head = [ids["repo"]] + tok.tokenize((repo_name or "workspace") + "\n")
+            head = ids["repo"] + tok.tokenize((repo_name or "workspace") + "\n")
             if len(head) <= budget:
                 section += head
-                n_special += 1
+                n_special += len(ids["repo"])
         for f in files:
-            chunk = [sep] + tok.tokenize(f"{f.path}\n{f.text}")
+            chunk = sep + tok.tokenize(f"{f.path}\n{f.text}")
             if len(section) + len(chunk) <= budget:
                 section += chunk
                 used.append(f.path)
-                n_special += 1
+                n_special += len(sep)
         section += tail
-        n_special += bool(tail)
+        n_special += len(sep) if tail else 0
         return section, lead, used, n_special
     marker = line_comment(path)
     for f in files:
@@ -180,7 +189,7 @@ def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
     names); ``context`` the repository-context files in the order they should appear.
     """
     layout = template.layout(order)
-    ids = resolve_sentinels(template, tok.token_id)
+    ids = sentinel_tokens(template, tok)
     missing = [p for p in layout if p not in (PREFIX, SUFFIX) and p not in ids]
     if missing:
         spell = template.sentinels[missing[0]][0]
@@ -190,7 +199,7 @@ def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
                             "PATH` shows the detected one) or 'plain'")
     uses_suffix = SUFFIX in layout
     head: list[int] = [tok.bos_id] if template.bos and tok.add_bos and tok.bos_id is not None else []
-    n_special = len(head) + sum(1 for p in layout if p not in (PREFIX, SUFFIX))
+    n_special = len(head) + sum(len(ids[p]) for p in layout if p not in (PREFIX, SUFFIX))
     avail = budget.total - n_special
     if avail < 8:
         raise TemplateError(f"prompt budget of {budget.total} tokens is too small",
@@ -211,7 +220,7 @@ def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
     slots = {PREFIX: lead + pre_toks, SUFFIX: suf_toks}
     tokens = head + section
     for part in layout:
-        tokens += slots[part] if part in slots else [ids[part]]
+        tokens += slots[part] if part in slots else ids[part]
     return Prompt(tokens=tokens, template=template.name,
                   order=order if order is not None else (template.orders[0] if template.orders else None),
                   n_context=len(section) + len(lead), n_prefix=len(pre_toks),

@@ -52,6 +52,10 @@ class FimTemplate:
     """Roles whose tokens must all be in the vocabulary for auto-detection."""
     bos: bool = True
     """Start the prompt with BOS when the model's tokenizer adds one."""
+    text_sentinels: bool = False
+    """Sentinels are spelled as ordinary text (several tokens each), for models taught FIM by
+    an adapter that cannot add vocabulary entries (docs/default-model.md); never detected from
+    a vocabulary, only named by an adapter's metadata or chosen explicitly."""
 
     @property
     def is_fim(self) -> bool:
@@ -135,6 +139,15 @@ TEMPLATES: dict[str, FimTemplate] = {t.name: t for t in (
         layouts={Order.SPM: ("suf", SUFFIX, "pre", PREFIX)},
         stops=("</s>", "[PREFIX]", "[SUFFIX]", "[MIDDLE]"),
         detect=("pre", "suf"),
+    ),
+    FimTemplate(
+        name="gemma3-fim", label="Gemma 3 with codefill's FIM adapter (text sentinels)",
+        sentinels={"pre": _fim("<|fim_prefix|>"), "suf": _fim("<|fim_suffix|>"),
+                   "mid": _fim("<|fim_middle|>"), "sep": _fim("<|file_separator|>")},
+        layouts={Order.PSM: _PSM, Order.SPM: _SPM},
+        # The middle ends with <eos>: one trained token the engine already stops on.
+        stops=("<eos>", "<end_of_turn>"),
+        text_sentinels=True,
     ),
     FimTemplate(
         name="plain", label="plain prefix continuation (no FIM)",
