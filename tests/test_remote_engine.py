@@ -473,3 +473,17 @@ def test_tls_certificates_are_verified_by_default(tls_server: tuple[str, Path]) 
     assert trusted.n_ctx == 1024
     unverified = RemoteSession(remote_config(url, verify_tls=False))
     assert unverified.complete("def sq(x):\n    return ", "").text == "x * x"
+
+
+@needs_llama_server
+def test_context_size_is_learned_when_the_server_comes_up_late(proxy: FaultProxy) -> None:
+    proxy.set("down")
+    session = RemoteSession(remote_config(proxy.url, retries=0))
+    session.wait_ready()  # the probe fails: the setting stands in
+    assert session.n_ctx == 4096
+    proxy.set("pass")
+    session.complete(PREFIX, SUFFIX, max_tokens=2)
+    deadline = time.monotonic() + 30
+    while session.n_ctx != 2048:
+        assert time.monotonic() < deadline, "the server's context size was never probed"
+        time.sleep(0.05)

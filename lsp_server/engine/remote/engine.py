@@ -57,6 +57,8 @@ class RemoteEngine:
         self._lock = threading.Lock()
         self._active: set[TokenStream] = set()
         self._closed = False
+        self._probed = False
+        self._probing = False
 
     @property
     def url(self) -> str:
@@ -68,8 +70,21 @@ class RemoteEngine:
             was = self.health.state
             self.health.state = "ok"
             self.health.consecutive_failures = 0
+            reprobe = not self._probed and not self._probing
+            self._probing = self._probing or reprobe
+        if reprobe:  # the server was down at start: learn its context size now, off-thread
+            threading.Thread(target=self._quiet_probe, name="codefill-remote-probe",
+                             daemon=True).start()
         if was != "ok" and self._on_health:
             self._on_health("ok", f"remote engine at {self.url} is answering")
+
+    def _quiet_probe(self) -> None:
+        try:
+            self.probe()
+        except RemoteError:
+            pass
+        finally:
+            self._probing = False
 
     def _failed(self, why: str) -> None:
         with self._lock:
@@ -93,6 +108,7 @@ class RemoteEngine:
         except RemoteError as exc:
             self._failed(str(exc))
             raise
+        self._probed = True
         self._ok()
         try:
             data = json.loads(body) if body else None
