@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/gemma3_lora_step.py [--seq 512] [--threads 1] [--rank 8]
                                                [--middle 0,256,64,16] [--steps 3] [--json OUT]
+                                               [--targets q_proj,k_proj,v_proj,o_proj]
 
 The weights are the embedded Q4_K_M GGUF dequantized into ``model.gemma3`` (float32 master
 weights, frozen), LoRA on q/k/v/o/gate/up/down. One row of ``--seq`` tokens of stdlib code.
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--middle", default="0,256,64,16",
                     help="loss positions per row, comma-separated; 0 = every position")
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                    help="projections LoRA wraps, comma-separated")
     ap.add_argument("--dtypes", default="float32,bf16")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     model = load_gemma3_gguf(path)
     load_s = time.perf_counter() - t0
-    trainable = apply_lora(model, r=args.rank, alpha=2.0 * args.rank)
+    trainable = apply_lora(model, r=args.rank, alpha=2.0 * args.rank,
+                           targets=tuple(args.targets.split(",")))
     model.train()
     ids = torch.tensor([code_tokens(path, args.seq)])
     x, y_all = ids[:, :-1], ids[:, 1:]

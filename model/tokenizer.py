@@ -118,3 +118,44 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 4096,
     tok = SentencePieceTokenizer(path)
     write_tokenizer_config(out_dir, [tok.piece(i) for i in range(tok.vocab_size)])
     return path
+
+
+class GGUFTokenizer:
+    """The daemon's ``Tokenizer`` protocol over a GGUF's own vocabulary, through llama.cpp.
+
+    For models that ship only as GGUF (the embedded Gemma 3 270M: no ``tokenizer.model``).
+    llama.cpp loads the vocabulary alone (``vocab_only``: no weights, ~1 s) and tokenizes as the
+    daemon's ``LlamaTokenizer`` does (``add_bos=False``, special-token text not parsed), with
+    the special ids and BOS rule from the same ``ModelInfo`` the daemon reads, so a training
+    example and a prompt for the same text are the same tokens.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx
+        from lsp_server.models.gguf_info import read_model_info
+
+        self.path = str(path)
+        self.info = read_model_info(self.path)
+        self._llama = _llama_factory(model_path=self.path, n_ctx=64, vocab_only=True,
+                                     verbose=False, use_extra_bufts=not cpu_has_amx())
+        ids = self.info.special_ids
+        self.bos_id: int | None = ids.get("bos")
+        self.eos_id: int | None = ids.get("eos")
+        self.pad_id: int = ids.get("pad", 0)
+        self.add_bos = self.info.add_bos
+        self.vocab_size: int = len(self.info.token_types) if self.info.token_types else \
+            int(self._llama.n_vocab())
+
+    def tokenize(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def token_id(self, piece: str) -> int | None:
+        return self.info.token_id(piece)
+
+    def decode(self, ids: list[int]) -> str:
+        return self._llama.detokenize(ids).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self._llama.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from lsp_server.config import ContextConfig
 from lsp_server.context.imports import language_of
@@ -40,9 +41,11 @@ class Corpus:
 
 def read_corpus(root: str | os.PathLike[str], *, max_file_bytes: int = 256 * 1024,
                 source_only: bool = True, max_files: int | None = None,
-                ignore: str = "") -> Corpus:
+                ignore: str = "", include: Callable[[str], bool] | None = None) -> Corpus:
     """Every file under ``root`` the daemon would index; ``source_only`` keeps files of a
-    language with an import resolver (the ones dependency-graph packing can place)."""
+    language with an import resolver (the ones dependency-graph packing can place);
+    ``include`` (root-relative path → bool) narrows the walk further, e.g. to the files of
+    permissively licensed distributions under a site-packages directory."""
     cfg = ContextConfig(max_file_bytes=max_file_bytes, ignore=ignore)
     index = RootIndex(str(Path(root)), cfg, Path(root).name)
     files: dict[str, str] = {}
@@ -52,6 +55,9 @@ def read_corpus(root: str | os.PathLike[str], *, max_file_bytes: int = 256 * 102
         skipped[why] = skipped.get(why, 0) + 1
 
     for st in index.scanner.walk():
+        if include is not None and not include(st.rel):
+            skip("not included")
+            continue
         if source_only and language_of(st.rel) is None:
             skip("not source")
             continue

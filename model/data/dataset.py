@@ -28,7 +28,7 @@ from lsp_server.context.packing import TokenCounter
 
 from ..gemma import IGNORE_INDEX
 from .corpus import Corpus
-from .fim import FimRates, FimSplit, Layout, fim_split
+from .fim import Example, FimRates, FimSplit, Layout, fim_split
 from .repo_select import select_for_target
 
 
@@ -101,12 +101,12 @@ class ExampleBuilder:
         room = self.cfg.seq_len + 1 - self.layout.overhead(path)
         return fim_split(_window(self.texts[path], self.count, room, rng), rng, self.cfg.rates)
 
-    def build(self, path: str, rng: random.Random) -> list[int]:
+    def build(self, path: str, rng: random.Random) -> Example:
         limit = self.cfg.seq_len + 1
         split = self.split(path, rng)
         bare = self.layout.example(split, path)
         if self.graph is None or len(bare) >= limit:
-            return bare[:limit]
+            return bare.cut(limit)
         files = select_for_target(self.graph, self.texts, path, self.count, limit - len(bare),
                                   self.cfg.context, self.outlines).files
         toks = self.layout.example(split, path, files)
@@ -118,6 +118,15 @@ class ExampleBuilder:
 
 def pack_rows(examples: Iterable[list[int]], seq_len: int, pad_id: int) -> Iterator[Row]:
     """Greedy packing: examples in order, a new row when the next one does not fit."""
+    for row, _ in pack_indexed(enumerate(examples), seq_len, pad_id):
+        yield row
+
+
+def pack_indexed(examples: Iterable[tuple[int, list[int]]], seq_len: int, pad_id: int
+                 ) -> Iterator[tuple[Row, int]]:
+    """Greedy packing of (index, example) pairs; yields each row with the index of the first
+    example *not* in it (where a resumed stream starts again). An :class:`Example` with
+    ``n_target`` set has labels only on its last ``n_target`` tokens (the middle and its end)."""
     ids: list[int] = []
     labels: list[int] = []
     pos: list[int] = []
@@ -130,20 +139,31 @@ def pack_rows(examples: Iterable[list[int]], seq_len: int, pad_id: int) -> Itera
                    torch.tensor(pos + [0] * n), torch.tensor(seg + [-1] * n))
 
     k = 0
-    for ex in examples:
+    last = -1
+    for i, ex in examples:
+        last = i
         if len(ex) < 2:
             continue
-        ex = ex[: seq_len + 1]
+        n_target = getattr(ex, "n_target", None)
+        if isinstance(ex, Example):
+            ex = ex.cut(seq_len + 1)
+            n_target = ex.n_target
+        else:
+            ex = ex[: seq_len + 1]
         if len(ids) + len(ex) - 1 > seq_len:
-            yield flush()
+            yield flush(), i
             ids, labels, pos, seg = [], [], [], []
         ids += ex[:-1]
-        labels += ex[1:]
+        if n_target is None:
+            labels += ex[1:]
+        else:  # label j is token j+1: a target when j+1 is among the last n_target tokens
+            first = len(ex) - n_target
+            labels += [t if j + 1 >= first else IGNORE_INDEX for j, t in enumerate(ex[1:])]
         pos += range(len(ex) - 1)
         seg += [k] * (len(ex) - 1)
         k += 1
     if ids:
-        yield flush()
+        yield flush(), last + 1
 
 
 class RowStream:
@@ -171,6 +191,29 @@ class RowStream:
         examples = (self.builder.build(p, random.Random(f"{self.cfg.seed}:{epoch}:{p}"))
                     for p in order)
         return pack_rows(examples, self.cfg.seq_len, self.pad_id)
+
+    def epoch_order(self, epoch: int) -> list[str]:
+        order = list(self.targets)
+        random.Random(f"{self.cfg.seed}:order:{epoch}").shuffle(order)
+        return order
+
+    def positioned_rows(self, epoch: int = 0, index: int = 0
+                        ) -> Iterator[tuple[Row, tuple[int, int]]]:
+        """Rows from example ``index`` of ``epoch`` on, each with the (epoch, index) at which
+        the stream continues after it: a data position a checkpoint can store, so a resumed
+        run starts there directly instead of regenerating every row before it."""
+        while True:
+            order = self.epoch_order(epoch)
+            examples = ((i, self.builder.build(order[i],
+                                               random.Random(f"{self.cfg.seed}:{epoch}:{order[i]}")))
+                        for i in range(index, len(order)))
+            produced = 0
+            for row, nxt in pack_indexed(examples, self.cfg.seq_len, self.pad_id):
+                produced += 1
+                yield row, ((epoch + 1, 0) if nxt >= len(order) else (epoch, nxt))
+            if produced == 0 and index == 0:
+                return
+            epoch, index = epoch + 1, 0
 
     def rows(self, start: int = 0) -> Iterator[Row]:
         """All rows from global row index ``start`` on (regenerating the skipped ones)."""

@@ -10,7 +10,9 @@ The layout of an example is the daemon's prompt plus the answer: sentinel roles 
 from the daemon's template (``TEMPLATES["codegemma"].layout(order)``) and the repository context
 section is ``(SEP path\\n text)* SEP current-path\\n`` as ``lsp_server.prompt.assemble`` writes
 it, each piece tokenized separately as the assembler does; then the middle and the file
-separator that ends it (the first stop token of the template).
+separator that ends it (the first stop token of the template). Templates with text sentinels
+(``gemma3-fim``) spell each sentinel as the assembler does, several ordinary tokens, and end the
+middle with ``<eos>``; with ``middle_loss`` only the middle and that end token are trained on.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from lsp_server.prompt.assemble import ContextFile, resolve_sentinels
+from lsp_server.prompt.assemble import ContextFile, sentinel_tokens
 from lsp_server.prompt.templates import PREFIX, SUFFIX, TEMPLATES, FimTemplate, Order
 from lsp_server.prompt.tokens import Tokenizer
 
@@ -57,14 +59,32 @@ def fim_split(text: str, rng: random.Random, rates: FimRates = FimRates()) -> Fi
     return FimSplit(text[:a], text[a:b], text[b:], order)
 
 
+class Example(list):
+    """An example's token ids (a plain list) and how many of its last tokens are loss targets
+    (``n_target``; None: every next-token prediction counts)."""
+
+    def __init__(self, tokens: Sequence[int] = (), n_target: int | None = None) -> None:
+        super().__init__(tokens)
+        self.n_target = n_target
+
+    def cut(self, limit: int) -> "Example":
+        """The first ``limit`` tokens; targets cut off the end are no longer targets."""
+        if len(self) <= limit:
+            return self
+        n = None if self.n_target is None else max(0, self.n_target - (len(self) - limit))
+        return Example(self[:limit], n)
+
+
 class Layout:
     """Token layout of training examples for one FIM template and tokenizer."""
 
     def __init__(self, tok: Tokenizer, template: FimTemplate = TEMPLATES["codegemma"],
-                 eos_id: int | None = None) -> None:
+                 eos_id: int | None = None, *, middle_loss: bool = False) -> None:
         self.tok = tok
         self.template = template
-        self.ids = resolve_sentinels(template, tok.token_id)
+        # Role → the tokens of each sentinel: one special token, or for a template with text
+        # sentinels (gemma3-fim) its tokenized spelling, exactly as the assembler spells it.
+        self.ids = sentinel_tokens(template, tok)
         # Repository context needs the file separator: families without one (Code Llama) put
         # context in the prefix slot as comments, a layout this trainer does not produce.
         missing = [r for r in ("pre", "suf", "mid", "sep") if r not in self.ids]
@@ -73,10 +93,13 @@ class Layout:
                              f"for {missing}")
         # Plain documents end with EOS (the tokenizer's own when not given).
         self.eos_id = eos_id if eos_id is not None else getattr(tok, "eos_id", None)
-        # The middle ends with the template's first stop token (CodeGemma: the file separator),
-        # the token the daemon stops generation on.
+        # The middle ends with the template's first stop token (CodeGemma: the file separator;
+        # gemma3-fim: <eos>), the token the daemon stops generation on.
         end = tok.token_id(template.stops[0]) if template.stops else None
-        self.end_id = end if end is not None else eos_id
+        self.end_id = end if end is not None else self.eos_id
+        self.middle_loss = middle_loss
+        """Examples carry ``n_target``: the loss covers only the middle and its end token (the
+        whole text and EOS for a plain document), not the prompt."""
 
     def head(self) -> list[int]:
         t = self.template
@@ -88,21 +111,26 @@ class Layout:
         sep = self.ids["sep"]
         out: list[int] = []
         for f in files:
-            out += [sep] + self.tok.tokenize(f"{f.path}\n{f.text}")
-        return out + ([sep] + self.tok.tokenize(f"{path}\n") if path else [])
+            out += sep + self.tok.tokenize(f"{f.path}\n{f.text}")
+        return out + (sep + self.tok.tokenize(f"{path}\n") if path else [])
 
-    def example(self, split: FimSplit, path: str, files: Sequence[ContextFile] = ()) -> list[int]:
+    def example(self, split: FimSplit, path: str, files: Sequence[ContextFile] = ()
+                ) -> "Example":
         """The tokens of one training example: BOS, context, the FIM layout, middle, end."""
         toks = self.head() + self.context(files, path)
         if split.order is None:  # plain document: the file's text follows its header
-            toks += self.tok.tokenize(split.prefix)
-            return toks + ([self.eos_id] if self.eos_id is not None else [])
-        slots = {PREFIX: self.tok.tokenize(split.prefix), SUFFIX: self.tok.tokenize(split.suffix)}
-        for part in self.template.layout(split.order):
-            toks += slots[part] if part in slots else [self.ids[part]]
-        toks += self.tok.tokenize(split.middle)
-        return toks + ([self.end_id] if self.end_id is not None else [])
+            target = self.tok.tokenize(split.prefix) + \
+                ([self.eos_id] if self.eos_id is not None else [])
+        else:
+            slots = {PREFIX: self.tok.tokenize(split.prefix),
+                     SUFFIX: self.tok.tokenize(split.suffix)}
+            for part in self.template.layout(split.order):
+                toks += slots[part] if part in slots else self.ids[part]
+            target = self.tok.tokenize(split.middle) + \
+                ([self.end_id] if self.end_id is not None else [])
+        return Example(toks + target, len(target) if self.middle_loss else None)
 
     def overhead(self, path: str) -> int:
         """Tokens an example spends besides its text and context files."""
-        return len(self.head()) + 1 + len(self.tok.tokenize(f"{path}\n")) + 4
+        return len(self.head()) + len(self.tok.tokenize(f"{path}\n")) + 1 + \
+            sum(len(self.ids[r]) for r in ("pre", "suf", "mid", "sep"))
