@@ -80,6 +80,7 @@ class CodefillServer(LanguageServer):
         self._progress_token: str | None = None
         self._parent_watch: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._index_started = False  # start_index ran (after initialize): settings may rebuild
 
     # --- settings ------------------------------------------------------------------------
     def apply_settings(self, data: Any, source: str) -> None:
@@ -96,8 +97,8 @@ class CodefillServer(LanguageServer):
         self.pipeline.config = config
         if self.host.session is not None:
             self.host.session.config = config
-        if context_changed and self.index is not None:
-            self.start_index()  # rebuild with the new filters and limits
+        if context_changed and (self.index is not None or self._index_started):
+            self.start_index()  # rebuild (or build, or stop) with the new filters and limits
         if self.host.state != "idle" and self.host.needs_reload():
             self.pipeline.reset()
             self.host.start()
@@ -178,6 +179,7 @@ class CodefillServer(LanguageServer):
     # --- repository context --------------------------------------------------------------
     def start_index(self) -> None:
         """(Re)build the workspace index in the background."""
+        self._index_started = True
         if self.index is not None:
             self.index.stop()
             self.index = None

@@ -347,10 +347,6 @@ def test_hostile_workspace_nothing_leaks(hostile: Session) -> None:
     assert not any("\0" in p for p in s.prompts)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an editor buffer opened through a symlink out of "
-                   "the root joins the index (RootIndex.set_buffer checks names and ignores, "
-                   "not symlinks), so its text reaches other files' prompts "
-                   "(docs/reliability.md, bug 5)")
 def test_hostile_workspace_out_of_root_buffers_stay_out(hostile: Session) -> None:
     later = hostile.prompts[hostile.phase1:]
     assert later, "no prompt after the out-of-root buffers were opened"
@@ -488,9 +484,6 @@ def test_files_changed_between_index_and_read(race: Session) -> None:
     assert s.after == s.before and s.home_after == s.home_before
 
 
-@pytest.mark.xfail(strict=True, reason="bug: RootIndex.read_disk checks only the file's own "
-                   "symlink; a directory replaced by a symlink out of the root after the index "
-                   "is read through (docs/reliability.md)")
 def test_directory_swapped_for_a_symlink_out_of_the_root(race: Session) -> None:
     leaked = sum(RACE_CANARIES["moved"] in p for p in race.prompts)
     print(f"\n{leaked} of {len(race.prompts)} prompts hold the canary of $HOME/pkg/mod.py")
@@ -529,9 +522,6 @@ def test_huge_tree_bounded_and_never_blocking(tmp_path: Path) -> None:
     assert f["rss_peak_mb"] < 500 + 5 * n / 1000, f
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with context.enabled false at startup there is no "
-                   "index, and apply_settings only rebuilds an existing one (server.py), so "
-                   "enabling context later never indexes (docs/reliability.md, bug 4)")
 def test_enabling_context_at_runtime_builds_the_index(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("import b\n")
     (tmp_path / "b.py").write_text("X = 1\n")

@@ -117,9 +117,17 @@ class RootIndex:
         """A file's text if it is text, small enough and no secret; None otherwise."""
         path = os.path.join(self.root, rel)
         try:
-            if os.path.islink(path) and not inside(os.path.realpath(path), self.real_root):
+            # Resolve every component, not only the file's own link: a directory on the way
+            # may have been swapped for a symlink out of the root since the scan.
+            real = os.path.realpath(path)
+            if not inside(real, self.real_root):
                 return None
-            with open(path, "rb") as fh:
+            with open(real, "rb") as fh:
+                # The file opened must be the one checked (no swap between check and open).
+                st = os.fstat(fh.fileno())
+                now = os.stat(os.path.realpath(path))
+                if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino):
+                    return None
                 data = fh.read(self.config.max_file_bytes + 1)
         except OSError as exc:  # deleted since the scan, permission denied, …
             log.debug("context index: cannot read %s: %s", path, exc)
@@ -280,6 +288,14 @@ class RootIndex:
             self.graph.remove(rel)
 
     def set_buffer(self, rel: str, text: str) -> None:
+        # A document opened through a symlink that leaves the root is the user's to edit, but
+        # its text must not become context for other files (it lives outside the workspace).
+        try:
+            real = os.path.realpath(os.path.join(self.root, rel))
+        except OSError:
+            return
+        if not inside(real, self.real_root):
+            return
         old = self.buffers.get(rel)
         if old is not None and old[1] == text:
             return
