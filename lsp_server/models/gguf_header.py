@@ -42,6 +42,8 @@ class TensorEntry:
     n_bytes: int
     offset: int
     """Absolute file offset of the tensor's data."""
+    dims: tuple[int, ...] = ()
+    """ggml order: dims[0] is the contiguous one (a matrix's in_features), dims[1] its rows."""
 
 
 @dataclass
@@ -157,5 +159,5 @@ def _parse(buf: mmap.mmap | bytes) -> GGUFHeader:
         block, type_size = GGML_QUANT_SIZES[qtype]
         n = int(np.prod(dims, dtype=np.uint64)) if dims else 1
         tensors.append(TensorEntry(name, qtype.name, n, n * type_size // block,
-                                   data_offset + offset))
+                                   data_offset + offset, tuple(dims)))
     return GGUFHeader(version, metadata, tensors, data_offset)

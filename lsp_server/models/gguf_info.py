@@ -57,6 +57,8 @@ class ModelInfo:
     special_ids: dict[str, int] = field(default_factory=dict)
     """Metadata token ids: bos, eos, eot, fim_pre, fim_suf, fim_mid, fim_sep, fim_rep…"""
     add_bos: bool = True
+    tensor_dims: dict[str, tuple[int, ...]] = field(repr=False, default_factory=dict)
+    """Tensor name → dimensions in ggml order (what an adapter's tensors are checked against)."""
     _index: dict[str, int] | None = field(default=None, repr=False)
 
     def token_id(self, text: str) -> int | None:
@@ -152,4 +154,5 @@ def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
         token_types=types,
         special_ids=special,
         add_bos=bool(meta.get(gguf.Keys.Tokenizer.ADD_BOS, True)),
+        tensor_dims={t.name: t.dims for t in header.tensors},
     )
