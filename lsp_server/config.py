@@ -32,6 +32,12 @@ class EngineConfig:
     """How the in-process llama.cpp engine runs the model."""
 
     model: str = setting("", "Path to a GGUF model file; empty means the embedded default model.")
+    adapter: str = setting("", "Path to a LoRA adapter GGUF (general.type 'adapter') that "
+                               "llama.cpp applies to the model at load; 'embedded' means the FIM "
+                               "adapter shipped for the embedded model (none is shipped yet); "
+                               "empty means none. An adapter for another model is refused; one "
+                               "that names its FIM template selects it when prompt.template is "
+                               "'auto' (docs/training.md).")
     threads: int = setting(0, "CPU threads for evaluation and generation; 0 picks the number of "
                               "CPUs this process may use (at most 8).", min=0, max=256)
     context_size: int = setting(4096, "Context window in tokens (prompt plus generated text); "

@@ -12,6 +12,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and engine")
     g.add_argument("--model", metavar="PATH", default="",
                    help="GGUF model file (default: the embedded Gemma 3 270M)")
+    g.add_argument("--adapter", metavar="PATH", default="",
+                   help="LoRA adapter GGUF applied to the model ('embedded': the shipped FIM "
+                        "adapter; docs/training.md)")
     g.add_argument("--template", default="auto",
                    help="FIM template name or 'auto' (detect from the model)")
     g.add_argument("--order", choices=("auto", "psm", "spm"), default="auto",
@@ -38,8 +41,9 @@ def add_remote_options(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config tree for these options; invalid values are reported and replaced."""
     data = {
-        "engine": {"model": args.model, "threads": args.threads, "context_size": args.ctx_size,
-                   "batch_size": args.batch_size, "gpu_layers": args.gpu_layers},
+        "engine": {"model": args.model, "adapter": args.adapter, "threads": args.threads,
+                   "context_size": args.ctx_size, "batch_size": args.batch_size,
+                   "gpu_layers": args.gpu_layers},
         "prompt": {"template": args.template, "fim_order": args.order},
     }
     if getattr(args, "remote", ""):

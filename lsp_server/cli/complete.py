@@ -89,7 +89,8 @@ def _report(session: CompletionBackend, r) -> None:  # noqa: ANN001 - Completion
     p, s, t = r.prompt, r.stats, r.timings
     gen_s = max(s.t_total - (s.t_first_token or 0.0), 1e-9)
     lines = [
-        f"model      {session.model_path} ({session.info.architecture}, {session.info.quantization})",
+        f"model      {session.model_path} ({session.info.architecture}, {session.info.quantization})"
+        + (f" + adapter {session.adapter.path}" if session.adapter else ""),
         f"template   {session.template.name} ({session.detection.reason})"
         + (f", order {p.order.value.upper()}" if p.order else ""),
         f"context    {', '.join(p.context_files) or 'none'}",

@@ -8,8 +8,9 @@ import sys
 from typing import Any
 
 from ..errors import ModelError
+from ..models.adapter import AdapterInfo, open_adapter
 from ..models.gguf_info import ModelInfo, read_model_info
-from ..models.resolve import available_models
+from ..models.resolve import available_models, resolve_model
 from ..prompt.detect import detect_template
 from .common import progress
 
@@ -18,14 +19,23 @@ HELP = "list available models (or describe one GGUF) with family, FIM support, c
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="PATH", default="", help="describe this GGUF file only")
+    p.add_argument("--adapter", metavar="PATH", default="",
+                   help="check this LoRA adapter GGUF against the model (--model, default the "
+                        "embedded one) and show the template it selects")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def describe(info: ModelInfo, source: str = "") -> dict[str, Any]:
-    """The facts `codefill models` shows for one model."""
-    det = detect_template(info)
+def describe(info: ModelInfo, source: str = "", adapter: AdapterInfo | None = None
+             ) -> dict[str, Any]:
+    """The facts `codefill models` shows for one model (with ``adapter`` applied)."""
+    if adapter is not None:
+        from ..completion.session import choose_session_template
+
+        det = choose_session_template(info, adapter)
+    else:
+        det = detect_template(info)
     t = det.template
-    return {
+    row = {
         "path": str(info.path),
         "source": source,
         "name": info.name,
@@ -41,6 +51,9 @@ def describe(info: ModelInfo, source: str = "") -> dict[str, Any]:
         "size_bytes": info.size_bytes,
         "vocabulary": len(info.tokens),
     }
+    if adapter is not None:
+        row["adapter"] = adapter.describe()
+    return row
 
 
 def _human(n: float, unit: str = "B") -> str:
@@ -64,11 +77,21 @@ def _table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         out.append(f"  {r['name'] or '?'}: {r['path']} — template '{r['template']}' "
                    f"({r['detected_by']})")
+        a = r.get("adapter")
+        if a:
+            seen = f", {a['tokens_seen']:,} tokens seen" if a["tokens_seen"] is not None else ""
+            out.append(f"  adapter: {a['path']} — {a['name']}, rank {a['rank'] or '?'}, "
+                       f"alpha {a['alpha']:g}, {a['tensors']} tensors, "
+                       f"{_human(a['size_bytes'])}{seen}")
     return "\n".join(out)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model:
+    if args.adapter:
+        info = read_model_info(resolve_model(args.model, progress))
+        rows = [describe(info, "--model" if args.model else "embedded default",
+                         open_adapter(args.adapter, info))]
+    elif args.model:
         rows = [describe(read_model_info(args.model), "--model")]
     else:
         rows = []
@@ -78,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             except ModelError as exc:  # one bad file must not hide the others
                 print(f"codefill: warning: skipped {m.path}: {exc}", file=sys.stderr)
     if args.json:
-        json.dump(rows if not args.model else rows[0], sys.stdout, indent=2)
+        json.dump(rows[0] if args.model or args.adapter else rows, sys.stdout, indent=2)
         print()
     else:
         print(_table(rows))

@@ -11,11 +11,13 @@ from typing import Any, Sequence
 from ..config import Config
 from ..engine.llama_engine import LlamaEngine
 from ..engine.types import EngineCounters, GenerationRequest, TokenStream
+from ..errors import ModelError
+from ..models.adapter import AdapterInfo, open_adapter
 from ..models.gguf_info import TOKEN_TYPE_CONTROL, ModelInfo, read_model_info
 from ..models.resolve import Progress, resolve_model
 from ..prompt.assemble import Budget, ContextFile, Prompt, assemble, resolve_sentinels
 from ..prompt.detect import Detection, choose_template
-from ..prompt.templates import Order
+from ..prompt.templates import TEMPLATES, Order
 from .backend import Completion, CompletionBackend, InfillRequest, Listener
 
 __all__ = ["Completion", "LlamaTokenizer", "ModelSession", "stop_ids_for"]
@@ -39,10 +41,28 @@ class LlamaTokenizer:
         return self._info.token_id(piece)
 
 
+def choose_session_template(info: ModelInfo, adapter: AdapterInfo | None,
+                            setting: str = "auto") -> Detection:
+    """The template for ``info`` with ``adapter`` applied: the adapter's own template
+    (``codefill.fim.template``) when the setting is ``auto``, else detection or the explicit
+    choice as without an adapter."""
+    if adapter is not None and adapter.template and setting in ("", "auto"):
+        if adapter.template not in TEMPLATES:
+            raise ModelError(f"adapter {adapter.path} names the FIM template "
+                             f"{adapter.template!r}, which this codefill does not know",
+                             f"update codefill, or set prompt.template (--template) to one of: "
+                             f"{', '.join(TEMPLATES)}")
+        return Detection(TEMPLATES[adapter.template],
+                         f"adapter {adapter.path.name} names {adapter.template}")
+    return choose_template(info, setting)
+
+
 def stop_ids_for(info: ModelInfo, detection: Detection) -> frozenset[int]:
     """Token ids that end a suggestion: the family's stop tokens, EOS/EOT, and any control
     token (a suggestion never contains one)."""
-    ids = set(resolve_sentinels(detection.template, info.token_id).values())
+    # Text sentinels are ordinary text, whatever the vocabulary holds under the same spelling.
+    ids = (set() if detection.template.text_sentinels
+           else set(resolve_sentinels(detection.template, info.token_id).values()))
     ids.update(t for t in (info.token_id(s) for s in detection.template.stops) if t is not None)
     ids.update(info.special_ids[k] for k in ("eos", "eot", "eom") if k in info.special_ids)
     ids.update(i for i, ty in enumerate(info.token_types) if ty == TOKEN_TYPE_CONTROL)
@@ -59,10 +79,13 @@ class ModelSession(CompletionBackend):
         self.config = config or Config()
         self.model_path = resolve_model(self.config.engine.model, progress)
         self.info = read_model_info(self.model_path)
-        self.detection = choose_template(self.info, self.config.prompt.template)
+        self.adapter = open_adapter(self.config.engine.adapter, self.info)
+        self.detection = choose_session_template(self.info, self.adapter,
+                                                 self.config.prompt.template)
         self.stop_ids = stop_ids_for(self.info, self.detection)
         self.engine = LlamaEngine(self.model_path, self.config.engine,
-                                  n_ctx_train=self.info.context_length)
+                                  n_ctx_train=self.info.context_length,
+                                  lora_path=self.adapter.path if self.adapter else None)
         self._tokenizer: LlamaTokenizer | None = None
 
     @property
@@ -101,7 +124,8 @@ class ModelSession(CompletionBackend):
 
     @property
     def label(self) -> str:
-        return f"{self.model_path.name} ({self.template.name})"
+        adapter = f" + {self.adapter.path.name}" if self.adapter else ""
+        return f"{self.model_path.name}{adapter} ({self.template.name})"
 
     @property
     def load_seconds(self) -> float:
@@ -125,6 +149,7 @@ class ModelSession(CompletionBackend):
         return {
             "backend": "local",
             "model": str(self.model_path),
+            "adapter": str(self.adapter.path) if self.adapter else None,
             "architecture": self.info.architecture,
             "template": self.template.name,
             "template_reason": self.detection.reason,

@@ -146,9 +146,18 @@ class LlamaEngine:
 
     def __init__(self, model_path: str | os.PathLike[str], config: EngineConfig | None = None,
                  *, n_ctx_train: int | None = None, llama_factory: LlamaFactory | None = None,
-                 on_state: Callable[[str, str], None] | None = None) -> None:
+                 on_state: Callable[[str, str], None] | None = None,
+                 lora_path: str | os.PathLike[str] | None = None) -> None:
         self.model_path = Path(model_path)
         self.config = config or EngineConfig()
+        # A LoRA GGUF llama.cpp applies at load: ModelSession passes engine.adapter resolved and
+        # checked against the model (models/adapter.py); other callers get it resolved here.
+        # llama-cpp-python then reads the model into memory instead of mapping it.
+        if lora_path is None and self.config.adapter:
+            from ..models.adapter import resolve_adapter
+
+            lora_path = resolve_adapter(self.config.adapter)
+        self.lora_path = Path(lora_path) if lora_path else None
         self.threads = self.config.threads or default_threads()
         n_ctx = self.config.context_size
         if n_ctx_train:
@@ -174,7 +183,8 @@ class LlamaEngine:
             raise TimeoutError(f"model still loading after {timeout} s")
         if self.load_error:
             raise ModelError(self.load_error, "check the model file (`codefill models --model "
-                                              "PATH`) or pick another with --model")
+                                              "PATH`) or pick another with --model"
+                             + (" and the adapter (--adapter)" if self.lora_path else ""))
 
     @property
     def llama(self) -> Any:
@@ -215,6 +225,7 @@ class LlamaEngine:
 
     def _load(self) -> None:
         t0 = time.monotonic()
+        lora = {"lora_path": str(self.lora_path)} if self.lora_path else {}
         try:
             self._llama = self._factory(
                 model_path=str(self.model_path), n_ctx=self.n_ctx,
@@ -224,10 +235,11 @@ class LlamaEngine:
                 # A full-size sliding-window cache lets SWA models (Gemma 2/3) drop a suffix of
                 # the KV cache, which prefix reuse needs.
                 swa_full=True,
-                use_extra_bufts=self._extra_buffers(),
+                use_extra_bufts=self._extra_buffers(), **lora,
             )
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
-            self.load_error = f"cannot load model {self.model_path}: {exc}"
+            self.load_error = f"cannot load model {self.model_path}" + (
+                f" with adapter {self.lora_path}" if self.lora_path else "") + f": {exc}"
             self._set_state("failed", self.load_error)
         else:
             self.load_seconds = time.monotonic() - t0
