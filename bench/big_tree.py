@@ -6,19 +6,21 @@ is still answered while the index builds.
 
 Generates ``--files`` small Python files (100 a package, each importing two others), starts
 `codefill serve` over stdio on it with repository context on (watching included), and while the
-index builds plays an editor: ``codefill/status`` every 100 ms and a few keystrokes each followed
-by a completion request in an open file. The server starts with every file ignored
-(``context.ignore = "*"``); once the model is loaded the setting is cleared
-(didChangeConfiguration), so the whole build runs while the model serves the keystrokes. Figures: generation time, index time
-(the setting → the status reports the index ready), files and import edges indexed, status and
-completion latency during the build, the first completion with context after it, the server's
-RSS (sampled at every status poll), peak RSS (VmHWM) and what the index added to the peak with
-the model loaded, and the load average.
+index builds plays an editor: ``codefill/status`` every 100 ms and, one at a time without
+waiting for them, a few keystrokes each followed by a completion request in an open file. The
+server starts with repository context off; once the model is loaded it is switched on
+(didChangeConfiguration), so the whole build runs while the model serves the keystrokes.
+
+Figures: generation time, index time (the setting → the status reports the index ready), files
+and import edges indexed, status and completion latency during the build, the first completion
+with context after it, the server's RSS (sampled at every status poll), peak RSS (VmHWM) and
+what the index added to the peak with the model loaded, and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lsprotocol import types  # noqa: E402
 
+from lsp_server.server import plain  # noqa: E402
 from tests.lsp_harness import Harness  # noqa: E402
 
 PER_DIR = 100
@@ -85,8 +88,14 @@ def server_pid(h: Harness) -> int:
     return h.client._server.pid
 
 
+async def request(h: Harness, method: str, params: Any) -> Any:
+    assert h.client is not None
+    return await h.client.protocol.send_request_async(method, params)
+
+
 def run(n_files: int, tmp: Path | None = None, *, keystrokes: int = 6, timeout_s: float = 600,
-        env: dict[str, str] | None = None, tmp_dir: str | None = None) -> dict[str, Any]:
+        env: dict[str, str] | None = None, tmp_dir: str | None = None,
+        complete_after: bool = True) -> dict[str, Any]:
     """Generate the tree under ``tmp`` (a new temporary directory if None), run the session,
     remove the tree; returns the figures."""
     own = tmp is None
@@ -100,7 +109,7 @@ def run(n_files: int, tmp: Path | None = None, *, keystrokes: int = 6, timeout_s
         generate_tree(root, n_files)
         figures["generate_s"] = round(time.monotonic() - t0, 1)
         before = tree_state(root)
-        figures.update(_session(root, env, keystrokes, timeout_s))
+        figures.update(_session(root, env, keystrokes, timeout_s, complete_after))
         after = tree_state(root)
         figures["written"] = sorted(os.path.relpath(p, root) for p in set(before) | set(after)
                                     if before.get(p) != after.get(p))
@@ -113,20 +122,18 @@ def run(n_files: int, tmp: Path | None = None, *, keystrokes: int = 6, timeout_s
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _session(root: Path, env: dict[str, str], keystrokes: int, timeout_s: float
-             ) -> dict[str, Any]:
+def _session(root: Path, env: dict[str, str], keystrokes: int, timeout_s: float,
+             complete_after: bool) -> dict[str, Any]:
     h = Harness(root, settings=SETTINGS, env=env)
     status_ms: list[float] = []
     completion_ms: list[float] = []
     rss: list[int] = []
     states: list[str] = []
-    served = 0  # completions during the build answered with text by the loaded model
+    served = 0  # completions sent during the build and answered with text
     try:
-        # Every file ignored until the model is loaded, then none (a user changing the ignore
-        # setting): the whole index then builds while the model serves the keystrokes. (Starting
-        # with context.enabled false and enabling it later would be more natural, but the server
-        # does not start the index then: docs/reliability.md, bug 4.)
-        h.settings = {**SETTINGS, "context": {"ignore": "*"}}
+        # Context off until the model is loaded, then on (a user enabling it): the whole index
+        # then builds while the model serves the keystrokes.
+        h.settings = {**SETTINGS, "context": {"enabled": False}}
         h.start()
         pid = server_pid(h)
         model_rss = proc_mem(pid)["VmHWM"]
@@ -136,6 +143,15 @@ def _session(root: Path, env: dict[str, str], keystrokes: int, timeout_s: float
         h.call(h.client.workspace_did_change_configuration,
                types.DidChangeConfigurationParams(settings={"codefill": SETTINGS}))
         n = 0
+        pending: Any = None  # the completion in flight (the editor does not wait for it)
+        t_req = 0.0
+
+        def collect(reply: Any) -> None:
+            nonlocal served
+            completion_ms.append((time.monotonic() - t_req) * 1000)
+            reply = plain(reply)
+            served += bool(reply and reply.get("text"))
+
         while True:
             t = time.monotonic()
             st = h.status()
@@ -144,32 +160,35 @@ def _session(root: Path, env: dict[str, str], keystrokes: int, timeout_s: float
             state = st["context"]["state"]
             if not states or states[-1] != state:
                 states.append(state)
+            if pending is not None and pending.done():
+                collect(pending.result())
+                pending = None
             if state not in ("off", "idle", "indexing"):
                 break
-            if n < keystrokes and state == "indexing" and len(status_ms) % 3 == 0:
+            if pending is None and n < keystrokes and state == "indexing":
                 n += 1
                 h.change(uri, (1, 10 + n), (1, 10 + n), "a")  # type one character
-                model_ready = st["model"]["state"] == "ready"
-                t = time.monotonic()
-                reply = h.request("codefill/complete", {"textDocument": {"uri": uri},
-                                                        "position": {"line": 1,
-                                                                     "character": 11 + n}})
-                completion_ms.append((time.monotonic() - t) * 1000)
-                served += bool(model_ready and reply and reply.get("text"))
+                t_req = time.monotonic()
+                pending = asyncio.run_coroutine_threadsafe(request(h, "codefill/complete", {
+                    "textDocument": {"uri": uri},
+                    "position": {"line": 1, "character": 11 + n}}), h.loop)
             if time.monotonic() - t_init > timeout_s:
                 raise TimeoutError(f"index not ready after {timeout_s} s: {st['context']}")
             time.sleep(0.1)
+        if pending is not None:  # still generating when the index was ready
+            collect(pending.result(timeout_s))
         ready_s = time.monotonic() - t_init
         mem = proc_mem(pid)
-        # The first completion with context in a file of the tree, once the index is ready.
-        rel = "p0001/m5.py"
-        src = (root / rel).read_text()
-        t = time.monotonic()
-        line = src.split("\n")[4]  # "    return x + k": complete at its end
-        after = h.request("codefill/complete", {"textDocument": {"uri": h.open(root / rel, src)},
-                                                "position": {"line": 4,
-                                                             "character": len(line)}})
-        after_ms = (time.monotonic() - t) * 1000
+        after, after_ms = None, None
+        if complete_after:  # the first completion with context in a file of the tree
+            rel = "p0001/m5.py"
+            src = (root / rel).read_text()
+            t = time.monotonic()
+            line = src.split("\n")[4]  # "    return x + k": complete at its end
+            after = h.request("codefill/complete", {
+                "textDocument": {"uri": h.open(root / rel, src)},
+                "position": {"line": 4, "character": len(line)}})
+            after_ms = (time.monotonic() - t) * 1000
         final = h.status()
     finally:
         code = h.stop()
@@ -183,7 +202,7 @@ def _session(root: Path, env: dict[str, str], keystrokes: int, timeout_s: float
         "status_ms_max": round(max(status_ms), 1),
         "completions_during_index": len(completion_ms), "served_during_index": served,
         "completion_ms_max": round(max(completion_ms), 1) if completion_ms else None,
-        "completion_after_index_ms": round(after_ms, 1),
+        "completion_after_index_ms": round(after_ms, 1) if after_ms is not None else None,
         "completion_after_index": after,
         "rss_model_loaded_mb": round(model_rss / 1024, 1),
         "rss_max_mb": round(max(rss) / 1024, 1), "rss_peak_mb": round(mem["VmHWM"] / 1024, 1),

@@ -503,7 +503,8 @@ def test_huge_tree_bounded_and_never_blocking(tmp_path: Path) -> None:
     base = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() and os.access(shm, os.W_OK) \
         else tmp_path
     try:
-        f = big_tree.run(n, base, keystrokes=2, timeout_s=max(240, n / 400), env=env)
+        f = big_tree.run(n, base, keystrokes=2, timeout_s=max(240, n / 400), env=env,
+                         complete_after=False)  # the benchmark measures that one
     finally:
         if base != tmp_path:
             shutil.rmtree(base, ignore_errors=True)
@@ -516,7 +517,6 @@ def test_huge_tree_bounded_and_never_blocking(tmp_path: Path) -> None:
     assert f["completions_during_index"] >= 1, f
     assert f["status_ms_p50"] < 500 and f["status_ms_max"] < 5000, f
     assert f["completion_ms_max"] < 60000, f
-    assert f["completion_after_index"]["text"] is not None
     # Bounded memory: the server with the model (~450 MB) plus the index (~3.5 MB per 1,000
     # files measured at 100k).
     assert f["rss_peak_mb"] < 500 + 5 * n / 1000, f
