@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
+import json
 import math
 import os
 import re
@@ -47,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "model" / "checkpoints" / "gemma3-270m-fim"
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
+MANIFEST = "corpus.json.gz"
+"""The run's corpus: every file's path, source and content hash (written at the start)."""
 _CKPT = re.compile(r"step-(\d{6,})\.pt$")
 
 
@@ -170,7 +174,8 @@ def _say(msg: str) -> None:
 
 
 def train(cfg: G3Config, *, model: Gemma3ForCausalLM, tok, corpus: Corpus,  # noqa: ANN001
-          meta: dict | None = None, on_step: Callable[[dict], None] | None = None) -> Result:
+          meta: dict | None = None, on_step: Callable[[dict], None] | None = None,
+          allow_corpus_change: bool = False) -> Result:
     """Train ``model`` (its base frozen, LoRA added here) on ``corpus``; resume from the newest
     checkpoint in ``cfg.out_dir``. ``meta`` (corpus fingerprint, base model) goes into every
     checkpoint; a checkpoint from another corpus is refused."""
@@ -191,7 +196,8 @@ def train(cfg: G3Config, *, model: Gemma3ForCausalLM, tok, corpus: Corpus,  # no
     found = checkpoints(out)
     if found:
         st = torch.load(found[-1], map_location="cpu", weights_only=False)
-        if meta.get("corpus") and st.get("meta", {}).get("corpus") not in (None, meta["corpus"]):
+        if meta.get("corpus") and not allow_corpus_change and \
+                st.get("meta", {}).get("corpus") not in (None, meta["corpus"]):
             raise ValueError(f"{found[-1]} was trained on corpus {st['meta']['corpus']}, this "
                              f"one is {meta['corpus']}: the data position would not match")
         missing = set(lora_state(model)) - set(st["lora"])
@@ -322,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-every", type=int, default=G3Config.save_every)
     ap.add_argument("--eval-every", type=int, default=G3Config.eval_every)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--allow-corpus-change", action="store_true",
+                    help="continue although the corpus differs from the run's manifest (the "
+                         "data order changes: the run is no longer reproducible)")
     ap.add_argument("--time-limit", type=float)
     ap.add_argument("--stop-after", type=int)
     a = ap.parse_args(argv)
@@ -335,19 +344,46 @@ def main(argv: list[str] | None = None) -> int:
     path = resolve_model(a.model)
     t = time.perf_counter()
     sc = build_corpus(a.venv, bench_dir=a.bench_dir)
+    manifest_path = Path(a.out) / MANIFEST
+    if manifest_path.is_file():  # a run in progress: train on exactly its files
+        with gzip.open(manifest_path, "rt") as fh:
+            manifest = json.load(fh)
+        bad = sc.restrict(manifest)
+        if bad and not a.allow_corpus_change:
+            _say(f"{len(bad)} files of the run's corpus are missing or changed here (e.g. "
+                 f"{bad[:3]}): the venv's packages differ from the run's; reinstall them or "
+                 "pass --allow-corpus-change")
+            return 2
+        if bad or sc.fingerprint() != manifest["fingerprint"]:
+            _say(f"corpus changed ({len(bad)} files): continuing on {sc.fingerprint()}")
+            with gzip.open(manifest_path, "wt") as fh:
+                json.dump(sc.manifest(), fh)
+    else:
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        with gzip.open(manifest_path, "wt") as fh:
+            json.dump(sc.manifest(), fh)
     _say(f"corpus: {len(sc.corpus.files):,} files, {sc.corpus.n_chars:,} characters, "
          f"fingerprint {sc.fingerprint()} ({time.perf_counter() - t:.0f} s)")
     tok = GGUFTokenizer(path)
     t = time.perf_counter()
     model = load_gemma3_gguf(path)
     _say(f"base {path} loaded ({time.perf_counter() - t:.0f} s)")
-    cfg = G3Config(out_dir=a.out, csv=a.csv, steps=a.steps, grad_accum=a.grad_accum, lr=a.lr,
-                   targets=ATTENTION + MLP if a.mlp else ATTENTION, save_every=a.save_every,
-                   eval_every=a.eval_every, threads=a.threads, time_limit=a.time_limit,
-                   stop_after=a.stop_after)
+    found = checkpoints(Path(a.out))
+    if found:  # a run in progress keeps its own hyperparameters (the schedule, the batch, ...)
+        saved = torch.load(found[-1], map_location="cpu", weights_only=False)["config"]
+        saved.update(targets=tuple(saved["targets"]), betas=tuple(saved["betas"]))
+        cfg = G3Config(**saved)
+        cfg.out_dir, cfg.csv, cfg.threads = a.out, a.csv, a.threads
+        cfg.time_limit, cfg.stop_after = a.time_limit, a.stop_after
+    else:
+        cfg = G3Config(out_dir=a.out, csv=a.csv, steps=a.steps, grad_accum=a.grad_accum,
+                       lr=a.lr, targets=ATTENTION + MLP if a.mlp else ATTENTION,
+                       save_every=a.save_every, eval_every=a.eval_every, threads=a.threads,
+                       time_limit=a.time_limit, stop_after=a.stop_after)
     meta = {"corpus": sc.fingerprint(), "base": os.path.basename(path),
             "base_bytes": os.path.getsize(path)}
-    res = train(cfg, model=model, tok=tok, corpus=sc.corpus, meta=meta)
+    res = train(cfg, model=model, tok=tok, corpus=sc.corpus, meta=meta,
+                allow_corpus_change=a.allow_corpus_change)
     _say(f"stopped at step {res.step}: {res.trained_tokens:,} tokens trained, "
          f"{res.loss_tokens:,} loss tokens; checkpoint {res.checkpoint}")
     return 0

@@ -162,6 +162,25 @@ class SourcedCorpus:
     """Source → {files, chars, exact_dups, near_dups, contaminated} (before/after)."""
     skipped: dict[str, int] = field(default_factory=dict)
 
+    def manifest(self) -> dict:
+        """Path → [source, sha256 prefix] of every file, with the fingerprint: what a resumed run
+        checks its corpus against (a package upgraded in the venv changes the data)."""
+        return {"fingerprint": self.fingerprint(),
+                "files": {p: [self.origin[p], hashlib.sha256(t.encode()).hexdigest()[:16]]
+                          for p, t in self.corpus.files.items()}}
+
+    def restrict(self, manifest: dict) -> list[str]:
+        """Keep only the manifest's files; returns the manifest files that are missing or whose
+        text differs here (empty when this corpus is the manifest's)."""
+        want = manifest["files"]
+        bad = sorted(p for p, (_, h) in want.items()
+                     if p not in self.corpus.files
+                     or hashlib.sha256(self.corpus.files[p].encode()).hexdigest()[:16] != h)
+        keep = {p: t for p, t in self.corpus.files.items() if p in want}
+        self.corpus = Corpus(self.corpus.root, keep, self.corpus.skipped)
+        self.origin = {p: o for p, o in self.origin.items() if p in want}
+        return bad
+
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for p, t in self.corpus.files.items():
