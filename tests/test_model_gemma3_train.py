@@ -188,6 +188,13 @@ def test_corpus_licenses_dedup_contamination_and_filters(tmp_path: Path) -> None
                                  "chars": len("from okpkg.core import run\n")}
     assert sc.skipped.get("binary, secret or unreadable") == 1
     assert len(sc.fingerprint()) == 16
+    # The manifest pins a run's files: the same corpus passes, a changed file is reported.
+    manifest = sc.manifest()
+    assert sc.restrict(manifest) == [] and sc.fingerprint() == manifest["fingerprint"]
+    (std / "json" / "decoder.py").write_text("x = 'changed'\n")
+    (std / "extra.py").write_text("e = 5\n")
+    again = build_corpus(tmp_path / "venv", stdlib=std, bench_dir=tmp_path / "bench")
+    assert again.restrict(manifest) == ["json/decoder.py"] and "extra.py" not in again.corpus.files
 
 
 def test_license_of_the_installed_distributions() -> None:
