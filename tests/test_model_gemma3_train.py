@@ -296,3 +296,15 @@ def test_gguf_tokenizer_matches_the_daemons(session, embedded_model: Path) -> No
             assert assemble(G3, ours, **kw).tokens == assemble(G3, daemon, **kw).tokens
     finally:
         ours.close()
+
+
+def test_cli_gemma3_fim_passes_only_given_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lsp_server.cli.main import main as codefill
+    from model import train_gemma3
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(train_gemma3, "main", lambda argv: seen.append(argv) or 0)
+    assert codefill(["train", "--gemma3-fim", "--time-limit", "60", "--threads", "1"]) == 0
+    assert codefill(["train", "--gemma3-fim", "--out", "/tmp/x", "--lr", "1e-4"]) == 0
+    assert seen == [["--time-limit", "60.0", "--threads", "1"],
+                    ["--out", "/tmp/x", "--lr", "0.0001"]]

@@ -15,10 +15,16 @@ HELP = "FIM-train (or LoRA-fine-tune) a Gemma model on a source tree, with repos
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("corpus", help="root of the source tree to train on (daemon's ignore, secret "
-                                  "and binary filters apply)")
-    p.add_argument("--out", required=True, help="output directory: checkpoints, history.json, "
-                                                "hf/ (the Hugging Face checkpoint)")
+    p.add_argument("corpus", nargs="?",
+                   help="root of the source tree to train on (daemon's ignore, secret and binary "
+                        "filters apply)")
+    p.add_argument("--gemma3-fim", action="store_true",
+                   help="the embedded Gemma 3 270M's FIM LoRA run instead (model/train_gemma3.py:"
+                        " licensed stdlib + venv corpus, resumes from model/checkpoints/"
+                        "gemma3-270m-fim; --out, --steps, --lr, --grad-accum, --time-limit, "
+                        "--stop-after, --threads apply)")
+    p.add_argument("--out", help="output directory: checkpoints, history.json, "
+                                 "hf/ (the Hugging Face checkpoint)")
     p.add_argument("--model", default="tiny",
                    help="named config for training from scratch: tiny, small, codegemma-2b")
     p.add_argument("--init-from", metavar="DIR",
@@ -59,6 +65,11 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise CodefillError("torch is not installed", "pip install torch==2.13.0 (a CPU wheel), "
                             "or scripts/setup dev") from None
+    if args.gemma3_fim:
+        return _gemma3_fim(args)
+    if args.corpus is None or args.out is None:
+        raise CodefillError("codefill train needs a corpus directory and --out",
+                            "codefill train ~/src/repo --out runs/a (or --gemma3-fim)")
     from model.config import CONFIGS
     from model.train import TrainConfig, train
 
@@ -88,3 +99,20 @@ def run(args: argparse.Namespace) -> int:
           f"{result.history[-1]['loss'] if result.history else float('nan'):.4f}"
           + (f"; checkpoint {result.hf_dir}" if result.hf_dir else ""), file=sys.stdout)
     return 0
+
+
+def _gemma3_fim(args: argparse.Namespace) -> int:
+    from model import train_gemma3
+
+    argv: list[str] = []
+    if args.out:
+        argv += ["--out", args.out]
+    # Only what the user gave: the run's own defaults (and a resumed run's saved settings) rule.
+    defaults = {"steps": 1000, "lr": 1e-3, "grad_accum": 1}
+    for name, default in defaults.items():
+        if getattr(args, name) != default:
+            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    for name in ("time_limit", "stop_after", "threads"):
+        if getattr(args, name) is not None:
+            argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    return train_gemma3.main(argv)
