@@ -23,7 +23,8 @@ map to GGUF names through the quantizer's HF → GGUF table for Gemma 3 (quantiz
 and anything else is refused by name. The base model is read (header only) to check every pair's
 shape against the tensor it adapts.
 
-    python -m model.export_adapter runs/fim/trainer_state.pt --out gemma3-270m-fim.gguf
+    python -m model.export_adapter model/checkpoints/gemma3-270m-fim/step-000020.pt \
+        --out lsp_server/models/adapters/gemma3-270m-fim.gguf
 
 The file is written to a temporary name and renamed into place. Sizes (float16, the default):
 rank 8 on q/k/v/o of the 270M is 1.5 MB, with gate/up/down 3.8 MB (docs/training.md).
@@ -237,8 +238,21 @@ def export_adapter(model: Any, out: str | os.PathLike[str], *, base: str | os.Pa
 
 # -- command line -------------------------------------------------------------------------------
 
-def _load_checkpoint(path: Path, alpha: float | None, tokens_seen: int | None
-                     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], float, int]:
+@dataclass
+class Checkpoint:
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]]
+    alpha: float | None
+    tokens_seen: int | None
+    template: str | None
+    base_size: int | None
+    """Size of the base GGUF the LoRA was trained on, when the checkpoint records it."""
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """The LoRA of a torch checkpoint: model/train_gemma3.py's ``step-N.pt`` (``lora``,
+    ``lora_alpha``, ``trained_tokens``, ``config.template``, ``meta.base_bytes``),
+    model/train.py's ``trainer_state.pt`` (``model``, ``config.lora_alpha``, ``history``) or a
+    bare state dict."""
     import torch
 
     try:
@@ -249,30 +263,38 @@ def _load_checkpoint(path: Path, alpha: float | None, tokens_seen: int | None
         raise AdapterExportError(f"cannot read {path} as a torch checkpoint: {exc}") from None
     if not isinstance(obj, Mapping):
         raise AdapterExportError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    cfg = obj.get("config") if isinstance(obj.get("config"), Mapping) else {}
+    meta = obj.get("meta") if isinstance(obj.get("meta"), Mapping) else {}
+    history = obj.get("history") or []
     state: Mapping[str, Any] = obj
-    if isinstance(obj.get("model"), Mapping):  # model/train.py's trainer_state.pt
-        state = obj["model"]
-        cfg = obj.get("config") or {}
-        if alpha is None and cfg.get("lora_alpha"):
-            alpha = float(cfg["lora_alpha"])
-        history = obj.get("history") or []
-        if tokens_seen is None and history:
-            tokens_seen = int(history[-1].get("tokens", 0))
-    if alpha is None:
-        raise AdapterExportError(f"{path} does not record the LoRA alpha: pass --alpha")
-    return lora_pairs_from_state(state), alpha, tokens_seen or 0
+    for key in ("lora", "model"):
+        if isinstance(obj.get(key), Mapping):
+            state = obj[key]
+            break
+    alpha = obj.get("lora_alpha", cfg.get("lora_alpha"))
+    tokens = obj.get("trained_tokens")
+    if tokens is None and history and isinstance(history[-1], Mapping):
+        tokens = history[-1].get("tokens")
+    template = cfg.get("template")
+    return Checkpoint(lora_pairs_from_state(state),
+                      float(alpha) if alpha else None,
+                      int(tokens) if tokens is not None else None,
+                      template if isinstance(template, str) and template else None,
+                      int(meta["base_bytes"]) if meta.get("base_bytes") else None)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model.export_adapter", description=(
-        "Write the LoRA of a torch checkpoint (model/train.py's trainer_state.pt, or any state "
-        "dict with <module>.lora_A / .lora_B) as a llama.cpp LoRA GGUF for engine.adapter."))
+        "Write the LoRA of a torch checkpoint (model/train_gemma3.py's step-N.pt, "
+        "model/train.py's trainer_state.pt, or any state dict with <module>.lora_A / .lora_B) "
+        "as a llama.cpp LoRA GGUF for engine.adapter."))
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--out", type=Path, required=True, help="the adapter GGUF to write")
     p.add_argument("--base", default="", help="base model GGUF (default: the embedded Gemma 3 "
                                               "270M)")
-    p.add_argument("--template", default=DEFAULT_TEMPLATE,
-                   help="FIM template the adapter was trained with ('' for none)")
+    p.add_argument("--template", default=None,
+                   help="FIM template the adapter was trained with ('' for none; default: the "
+                        f"checkpoint's, else {DEFAULT_TEMPLATE})")
     p.add_argument("--alpha", type=float, help="LoRA alpha (default: from the checkpoint)")
     p.add_argument("--tokens-seen", type=int, help="training tokens (default: from the "
                                                    "checkpoint's history)")
@@ -283,9 +305,21 @@ def main(argv: list[str] | None = None) -> int:
     from lsp_server.models.resolve import resolve_model
 
     try:
-        pairs, alpha, tokens = _load_checkpoint(args.checkpoint, args.alpha, args.tokens_seen)
-        report = write_adapter(args.out, pairs, alpha=alpha, base=resolve_model(args.base),
-                               template=args.template or None, tokens_seen=tokens,
+        ck = load_checkpoint(args.checkpoint)
+        alpha = args.alpha if args.alpha is not None else ck.alpha
+        if alpha is None:
+            raise AdapterExportError(f"{args.checkpoint} does not record the LoRA alpha: pass "
+                                     "--alpha")
+        template = args.template if args.template is not None else (ck.template
+                                                                    or DEFAULT_TEMPLATE)
+        base = resolve_model(args.base)
+        if ck.base_size is not None and ck.base_size != base.stat().st_size:
+            raise AdapterExportError(f"{args.checkpoint} was trained on a {ck.base_size}-byte "
+                                     f"base model, {base} has {base.stat().st_size} bytes: "
+                                     "pass the training's base with --base")
+        tokens = args.tokens_seen if args.tokens_seen is not None else ck.tokens_seen
+        report = write_adapter(args.out, ck.pairs, alpha=alpha, base=base,
+                               template=template or None, tokens_seen=tokens or 0,
                                dtype=args.dtype, name=args.name)
     except (AdapterExportError, CodefillError, OSError) as exc:
         print(f"export_adapter: {exc}", file=sys.stderr)

@@ -378,6 +378,22 @@ def test_tiny_gemma3_adapter_in_llama_cpp_equals_torch_merged(tmp_path: Path) ->
     a = read_adapter_info(out)
     assert (a.alpha, a.rank, a.tokens_seen, a.base_name) == (8.0, 4, 777, "tiny-gemma3")
     assert len(a.pairs) == 4 * 7
+    # model/train_gemma3.py's step-N.pt: LoRA tensors only, template and base size recorded.
+    lora = {k: v for k, v in model.state_dict().items() if ".lora_" in k}
+    step = tmp_path / "step-000003.pt"
+    torch.save({"lora": lora, "lora_alpha": 8.0, "trained_tokens": 999, "config": {
+        "template": "gemma3-fim"}, "meta": {"base_bytes": base.stat().st_size}}, step)
+    out2 = tmp_path / "tiny-lora-2.gguf"
+    assert export_main([str(step), "--out", str(out2), "--base", str(base)]) == 0
+    b = read_adapter_info(out2)
+    assert (b.alpha, b.tokens_seen, b.template, b.pairs) == (8.0, 999, "gemma3-fim", a.pairs)
+    torch.save({"lora": lora, "lora_alpha": 8.0, "meta": {"base_bytes": 1}}, step)
+    assert export_main([str(step), "--out", str(out2), "--base", str(base)]) == 2
+    torch.save(lora, step)  # a bare state dict: the alpha must be given
+    assert export_main([str(step), "--out", str(out2), "--base", str(base)]) == 2
+    assert export_main([str(step), "--out", str(out2), "--base", str(base), "--alpha",
+                        "8", "--template", ""]) == 0
+    assert read_adapter_info(out2).template is None
 
     _, plain = _llama_logits(base, ids)
     _, got = _llama_logits(base, ids, lora=out)
