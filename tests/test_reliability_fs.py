@@ -310,7 +310,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
                 time.sleep(0.2)
             s.statuses.append(st)
             uri = h.open(root / "app.py", APP)
-            s.requests += complete_lines(h, uri, APP, 3)
+            s.requests += complete_lines(h, uri, APP, 2)
             # A completion in a reachable module too (its own prompt).
             for rel in ("sub/leaf.py",):
                 text = (root / rel).read_text()
