@@ -421,9 +421,6 @@ def test_hostile_workspace_changes_seen_by_the_watcher(hostile: Session) -> None
         assert not any(CANARIES["perm_dir"] in p for p in late)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a directory symlink to an ancestor created while "
-                   "watching is rescanned as a second copy of the tree (the first scan skips "
-                   "it) (docs/reliability.md, bug 7)")
 def test_hostile_workspace_loop_created_while_watching_adds_nothing(hostile: Session) -> None:
     before, after = hostile.statuses[1]["context"], hostile.statuses[-1]["context"]
     print(f"\nindexed files: {before['files']} before phase 2, {after['files']} after "

@@ -239,7 +239,10 @@ class RootIndex:
         except OSError:
             is_dir, exists = False, False
         if is_dir:
-            if os.path.islink(path) and not inside(os.path.realpath(path), self.real_root):
+            if os.path.islink(path):
+                # Out of the root: never. Inside it: its real directory is indexed under its
+                # own path already (the first scan indexes each directory once), and
+                # following it could walk a loop (a link to an ancestor) as a second tree.
                 self.drop_tree(rel)
             else:
                 self.rescan(rel)
