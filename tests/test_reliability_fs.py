@@ -539,10 +539,6 @@ def test_directory_swapped_for_a_symlink_out_of_the_root(race: Session) -> None:
 
 
 # --- many files appearing at once while watching ------------------------------------------------
-@pytest.mark.xfail(strict=True, reason="bug: files that appear in bulk while watching are "
-                   "applied one by one, each re-resolving the graph's imports, under the index "
-                   "lock that codefill/status and context selection also take "
-                   "(docs/reliability.md, bug 6)")
 def test_many_files_appearing_while_watching_do_not_block_the_editor(tmp_path: Path) -> None:
     """A 1,000-file workspace; 1,000 more files are copied in (a checkout, an unpacked archive)
     while the server watches. The editor's status requests must keep being answered."""

@@ -221,18 +221,23 @@ class RootIndex:
     # -- incremental updates -------------------------------------------------------------------
     def refresh(self, rel: str) -> None:
         """Bring ``rel`` (a file or a directory, maybe gone) in line with the disk."""
+        d = self.plan_refresh(rel)
+        if d is not None:
+            self.rescan(d)
+
+    def plan_refresh(self, rel: str) -> str | None:
+        """:meth:`refresh` except the rescan of a directory, whose path it returns (the
+        caller may walk it in steps: a big new directory must not hold the index lock)."""
         if not rel or rel == "." or rel.startswith("../"):
-            self.rescan("")
-            return
+            return ""
         path = os.path.join(self.root, rel)
         if posixpath.basename(rel) == ".gitignore":
             d = posixpath.dirname(rel)
             self.rules.load_dir(self.root, d)
-            self.rescan(d)
-            return
+            return d
         if not self.indexable(rel):
             self.drop_tree(rel)
-            return
+            return None
         try:
             is_dir = os.path.isdir(path)
             exists = os.path.lexists(path)
@@ -244,8 +249,8 @@ class RootIndex:
                 # own path already (the first scan indexes each directory once), and
                 # following it could walk a loop (a link to an ancestor) as a second tree.
                 self.drop_tree(rel)
-            else:
-                self.rescan(rel)
+                return None
+            return rel
         elif exists:
             st = self.scanner.stat_file(rel)
             if st is None:
@@ -260,6 +265,10 @@ class RootIndex:
         for st in self.scanner.walk(rel_dir):
             seen.add(st.rel)
             self.upsert(st)
+        self.drop_unseen(rel_dir, seen)
+
+    def drop_unseen(self, rel_dir: str, seen: set[str]) -> None:
+        """Drop the files under ``rel_dir`` a rescan did not find."""
         prefix = rel_dir + "/" if rel_dir else ""
         for rel in [r for r in self.stats if r.startswith(prefix) and r not in seen]:
             self.drop(rel)
@@ -489,19 +498,45 @@ class WorkspaceIndex:
 
     def apply_changes(self, paths: Iterable[str]) -> None:
         """Absolute paths changed on disk (watchdog batches; callers may report too)."""
+        paths = list(paths)
         with self._lock:
             if not self._ready.is_set():
                 self._pending.update(paths)
                 return
-            for p in paths:
+        # One path per lock hold: a bulk arrival (a checkout, an unpacked archive) must not
+        # keep status requests and context selection waiting for the whole batch.
+        for p in paths:
+            if self._stop.is_set():
+                return
+            with self._lock:
                 hit = self._locate(p)
                 if hit is None:
                     continue
                 root, rel = hit
                 try:
-                    root.refresh(rel)
+                    rescan = root.plan_refresh(rel)
                 except Exception:  # noqa: BLE001
                     log.debug("context index: refreshing %s failed", p, exc_info=True)
+                    continue
+            time.sleep(0)  # let a waiting reader take the lock (locks are not fair)
+            if rescan is not None:
+                self._rescan_in_steps(root, rescan)
+
+    def _rescan_in_steps(self, root: RootIndex, rel_dir: str) -> None:
+        """Rescan a directory file by file, each under the lock on its own."""
+        seen: set[str] = set()
+        try:
+            for st in root.scanner.walk(rel_dir, self._stop.is_set):
+                seen.add(st.rel)
+                with self._lock:
+                    root.upsert(st)
+                time.sleep(0)
+            if self._stop.is_set():
+                return
+            with self._lock:
+                root.drop_unseen(rel_dir, seen)
+        except Exception:  # noqa: BLE001
+            log.debug("context index: rescanning %s failed", rel_dir, exc_info=True)
 
     def update_buffer(self, path: str | os.PathLike[str], text: str) -> None:
         """The editor's text of an open document (wins over the disk until closed)."""
