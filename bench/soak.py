@@ -2,7 +2,14 @@
 documents, against the real `codefill serve` over raw stdio.
 
     python bench/soak.py                 # the full soak: 10,000 completion requests
+    python bench/soak.py --switch 0.2    # ... typed in bursts (~5 steps a document)
     python bench/soak.py --requests 300  # the CI variant (tests/test_reliability_soak.py)
+
+By default every step picks a random document: the worst case for the model's KV cache (one
+cache, four documents: most requests re-evaluate a whole prompt), so a request costs seconds of
+CPU on a 2-core machine and the 10k run takes many hours. ``--switch P`` moves to a random
+document with probability P per step instead (bursts of typing, as people type); the documents
+still interleave, with requests for several of them in flight.
 
 Figures: requests served (non-empty suggestion), empty, cancelled, errors, stale completions
 returned, max RSS and RSS growth of the server process. RSS is sampled every 100 requests; the
@@ -99,7 +106,8 @@ def settings(rng: random.Random) -> dict[str, Any]:
 
 
 def run(n_requests: int, seed: int = 0, max_outstanding: int = 6,
-        timeout_s: float = 3600, progress: str | None = None) -> dict[str, Any]:
+        timeout_s: float = 3600, progress: str | None = None,
+        switch: float = 1.0) -> dict[str, Any]:
     rng = random.Random(seed)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,14 +115,14 @@ def run(n_requests: int, seed: int = 0, max_outstanding: int = 6,
         (root / ".git").mkdir()
         s = Soak(root)
         try:
-            return _run(s, rng, n_requests, max_outstanding, t0, timeout_s, progress)
+            return _run(s, rng, n_requests, max_outstanding, t0, timeout_s, progress, switch)
         finally:
             s.proc.kill()
             s.proc.wait()
 
 
 def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0: float,
-         timeout_s: float, progress: str | None = None) -> dict[str, Any]:
+         timeout_s: float, progress: str | None = None, switch: float = 1.0) -> dict[str, Any]:
     init = s.request("initialize", {"capabilities": {}, "processId": None,
                                     "rootUri": s.root.as_uri(),
                                     "initializationOptions": settings(rng)})
@@ -128,7 +136,7 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
     cancelled_ids: set[str] = set()
     figures = {"requests": 0, "served": 0, "empty": 0, "cancelled": 0, "errors": 0,
                "stale": 0, "served_after_undo": 0, "did_change": 0, "cancels_sent": 0,
-               "config_changes": 0}
+               "config_changes": 0, "document_switches": 0}
     rss: list[int] = []
     timeline: list[tuple[int, float, int]] = []  # (requests, seconds, RSS kB)
     load_start = os.getloadavg()
@@ -218,10 +226,16 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
         barriers[s.request("codefill/status", {})] = (uri, version[uri])
         figures["did_change"] += 1
 
+    current: str | None = None
     while figures["requests"] < n_requests:
         if time.monotonic() - t0 > timeout_s:
             raise TimeoutError(f"soak over {timeout_s} s: {figures}")
-        uri = rng.choice(list(docs))
+        # switch >= 1: a random document every step (and no extra draw: seeds replay as before)
+        if current is None or switch >= 1.0 or rng.random() < switch:
+            uri = rng.choice(list(docs))
+            figures["document_switches"] += uri != current
+            current = uri
+        uri = current
         text = docs[uri]
         r = rng.random()
         if r < 0.10 and len(text) > 40:  # delete the last character (backspace)
@@ -316,9 +330,15 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=24 * 3600,
                     help="give up after this many seconds (default 24 h)")
     ap.add_argument("--progress", help="append running figures here every 500 requests")
+    ap.add_argument("--switch", type=float, default=1.0,
+                    help="probability that a step moves to a random document (1: every step, "
+                         "the adversarial mix; 0.2: bursts of ~5 steps in one document, as "
+                         "people type)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    figures = run(args.requests, args.seed, timeout_s=args.timeout, progress=args.progress)
+    figures = run(args.requests, args.seed, timeout_s=args.timeout, progress=args.progress,
+                  switch=args.switch)
+    figures["switch"] = args.switch
     print(json.dumps(figures, indent=1))
 
 
