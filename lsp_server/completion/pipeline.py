@@ -4,8 +4,9 @@ Plain asyncio, no LSP types. Per request: cache / typing-through → adaptive de
 older work for the document → one generation job on the engine, cut by the stop rules and
 cleaned by the post-processors. Jobs are separate from requests: a request waits on a job, a job
 outlives a cancelled request for a short grace period so that the next keystroke can adopt it
-(typing-through an in-flight suggestion), and a document change that contradicts a job's
-suggestion cancels it at once, so no stale text is ever served.
+(typing-through an in-flight suggestion whose text already covers what was typed), and a
+document change that contradicts a job's suggestion cancels it at once, so no stale text is
+ever served.
 """
 
 from __future__ import annotations
@@ -186,7 +187,12 @@ class Pipeline:
                     self.counters.cache_hits += not typed
                     return Suggestion(text, "typing_through" if typed else "cache",
                                       "cached", single)
-            elif isinstance(entry.job, Job):
+            elif isinstance(entry.job, Job) and len(entry.text) >= len(typed):
+                # Adopt a running generation only once its text covers what was typed since it
+                # began. A job that has not caught up (still evaluating its prompt, say) is a
+                # gamble that the model will type the same characters: losing it costs a whole
+                # second generation, and with a slow engine every keystroke would wait on the
+                # same stale job. A new job from here reuses the KV cache up to the old cursor.
                 self.counters.in_flight_adopted += 1
                 self.counters.typing_through += bool(typed)
                 result = await self._wait(entry.job, typed, ctx, on_text, "in_flight")
