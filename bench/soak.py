@@ -3,6 +3,7 @@ documents, against the real `codefill serve` over raw stdio.
 
     python bench/soak.py                 # the full soak: 10,000 completion requests
     python bench/soak.py --switch 0.2    # ... typed in bursts (~5 steps a document)
+    python bench/soak.py --switch 0.2 --max-chars 800   # ... with shorter documents (faster)
     python bench/soak.py --requests 300  # the CI variant (tests/test_reliability_soak.py)
 
 By default every step picks a random document: the worst case for the model's KV cache (one
@@ -107,7 +108,7 @@ def settings(rng: random.Random) -> dict[str, Any]:
 
 def run(n_requests: int, seed: int = 0, max_outstanding: int = 6,
         timeout_s: float = 3600, progress: str | None = None,
-        switch: float = 1.0) -> dict[str, Any]:
+        switch: float = 1.0, max_chars: int = 3000) -> dict[str, Any]:
     rng = random.Random(seed)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,14 +116,16 @@ def run(n_requests: int, seed: int = 0, max_outstanding: int = 6,
         (root / ".git").mkdir()
         s = Soak(root)
         try:
-            return _run(s, rng, n_requests, max_outstanding, t0, timeout_s, progress, switch)
+            return _run(s, rng, n_requests, max_outstanding, t0, timeout_s, progress, switch,
+                        max_chars)
         finally:
             s.proc.kill()
             s.proc.wait()
 
 
 def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0: float,
-         timeout_s: float, progress: str | None = None, switch: float = 1.0) -> dict[str, Any]:
+         timeout_s: float, progress: str | None = None, switch: float = 1.0,
+         max_chars: int = 3000) -> dict[str, Any]:
     init = s.request("initialize", {"capabilities": {}, "processId": None,
                                     "rootUri": s.root.as_uri(),
                                     "initializationOptions": settings(rng)})
@@ -257,7 +260,7 @@ def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0:
                 ch = "\r\n"
             pos = end_pos(text)
             edit(uri, ch, pos, pos, text + ch)
-            if len(docs[uri]) > 3000:  # keep documents bounded: start over from the seed
+            if len(docs[uri]) > max_chars:  # keep documents bounded: start over from the seed
                 i = int(uri.rsplit("doc", 1)[1].split(".")[0])
                 version[uri] += 1
                 docs[uri] = SEEDS[i]
@@ -334,11 +337,15 @@ def main() -> None:
                     help="probability that a step moves to a random document (1: every step, "
                          "the adversarial mix; 0.2: bursts of ~5 steps in one document, as "
                          "people type)")
+    ap.add_argument("--max-chars", type=int, default=3000,
+                    help="a document longer than this starts over from its seed (the prompt "
+                         "size, hence a request's cost, grows with it)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     figures = run(args.requests, args.seed, timeout_s=args.timeout, progress=args.progress,
-                  switch=args.switch)
+                  switch=args.switch, max_chars=args.max_chars)
     figures["switch"] = args.switch
+    figures["max_chars"] = args.max_chars
     print(json.dumps(figures, indent=1))
 
 

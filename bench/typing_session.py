@@ -235,12 +235,14 @@ def run_remote(args: argparse.Namespace) -> None:
     before, span, after = session_text(args.chars)
     delays = pauses(span, args.seed)
     n_predict, budget_ms = 32, 5000
-    with start_llama_server(model, ctx=4096, extra_args=extra) as srv:
+    batch = 1024
+    with start_llama_server(model, ctx=4096, batch=batch, extra_args=extra) as srv:
         daemon = run_server("codefill → llama-server", {
-            "remote": {"url": srv.url, "read_timeout_ms": 600000},
+            "remote": {"url": srv.url, "read_timeout_ms": 600000,
+                       "infill_batch": batch},
             "engine": {"time_budget_ms": budget_ms}, "prompt": {"max_tokens": n_predict}}, args)
     direct = RunResult("llama.vim-style /infill per keystroke")
-    with start_llama_server(model, ctx=4096, extra_args=extra) as srv:
+    with start_llama_server(model, ctx=4096, batch=batch, extra_args=extra) as srv:
         asyncio.run(replay_direct(srv.url, before, span, after, delays, direct, n_predict,
                                   budget_ms))
     print(f"typing replay through llama-server ({model.name}{', --spm-infill' if args.spm else ''}):"
@@ -251,6 +253,9 @@ def run_remote(args: argparse.Namespace) -> None:
     for r, calls in ((daemon, c["model_calls"]), (direct, direct.status["requests"])):
         print(f"| {r.name} | {len(r.latencies)} | {pct(r.latencies, .5) * 1000:.0f} ms | "
               f"{pct(r.latencies, .95) * 1000:.0f} ms | {calls / max(1, r.keystrokes):.2f} |")
+    keep = ("model_calls", "superseded", "cancelled_jobs", "in_flight_adopted", "typing_through",
+            "cache_hits", "speculative", "stale_dropped")
+    print("\ncodefill counters: " + ", ".join(f"{k} {c.get(k)}" for k in keep))
     if daemon.latencies and direct.latencies:
         print(f"\np50 llama.vim-style / codefill = "
               f"{pct(direct.latencies, .5) / pct(daemon.latencies, .5):.2f} (goal ≥ 2)")

@@ -85,6 +85,12 @@ class RemoteConfig:
     context_size: int = setting(4096, "Context window of the remote model in tokens; prompts are "
                                       "budgeted to it (token counts are estimated locally).",
                                 min=256, max=1 << 20)
+    infill_batch: int = setting(2048, "llama-server's --batch-size (its default is 2048). /infill "
+                                      "keeps at most 3/4 of it as prefix tokens and 1/4 as "
+                                      "suffix tokens, dropping tokens at the far end, which "
+                                      "defeats its prompt cache at every keystroke; the daemon "
+                                      "sends prefix and suffix cut at lines inside that window.",
+                                min=64, max=1 << 20)
     connect_timeout_ms: int = setting(3000, "Time allowed to connect to the remote engine.",
                                       min=50, max=600000)
     read_timeout_ms: int = setting(30000, "Longest silence allowed on an open response before it "

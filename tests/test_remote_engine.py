@@ -120,6 +120,32 @@ def test_remote_request_is_cut_to_the_character_budget() -> None:
     assert [f.path for f in r.context] == [HELPER.path]  # the big file does not fit
 
 
+def test_infill_request_stays_inside_llama_servers_window_and_its_cut_is_sticky() -> None:
+    """llama-server's /infill drops prefix tokens beyond 3/4·batch from the far end, which moves
+    the prompt's start at every keystroke (no prompt-cache reuse). The daemon cuts first, at a
+    line start well inside the window, and keeps that cut while the user types on."""
+    cfg = remote_config("http://127.0.0.1:9", context_size=8192, infill_batch=1024)
+    session = RemoteSession(cfg)
+    prefix = "".join(f"line_{i} = {i}\n" for i in range(2000)) + "x = "
+    suffix = "".join(f"after_{i}()\n" for i in range(2000))
+    r = session.remote_request(InfillRequest(prefix, suffix, max_tokens=8))
+    assert len(r.prefix) <= 768 * 3 and len(r.suffix) <= 254 * 3
+    assert r.prefix.startswith("line_") and r.prefix.endswith("x = ")
+    assert r.suffix.startswith("after_0()\n")
+    starts = {r.prefix.split("\n", 1)[0]}
+    typed = prefix
+    for ch in "math.sqrt(2) + 1\ny = [i for i in range(10)]\nz = 3":
+        typed += ch
+        r2 = session.remote_request(InfillRequest(typed, suffix, max_tokens=8))
+        assert r2.prefix.endswith(typed[-5:])
+        starts.add(r2.prefix.split("\n", 1)[0])
+    assert len(starts) == 1  # 47 keystrokes, two new lines: the prompt still starts the same
+    # Much more typing does move it, by a quarter window at once.
+    r3 = session.remote_request(InfillRequest(typed + "w = 0\n" * 200, suffix, max_tokens=8))
+    assert r3.prefix.split("\n", 1)[0] not in starts
+    assert len(r3.prefix) <= 768 * 3
+
+
 def test_raw_openai_prompt_uses_the_template() -> None:
     cfg = remote_config("http://127.0.0.1:9", api="openai", openai_fim="raw")
     with pytest.raises(CodefillError, match="prompt.template"):

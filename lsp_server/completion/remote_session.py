@@ -125,8 +125,19 @@ class RemoteSession(CompletionBackend):
                 context.append(f)
                 used += cost
         rest = budget.total - used
-        suffix_ids, _ = fit_head(tok, req.suffix, int(rest * budget.suffix_share))
-        prefix_ids, _ = fit_tail(tok, req.prefix, rest - len(suffix_ids))
+        suffix_chars = int(rest * budget.suffix_share)
+        prefix_cap = rest
+        if rc.api == "llama-server":
+            # /infill's own cut (server-common.cpp format_infill) keeps the last 3/4·batch prefix
+            # tokens and the first batch/4 − 2 suffix tokens: staying inside that window (with
+            # the estimate's margin) means the server never cuts, and our cut is at a line
+            # start that only moves every quarter window (sticky), so its prompt cache holds.
+            window = rc.infill_batch / 4
+            suffix_chars = min(suffix_chars, int((window - 2) * CHARS_PER_TOKEN * 0.9))
+            prefix_cap = int(3 * window * CHARS_PER_TOKEN * 0.9)
+        suffix_ids, _ = fit_head(tok, req.suffix, suffix_chars)
+        prefix_budget = min(prefix_cap, rest - len(suffix_ids))
+        prefix_ids, _ = fit_tail(tok, req.prefix, prefix_budget, stride=prefix_budget // 4)
         prefix, suffix = tok.render(prefix_ids), tok.render(suffix_ids)
         if self.config.remote.api == "openai" and context:
             # prompt + suffix: the context goes in front of the prefix as commented files.

@@ -88,8 +88,14 @@ def _line_starts(text: str) -> list[int]:
     return [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n" and i + 1 < len(text)]
 
 
-def fit_tail(tok: Tokenizer, text: str, budget: int) -> tuple[list[int], bool]:
+def fit_tail(tok: Tokenizer, text: str, budget: int, stride: int = 0) -> tuple[list[int], bool]:
     """Tokens of the longest tail of ``text`` within ``budget``; cut at a line start if possible.
+
+    ``stride`` (characters, 0 = off) makes the cut sticky: it is moved on to the first line start
+    at or after the next multiple of ``stride``, so while the user types at the end of ``text``
+    the cut, hence the start of the prompt, stays put for about ``stride`` characters instead of
+    moving a line at a time. A prompt cache (llama.cpp's, local or on a server) is only reused up
+    to the first changed token, so every move of the cut re-evaluates the whole prompt.
 
     Returns (tokens, truncated).
     """
@@ -101,15 +107,20 @@ def fit_tail(tok: Tokenizer, text: str, budget: int) -> tuple[list[int], bool]:
         return toks, False
     starts = [s for s in _line_starts(text) if s >= cut]
     # Smallest line start whose tail fits: token count shrinks as the start moves right.
-    lo, hi, best = 0, len(starts) - 1, None
+    lo, hi, best, at = 0, len(starts) - 1, None, -1
     while lo <= hi:
         mid = (lo + hi) // 2
         t = tok.tokenize(text[starts[mid]:])
         if len(t) <= budget:
-            best, hi = t, mid - 1
+            best, at, hi = t, mid, mid - 1
         else:
             lo = mid + 1
     if best is not None and best:
+        if stride > 0:
+            anchor = -(-starts[at] // stride) * stride
+            later = [s for s in starts[at:] if s >= anchor]
+            if later and later[0] != starts[at] and text[later[0]:]:
+                return tok.tokenize(text[later[0]:]), True
         return best, True
     # The cursor line alone is over budget: keep its last tokens.
     return toks[-budget:], True
