@@ -483,6 +483,11 @@ def test_session_and_complete_with_adapter(embedded_model: Path, tmp_path: Path)
     assert "template   gemma3-fim (adapter fim.gguf names gemma3-fim)" in proc.stderr
     assert_one_line_error(codefill("complete", str(DEMO), "--line", "1", "--col", "1",
                                    "--adapter", str(embedded_model)), "not a LoRA adapter")
+    # The quality bench names the adapter in its header (results must say what ran).
+    proc = codefill("bench", "infill", "--benchmark", "single-line", "--limit", "1",
+                    "--max-tokens", "4", "--workers", "1", "--adapter", str(good), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "(template gemma3-fim, Q4_K_M) + adapter fim.gguf (0 tokens trained)" in proc.stdout
 
 
 @pytest.mark.model

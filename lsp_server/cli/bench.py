@@ -177,7 +177,10 @@ def run_infill(args: argparse.Namespace) -> int:
         with ModelSession(config, progress=progress) as session:
             session.engine.wait_ready()  # a model that cannot load fails here, in one line
             model = (f"model {session.model_path.name} (template {session.template.name}, "
-                     f"{session.info.quantization})")
+                     f"{session.info.quantization})"
+                     + (f" + adapter {session.adapter.path.name} "
+                        f"({session.adapter.tokens_seen:,} tokens trained)"
+                        if session.adapter else ""))
             header = _describe(bench, len(tasks), args, model)
             progress(header)
             completer = ModelCompleter(session, bench, lines=args.lines,
