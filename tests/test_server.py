@@ -61,6 +61,16 @@ def test_inline_completion(h: Harness) -> None:
     assert c["cache_hits"] + c["in_flight_adopted"] >= 1
 
 
+def test_notifications_leave_no_handler_behind(h: Harness) -> None:
+    """pygls 2.1 kept the future of every didOpen/didChange forever (the 10k soak's RSS growth);
+    the server's protocol drops it once the handler is done."""
+    uri = h.open(h.root / "churn.py", "x = 1\n")
+    for i in range(300):
+        h.change(uri, (1, 0), (1, 0), "y" if i % 2 == 0 else "\n")
+    st = h.status()  # notifications are handled in order before this request
+    assert st["protocol"]["pending_handlers"] < 10, st["protocol"]
+
+
 def test_completion_fallback_item(h: Harness) -> None:
     uri = h.open(h.root / "fallback.py", CODE)
     assert h.client is not None
