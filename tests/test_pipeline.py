@@ -77,15 +77,21 @@ async def until(cond: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def first_request(backend: ScriptedBackend) -> tuple[Pipeline, asyncio.Task]:
+    """A pipeline whose first request (at the cursor, nothing typed) has started its job."""
+    p = make(backend)
+    first = asyncio.create_task(p.complete(req("")))
+    await until(lambda: len(backend.streams) == 1)
+    return p, first
+
+
 def test_a_keystroke_ahead_of_a_silent_job_starts_a_new_one() -> None:
     """A job that has produced nothing yet is not adopted by a request that typed more: the
     old job is cancelled and the new cursor gets its own generation."""
     backend = ScriptedBackend()
 
     async def run() -> None:
-        p = make(backend)
-        first = asyncio.create_task(p.complete(req("")))
-        await until(lambda: len(backend.streams) == 1)
+        p, first = await first_request(backend)
         second = asyncio.create_task(p.complete(req("a")))
         await until(lambda: len(backend.streams) == 2)
         assert backend.streams[0].cancelled
@@ -105,9 +111,7 @@ def test_a_keystroke_the_job_already_covers_adopts_it(typed: str) -> None:
     backend = ScriptedBackend()
 
     async def run() -> None:
-        p = make(backend)
-        first = asyncio.create_task(p.complete(req("")))
-        await until(lambda: len(backend.streams) == 1)
+        p, first = await first_request(backend)
         emit(backend.streams[0], "ar")
         await until(lambda: p._jobs["file:///a.py"][0].entry.text == "ar")
         second = asyncio.create_task(p.complete(req(typed)))
@@ -128,9 +132,7 @@ def test_same_cursor_adopts_a_silent_job() -> None:
     backend = ScriptedBackend()
 
     async def run() -> None:
-        p = make(backend)
-        first = asyncio.create_task(p.complete(req("")))
-        await until(lambda: len(backend.streams) == 1)
+        p, first = await first_request(backend)
         second = asyncio.create_task(p.complete(req("")))
         await asyncio.sleep(0.05)
         assert len(backend.streams) == 1

@@ -117,10 +117,10 @@ def fit_tail(tok: Tokenizer, text: str, budget: int, stride: int = 0) -> tuple[l
             lo = mid + 1
     if best is not None and best:
         if stride > 0:
-            anchor = -(-starts[at] // stride) * stride
-            later = [s for s in starts[at:] if s >= anchor]
-            if later and later[0] != starts[at] and text[later[0]:]:
-                return tok.tokenize(text[later[0]:]), True
+            anchor = -(-starts[at] // stride) * stride  # the next multiple of stride
+            sticky = next((s for s in starts[at:] if s >= anchor), starts[at])
+            if sticky != starts[at]:
+                return tok.tokenize(text[sticky:]), True
         return best, True
     # The cursor line alone is over budget: keep its last tokens.
     return toks[-budget:], True
