@@ -472,7 +472,9 @@ def test_session_and_complete_with_adapter(embedded_model: Path, tmp_path: Path)
         assert s.label == f"{embedded_model.name} + fim.gguf (gemma3-fim)"
         p = s.build_prompt("def add(a, b):\n    return ", "\n", path="m.py")
         text = s.tokenizer._llama.detokenize(p.tokens).decode()
-        assert "<|fim_prefix|>def add" in text and text.endswith("<|fim_middle|>")
+        # The adapter's preferred order is SPM: the middle continues the prefix.
+        assert text.endswith("<|fim_prefix|><|fim_suffix|>\n<|fim_middle|>def add(a, b):\n"
+                             "    return "), text
         r = s.complete("def add(a, b):\n    return ", "\n", path="m.py", max_tokens=4)
         assert r.stats.n_prompt == len(p.tokens)
     proc = codefill("complete", str(DEMO), "--line", "23", "--col", "16", "--max-tokens", "4",

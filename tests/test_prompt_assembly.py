@@ -159,6 +159,13 @@ def test_context_respects_its_share_and_skips_what_does_not_fit() -> None:
     assert len(p.tokens) <= 200
 
 
+def test_gemma3_fim_prefers_spm() -> None:
+    # The adapter's order unless the user sets prompt.fimOrder: the middle continues the prefix.
+    tok = CharTokenizer()
+    p = assemble(get_template("gemma3-fim"), tok, prefix="P", suffix="S", budget=BIG)
+    assert tok.render(p.tokens) == EXPECTED[("gemma3-fim", Order.SPM)]
+
+
 def test_tiny_budget_is_an_error() -> None:
     with pytest.raises(TemplateError, match="too small"):
         assemble(get_template("codegemma"), CharTokenizer(), prefix="x", suffix="y",
@@ -168,7 +175,7 @@ def test_tiny_budget_is_an_error() -> None:
 def test_text_sentinels_are_tokenized_as_text() -> None:
     tok = CharTokenizer()  # knows "<|fim_prefix|>" as a special token, which must not be used
     p = assemble(get_template("gemma3-fim"), tok, prefix="P", suffix="S", budget=BIG,
-                 path="m.py", context=[ContextFile("u.py", "x")])
+                 path="m.py", context=[ContextFile("u.py", "x")], order=Order.PSM)
     assert not any(t in tok.names for t in p.tokens)
     assert tok.render(p.tokens) == ("<BOS><|file_separator|>u.py\nx<|file_separator|>m.py\n"
                                     "<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>")
