@@ -19,9 +19,12 @@ class CharTokenizer:
         self.bos_id: int | None = SPECIAL_BASE - 1
         self.add_bos = bos
         self.calls = 0
+        self.chars = 0
+        """Characters tokenized so far: the cost of prompt assembly."""
 
     def tokenize(self, text: str) -> list[int]:
         self.calls += 1
+        self.chars += len(text)
         return [ord(c) for c in text]
 
     def token_id(self, piece: str) -> int | None:

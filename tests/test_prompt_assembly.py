@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from lsp_server.errors import TemplateError
 from lsp_server.prompt import Budget, ContextFile, Order, TEMPLATES, assemble, get_template
+from lsp_server.prompt.assemble import fit_head, fit_tail
 from tests.fake_tokenizer import CharTokenizer
 
 BIG = Budget(total=10_000)
@@ -126,7 +130,49 @@ def test_huge_prefix_is_not_tokenized_whole() -> None:
     prefix = _lines("q", 200_000)  # 1 MB
     p = assemble(get_template("codegemma"), tok, prefix=prefix, suffix="", budget=Budget(total=500))
     assert len(p.tokens) <= 500 and p.prefix_truncated
-    assert tok.calls < 40  # binary search over lines, on a pre-cut slice
+    # Lines near the cursor are counted one by one, then the tail is tokenized a few times:
+    # a few budgets' worth of characters, not the megabyte (nor 32 characters per token).
+    assert tok.chars < 6 * 500 * 8, tok.chars
+
+
+class MergingTokenizer(CharTokenizer):
+    """A newline and the letter after it are one token (as BPE merges across line ends), so a
+    text has fewer tokens than its lines counted one by one; tails still grow with each line."""
+
+    def tokenize(self, text: str) -> list[int]:
+        self.calls += 1
+        self.chars += len(text)
+        return [sum(map(ord, m)) for m in re.findall(r"\na|.|\n", text, re.S)]
+
+
+def _reference_tail(tok: CharTokenizer, text: str, budget: int) -> tuple[list[int], bool]:
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n" and i + 1 < len(text)]
+    for s in starts:  # the smallest line start whose tail fits
+        if len(t := tok.tokenize(text[s:])) <= budget:
+            return t, s > 0
+    return tok.tokenize(text[starts[-1]:])[-budget:], True
+
+
+def _reference_head(tok: CharTokenizer, text: str, budget: int) -> tuple[list[int], bool]:
+    ends = [i + 1 for i, c in enumerate(text) if c == "\n"]
+    ends += [] if ends and ends[-1] == len(text) else [len(text)]
+    for e in reversed(ends):  # the largest line end whose head fits
+        if len(t := tok.tokenize(text[:e])) <= budget:
+            return t, e < len(text)
+    return tok.tokenize(text[:ends[0]])[:budget], True
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_fit_tail_and_head_find_the_exact_cut(seed: int) -> None:
+    rng = random.Random(seed)
+    lines = ["".join(rng.choice("ab (") for _ in range(rng.choice([0, 1, 5, 30, 90])))
+             for _ in range(rng.randint(1, 60))]
+    text = "".join((" " * rng.choice([0, 4, 8])) + ln + "\n" for ln in lines)
+    text = text if rng.random() < 0.5 else text.rstrip("\n")
+    for budget in (1, 7, rng.randint(1, 400), 10_000):
+        for fit, ref in ((fit_tail, _reference_tail), (fit_head, _reference_head)):
+            tok = MergingTokenizer()
+            assert fit(tok, text, budget) == ref(tok, text, budget), (fit.__name__, budget)
 
 
 def test_context_with_file_separators() -> None:

@@ -9,6 +9,9 @@ whole line fits, so the model sees complete lines.
 
 from __future__ import annotations
 
+import re
+import weakref
+
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -38,6 +41,10 @@ class Budget:
     """Upper share of the budget for repository context."""
     suffix_share: float = 0.25
     """Share of the non-context budget reserved for the suffix."""
+    sticky_share: float = 0.0
+    """When the prefix is cut, move the cut in steps of this share of the prefix budget (in
+    characters, at ``STICKY_CHARS_PER_TOKEN``) instead of line by line, so typing at the cursor
+    keeps the prompt's start and the engine's KV cache (0: line by line; see ``fit_tail``)."""
 
 
 @dataclass
@@ -60,6 +67,9 @@ class Prompt:
 # A token never spans more characters than this in the vocabularies we serve (long runs of
 # spaces are the worst case); used to cut huge texts before tokenizing them.
 _MAX_CHARS_PER_TOKEN = 32
+STICKY_CHARS_PER_TOKEN = 3
+"""Characters per token assumed when a sticky cut's step (a share of a token budget) becomes a
+character stride; code runs 3-4 (Gemma 3: 3.2 over the training corpus)."""
 
 
 def resolve_sentinels(template: FimTemplate, token_id: Callable[[str], int | None]
@@ -84,8 +94,84 @@ def sentinel_tokens(template: FimTemplate, tok: Tokenizer) -> dict[str, list[int
     return {role: [tid] for role, tid in resolve_sentinels(template, tok.token_id).items()}
 
 
-def _line_starts(text: str) -> list[int]:
-    return [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n" and i + 1 < len(text)]
+_NEWLINE = re.compile("\n")
+_FAST_CHARS_PER_TOKEN = 4
+"""A text of at most ``budget`` × this many characters is tokenized whole first: it usually fits."""
+
+
+def _first_true(n: int, guess: int, ok: Callable[[int], bool]) -> int:
+    """The smallest k in [0, n) with ``ok(k)`` (n if none), for ``ok`` False…False True…True.
+
+    Gallops from ``guess`` and then bisects, so a good guess costs a few calls of ``ok`` (each a
+    tokenization of a few thousand tokens here) where a plain bisection costs log2(n)."""
+    guess = min(max(guess, 0), n - 1)
+    if ok(guess):  # invariant below: lo is -1 or not ok, hi is n or ok
+        hi, step = guess, 1
+        lo = hi - step
+        while lo >= 0 and ok(lo):
+            hi, step = lo, step * 2
+            lo = hi - step
+        lo = max(lo, -1)
+    else:
+        lo, step = guess, 1
+        hi = lo + step
+        while hi < n and not ok(hi):
+            lo, step = hi, step * 2
+            hi = lo + step
+        hi = min(hi, n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _memo(fn: Callable[[int], list[int]]) -> Callable[[int], list[int]]:
+    seen: dict[int, list[int]] = {}
+    return lambda k: seen[k] if k in seen else seen.setdefault(k, fn(k))
+
+
+_LINE_COUNTS: "weakref.WeakKeyDictionary[object, dict[str, int]]" = weakref.WeakKeyDictionary()
+_LINE_COUNTS_MAX = 50_000
+
+
+def _line_counter(tok: Tokenizer) -> Callable[[str], int]:
+    """Token count of one line, remembered per tokenizer: between keystrokes only the cursor
+    line changes, so counting the lines near the cursor costs one tokenization per request."""
+    try:
+        seen = _LINE_COUNTS.setdefault(tok, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: no memory
+        seen = {}
+
+    def count(line: str) -> int:
+        n = seen.get(line)
+        if n is None:
+            if len(seen) >= _LINE_COUNTS_MAX:
+                seen.clear()
+            n = seen[line] = len(tok.tokenize(line))
+        return n
+    return count
+
+
+def _guess(lines: Sequence[str], budget: int, count: Callable[[str], int],
+           measure: Callable[[int], int]) -> int:
+    """How many of ``lines`` (nearest first) fit in ``budget`` tokens, estimated.
+
+    Lines are counted one by one (remembered) until 10 % over the budget; those counts
+    overestimate the text tokenized whole (each line gets its own start, merges across line ends
+    are missed), so they are scaled by the true count of that stretch, ``measure(n)`` for the n
+    nearest lines, one tokenization that the exact search reuses."""
+    n, total, sums = 0, 0, []
+    while n < len(lines) and total <= budget * 1.1:
+        total += count(lines[n])
+        n += 1
+        sums.append(total)
+    if n == 0:
+        return 0
+    ratio = measure(n) / max(1, total)
+    return sum(1 for t in sums if t * ratio <= budget)
 
 
 def fit_tail(tok: Tokenizer, text: str, budget: int, stride: int = 0) -> tuple[list[int], bool]:
@@ -97,55 +183,65 @@ def fit_tail(tok: Tokenizer, text: str, budget: int, stride: int = 0) -> tuple[l
     moving a line at a time. A prompt cache (llama.cpp's, local or on a server) is only reused up
     to the first changed token, so every move of the cut re-evaluates the whole prompt.
 
+    Cost: a few tokenizations of about ``budget`` tokens (an estimate from remembered line
+    counts, then a galloping search around it). A bisection over the whole text cost ~12
+    tokenizations of up to 32 characters per budget token (bench/prompt_stability.py).
+
     Returns (tokens, truncated).
     """
     if budget <= 0 or not text:
         return [], bool(text)
+    if len(text) <= budget * _FAST_CHARS_PER_TOKEN:
+        toks = tok.tokenize(text)
+        if len(toks) <= budget:
+            return toks, False
     cut = max(0, len(text) - budget * _MAX_CHARS_PER_TOKEN)
-    toks = tok.tokenize(text[cut:])
-    if len(toks) <= budget and cut == 0:
-        return toks, False
-    starts = [s for s in _line_starts(text) if s >= cut]
-    # Smallest line start whose tail fits: token count shrinks as the start moves right.
-    lo, hi, best, at = 0, len(starts) - 1, None, -1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        t = tok.tokenize(text[starts[mid]:])
-        if len(t) <= budget:
-            best, at, hi = t, mid, mid - 1
-        else:
-            lo = mid + 1
-    if best is not None and best:
-        if stride > 0:
-            anchor = -(-starts[at] // stride) * stride  # the next multiple of stride
-            sticky = next((s for s in starts[at:] if s >= anchor), starts[at])
-            if sticky != starts[at]:
-                return tok.tokenize(text[sticky:]), True
-        return best, True
-    # The cursor line alone is over budget: keep its last tokens.
-    return toks[-budget:], True
+    # Line starts at or after the cut (the text's start counts when nothing is cut).
+    starts = ([0] if cut == 0 else []) + \
+        [m.end() for m in _NEWLINE.finditer(text, max(0, cut - 1)) if m.end() < len(text)]
+    if not starts:  # one huge line: keep its last tokens
+        return tok.tokenize(text[cut:])[-budget:], True
+    n = len(starts)
+    tail = _memo(lambda k: tok.tokenize(text[starts[k]:]))
+    bounds = starts + [len(text)]
+    nearest = [text[bounds[k]:bounds[k + 1]] for k in range(n - 1, -1, -1)]  # cursor line first
+    fitting = _guess(nearest, budget, _line_counter(tok), lambda m: len(tail(n - m)))
+    k = _first_true(n, n - fitting, lambda k: len(tail(k)) <= budget)
+    if k == n:  # the cursor line alone is over budget: keep its last tokens
+        return tail(n - 1)[-budget:], True
+    at = starts[k]
+    if stride > 0:
+        anchor = -(-at // stride) * stride  # the next multiple of stride
+        sticky = next((s for s in starts[k:] if s >= anchor), at)
+        if sticky != at:
+            return tok.tokenize(text[sticky:]), True
+    return tail(k), at > 0
 
 
 def fit_head(tok: Tokenizer, text: str, budget: int) -> tuple[list[int], bool]:
-    """Tokens of the longest head of ``text`` within ``budget``; cut at a line end if possible."""
+    """Tokens of the longest head of ``text`` within ``budget``; cut at a line end if possible
+    (the same search as ``fit_tail``, from the other end)."""
     if budget <= 0 or not text:
         return [], bool(text)
+    if len(text) <= budget * _FAST_CHARS_PER_TOKEN:
+        toks = tok.tokenize(text)
+        if len(toks) <= budget:
+            return toks, False
     end = min(len(text), budget * _MAX_CHARS_PER_TOKEN)
-    toks = tok.tokenize(text[:end])
-    if len(toks) <= budget and end == len(text):
-        return toks, False
-    ends = [i + 1 for i, ch in enumerate(text[:end]) if ch == "\n"]
-    lo, hi, best = 0, len(ends) - 1, None
-    while lo <= hi:  # largest line end whose head fits
-        mid = (lo + hi) // 2
-        t = tok.tokenize(text[:ends[mid]])
-        if len(t) <= budget:
-            best, lo = t, mid + 1
-        else:
-            hi = mid - 1
-    if best:
-        return best, True
-    return toks[:budget], True
+    ends = [m.end() for m in _NEWLINE.finditer(text, 0, end)]  # after each newline
+    if end == len(text) and (not ends or ends[-1] != end):
+        ends.append(end)  # the whole text is a candidate too
+    if not ends:
+        return tok.tokenize(text[:end])[:budget], True
+    n = len(ends)
+    head = _memo(lambda j: tok.tokenize(text[:ends[n - 1 - j]]))  # j = 0: the longest head
+    bounds = [0] + ends
+    nearest = [text[bounds[k]:bounds[k + 1]] for k in range(n)]  # the first line first
+    fitting = _guess(nearest, budget, _line_counter(tok), lambda m: len(head(n - m)))
+    j = _first_true(n, n - fitting, lambda j: len(head(j)) <= budget)
+    if j == n:  # the first line alone is over budget: keep its first tokens
+        return head(n - 1)[:budget], True
+    return head(j), ends[n - 1 - j] < len(text)
 
 
 def _context_tokens(template: FimTemplate, tok: Tokenizer, ids: dict[str, list[int]],
@@ -224,7 +320,9 @@ def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
     # Suffix first within its share, prefix gets the rest; then hand unused prefix budget back.
     suf_budget = int(rest * budget.suffix_share) if uses_suffix else 0
     suf_toks, suf_cut = fit_head(tok, suffix, suf_budget) if uses_suffix else ([], False)
-    pre_toks, pre_cut = fit_tail(tok, prefix, rest - len(suf_toks))
+    pre_budget = rest - len(suf_toks)
+    stride = int(pre_budget * STICKY_CHARS_PER_TOKEN * budget.sticky_share)
+    pre_toks, pre_cut = fit_tail(tok, prefix, pre_budget, stride=stride)
     if uses_suffix and suf_cut and len(pre_toks) + len(suf_toks) < rest:
         suf_toks, suf_cut = fit_head(tok, suffix, rest - len(pre_toks))
 
