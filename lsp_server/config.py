@@ -123,6 +123,12 @@ class PromptConfig:
     suffix_share: float = setting(0.25, "Share of the remaining budget reserved for the text "
                                         "after the cursor; unused suffix budget goes to the prefix.",
                                   min=0.0, max=0.9)
+    sticky_cut: float = setting(0.25, "When the text before the cursor must be cut, move the cut "
+                                      "in steps of this share of the prefix budget instead of "
+                                      "line by line, so typing keeps the prompt's start and the "
+                                      "engine's prompt cache (0: line by line, keeping the most "
+                                      "text; each move re-evaluates the whole prompt).",
+                                min=0.0, max=0.5)
 
 
 @dataclass

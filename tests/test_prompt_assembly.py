@@ -107,15 +107,50 @@ def test_budget_shares_and_hand_back() -> None:
     tok = CharTokenizer()
     t = get_template("starcoder")  # no BOS: 3 special tokens
     long = _lines("x", 100)
-    # Short prefix: the suffix gets the prefix's unused budget.
+    # Short prefix: the suffix gets the prefix's unused budget, in steps of 100 // 8 = 12
+    # tokens: 71 unused → 60 more, 85 (17 five-char lines).
     p = assemble(t, tok, prefix="a = ", suffix=long, budget=Budget(total=103, suffix_share=0.25))
-    assert p.n_prefix == 4 and p.n_suffix == 95  # 19 five-char lines; 100 - 4 = 96 available
+    assert p.n_prefix == 4 and p.n_suffix == 85
     # Short suffix: the prefix gets the suffix's unused budget.
     p = assemble(t, tok, prefix=long, suffix="\n", budget=Budget(total=103, suffix_share=0.25))
     assert p.n_suffix == 1 and p.n_prefix == 95
     # Both long: the suffix gets its share, the prefix the rest.
     p = assemble(t, tok, prefix=long, suffix=long, budget=Budget(total=103, suffix_share=0.25))
     assert p.n_suffix == 25 and p.n_prefix == 75
+
+
+@pytest.mark.parametrize("prefix_lines", [2, 400])
+def test_typing_keeps_the_suffix(prefix_lines: int) -> None:
+    # In SPM the suffix comes before the prefix: if its cut moved while the user types, the
+    # whole prompt after it would be evaluated again at that keystroke.
+    tok = CharTokenizer()
+    t = get_template("starcoder")
+    before, after = _lines("p", prefix_lines), _lines("s", 400)
+    heads = set()  # everything before the prefix: context, sentinels, the suffix
+    for i in range(60):
+        p = assemble(t, tok, prefix=before + "x" * i, suffix=after, budget=Budget(total=1000),
+                     order=Order.SPM)
+        assert p.suffix_truncated and p.prefix_truncated == (prefix_lines > 100)
+        heads.add(tuple(p.tokens[:len(p.tokens) - p.n_prefix]))
+    # A cut prefix never moves the suffix; a short one (999 // 8 = 124 tokens a step) at most
+    # once in 60 characters. Given back token by token, it moved every 5 characters.
+    assert len(heads) <= (1 if prefix_lines > 100 else 2), len(heads)
+
+
+def test_sticky_prefix_cut_keeps_the_prompt_start() -> None:
+    tok = CharTokenizer()
+    t = get_template("plain")
+    before = _lines("p", 400)  # 3,200 characters, cut to the last ~300 tokens
+    starts = set()
+    for i in range(100):
+        p = assemble(t, tok, prefix=before + "y" * i, suffix="", order=None,
+                     budget=Budget(total=300, sticky_share=0.25))
+        assert len(p.tokens) <= 300 and p.prefix_truncated
+        starts.add(tuple(p.tokens[:9]))
+    assert len(starts) <= 2  # moves by 224-character strides; line by line, every 8 typed
+    line_by_line = {tuple(assemble(t, tok, prefix=before + "y" * i, suffix="",
+                                   budget=Budget(total=300)).tokens[:9]) for i in range(100)}
+    assert len(line_by_line) > 10
 
 
 def test_cursor_line_longer_than_budget_keeps_its_end() -> None:

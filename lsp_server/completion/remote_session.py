@@ -137,7 +137,8 @@ class RemoteSession(CompletionBackend):
             prefix_cap = int(3 * window * CHARS_PER_TOKEN * 0.9)
         suffix_ids, _ = fit_head(tok, req.suffix, suffix_chars)
         prefix_budget = min(prefix_cap, rest - len(suffix_ids))
-        prefix_ids, _ = fit_tail(tok, req.prefix, prefix_budget, stride=prefix_budget // 4)
+        prefix_ids, _ = fit_tail(tok, req.prefix, prefix_budget,
+                                 stride=int(prefix_budget * p.sticky_cut))
         prefix, suffix = tok.render(prefix_ids), tok.render(suffix_ids)
         if self.config.remote.api == "openai" and context:
             # prompt + suffix: the context goes in front of the prefix as commented files.

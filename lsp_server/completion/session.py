@@ -109,7 +109,7 @@ class ModelSession(CompletionBackend):
         p = self.config.prompt
         allowance = max_tokens or p.max_tokens
         budget = Budget(total=self.engine.n_ctx - allowance - 1, context_share=p.context_share,
-                        suffix_share=p.suffix_share)
+                        suffix_share=p.suffix_share, sticky_share=p.sticky_cut)
         return assemble(self.template, self.tokenizer, prefix=prefix, suffix=suffix,
                         budget=budget, path=path, context=context, order=self.order())
 

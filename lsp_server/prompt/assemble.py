@@ -67,6 +67,8 @@ class Prompt:
 # A token never spans more characters than this in the vocabularies we serve (long runs of
 # spaces are the worst case); used to cut huge texts before tokenizing them.
 _MAX_CHARS_PER_TOKEN = 32
+_SUFFIX_STEPS = 8
+"""Unused prefix budget goes to the suffix in steps of 1/8 of the budget (see ``assemble``)."""
 STICKY_CHARS_PER_TOKEN = 3
 """Characters per token assumed when a sticky cut's step (a share of a token budget) becomes a
 character stride; code runs 3-4 (Gemma 3: 3.2 over the training corpus)."""
@@ -323,8 +325,15 @@ def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
     pre_budget = rest - len(suf_toks)
     stride = int(pre_budget * STICKY_CHARS_PER_TOKEN * budget.sticky_share)
     pre_toks, pre_cut = fit_tail(tok, prefix, pre_budget, stride=stride)
-    if uses_suffix and suf_cut and len(pre_toks) + len(suf_toks) < rest:
-        suf_toks, suf_cut = fit_head(tok, suffix, rest - len(pre_toks))
+    if uses_suffix and suf_cut and not pre_cut:
+        # A short prefix leaves budget to the suffix, in steps: the prefix grows at every
+        # keystroke, and a suffix cut that followed it token by token would move a line at a
+        # time; in SPM the suffix comes first, so each move re-evaluated the whole prompt.
+        # (A cut prefix leaves only what its line or sticky cut left over: nothing is given.)
+        step = max(1, rest // _SUFFIX_STEPS)
+        spare = (rest - len(pre_toks) - len(suf_toks)) // step * step
+        if spare > 0:
+            suf_toks, suf_cut = fit_head(tok, suffix, len(suf_toks) + spare)
 
     slots = {PREFIX: lead + pre_toks, SUFFIX: suf_toks}
     tokens = head + section
