@@ -10,8 +10,8 @@ evaluated again (~2,500 tokens for a 4,096-token context). A sticky cut (``Budge
 moves in larger steps and keeps the start for a while.
 
 The replay uses the daemon's assembler and the embedded model's own tokenizer (vocabulary only,
-no weights): for a few long standard-library files, the cursor is put at 3/4 of the file and
-``--chars`` characters of the original text are retyped one by one, with two other stdlib
+no weights): for a few long standard-library files, ``--chars`` characters from 3/4 of the file
+on are deleted and typed again one by one (the text after them stays put), with two other stdlib
 modules as repository context and the local session's budget (4,096-token context, 64 tokens for
 generation). For each keystroke the prompt is compared with the previous one: the tokens after
 the common prefix are what the engine must evaluate (counted), and the assembly's own time
@@ -61,9 +61,11 @@ def replay(tok, template: str, order: Order | None, sticky: float, chars: int,  
         start = len(doc) * 3 // 4
         start = doc.index("\n", start) + 1  # retype from a line start
         prev: list[int] | None = None
-        for off in range(start, min(len(doc), start + chars) + 1):
+        # The span is deleted and typed again: the text after it stays, as when typing.
+        before, span, after = doc[:start], doc[start:start + chars], doc[start + chars:]
+        for i in range(len(span) + 1):
             t = time.perf_counter()
-            p = assemble(get_template(template), tok, prefix=doc[:off], suffix=doc[off:],
+            p = assemble(get_template(template), tok, prefix=before + span[:i], suffix=after,
                          budget=Budget(n_ctx - max_tokens - 1, sticky_share=sticky),
                          path=f.name, context=context, order=order)
             seconds.append(time.perf_counter() - t)
