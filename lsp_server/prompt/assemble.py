@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import weakref
-
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
