@@ -30,6 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
+from lsp_server.engine.llama_engine import common_prefix_len  # noqa: E402
 from lsp_server.prompt.assemble import Budget, ContextFile, assemble  # noqa: E402
 from lsp_server.prompt.templates import Order, get_template  # noqa: E402
 
@@ -39,15 +42,6 @@ SETUPS = {  # label → (template, order); PSM re-evaluates the suffix at every 
     "plain (embedded default)": ("plain", None),
     "gemma3-fim SPM": ("gemma3-fim", Order.SPM),
 }
-
-
-def common_len(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def replay(tok, template: str, order: Order | None, sticky: float, chars: int,  # noqa: ANN001
@@ -70,8 +64,9 @@ def replay(tok, template: str, order: Order | None, sticky: float, chars: int,  
                          path=f.name, context=context, order=order)
             seconds.append(time.perf_counter() - t)
             if prev is not None:  # the first prompt of a file is evaluated whole either way
-                evaluated.append(len(p.tokens) - min(common_len(prev, p.tokens),
-                                                     len(p.tokens) - 1))
+                # As the engine keeps its KV cache (engine/llama_engine.py).
+                keep = common_prefix_len(np.asarray(prev), np.asarray(p.tokens))
+                evaluated.append(len(p.tokens) - min(keep, len(p.tokens) - 1))
                 prefix_kept.append(p.n_prefix)
             prev = p.tokens
     ev = sorted(evaluated)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from ..errors import TemplateError
 from .languages import line_comment
 from .templates import PREFIX, SUFFIX, FimTemplate, Order
+from .text_prompt import CHARS_PER_TOKEN
 from .tokens import Tokenizer
 
 
@@ -42,7 +43,7 @@ class Budget:
     """Share of the non-context budget reserved for the suffix."""
     sticky_share: float = 0.0
     """When the prefix is cut, move the cut in steps of this share of the prefix budget (in
-    characters, at ``STICKY_CHARS_PER_TOKEN``) instead of line by line, so typing at the cursor
+    characters, at ``CHARS_PER_TOKEN``) instead of line by line, so typing at the cursor
     keeps the prompt's start and the engine's KV cache (0: line by line; see ``fit_tail``)."""
 
 
@@ -68,9 +69,6 @@ class Prompt:
 _MAX_CHARS_PER_TOKEN = 32
 _SUFFIX_STEPS = 8
 """Unused prefix budget goes to the suffix in steps of 1/8 of the budget (see ``assemble``)."""
-STICKY_CHARS_PER_TOKEN = 3
-"""Characters per token assumed when a sticky cut's step (a share of a token budget) becomes a
-character stride; code runs 3-4 (Gemma 3: 3.2 over the training corpus)."""
 
 
 def resolve_sentinels(template: FimTemplate, token_id: Callable[[str], int | None]
@@ -156,17 +154,19 @@ def _line_counter(tok: Tokenizer) -> Callable[[str], int]:
     return count
 
 
-def _guess(lines: Sequence[str], budget: int, count: Callable[[str], int],
+def _guess(lines: Iterable[str], budget: int, count: Callable[[str], int],
            measure: Callable[[int], int]) -> int:
-    """How many of ``lines`` (nearest first) fit in ``budget`` tokens, estimated.
+    """How many of ``lines`` (nearest first, read lazily) fit in ``budget`` tokens, estimated.
 
     Lines are counted one by one (remembered) until 10 % over the budget; those counts
     overestimate the text tokenized whole (each line gets its own start, merges across line ends
     are missed), so they are scaled by the true count of that stretch, ``measure(n)`` for the n
     nearest lines, one tokenization that the exact search reuses."""
     n, total, sums = 0, 0, []
-    while n < len(lines) and total <= budget * 1.1:
-        total += count(lines[n])
+    for line in lines:
+        if total > budget * 1.1:
+            break
+        total += count(line)
         n += 1
         sums.append(total)
     if n == 0:
@@ -205,7 +205,7 @@ def fit_tail(tok: Tokenizer, text: str, budget: int, stride: int = 0) -> tuple[l
     n = len(starts)
     tail = _memo(lambda k: tok.tokenize(text[starts[k]:]))
     bounds = starts + [len(text)]
-    nearest = [text[bounds[k]:bounds[k + 1]] for k in range(n - 1, -1, -1)]  # cursor line first
+    nearest = (text[bounds[k]:bounds[k + 1]] for k in range(n - 1, -1, -1))  # cursor line first
     fitting = _guess(nearest, budget, _line_counter(tok), lambda m: len(tail(n - m)))
     k = _first_true(n, n - fitting, lambda k: len(tail(k)) <= budget)
     if k == n:  # the cursor line alone is over budget: keep its last tokens
@@ -237,7 +237,7 @@ def fit_head(tok: Tokenizer, text: str, budget: int) -> tuple[list[int], bool]:
     n = len(ends)
     head = _memo(lambda j: tok.tokenize(text[:ends[n - 1 - j]]))  # j = 0: the longest head
     bounds = [0] + ends
-    nearest = [text[bounds[k]:bounds[k + 1]] for k in range(n)]  # the first line first
+    nearest = (text[bounds[k]:bounds[k + 1]] for k in range(n))  # the first line first
     fitting = _guess(nearest, budget, _line_counter(tok), lambda m: len(head(n - m)))
     j = _first_true(n, n - fitting, lambda j: len(head(j)) <= budget)
     if j == n:  # the first line alone is over budget: keep its first tokens
@@ -322,7 +322,7 @@ def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
     suf_budget = int(rest * budget.suffix_share) if uses_suffix else 0
     suf_toks, suf_cut = fit_head(tok, suffix, suf_budget) if uses_suffix else ([], False)
     pre_budget = rest - len(suf_toks)
-    stride = int(pre_budget * STICKY_CHARS_PER_TOKEN * budget.sticky_share)
+    stride = int(pre_budget * CHARS_PER_TOKEN * budget.sticky_share)
     pre_toks, pre_cut = fit_tail(tok, prefix, pre_budget, stride=stride)
     if uses_suffix and suf_cut and not pre_cut:
         # A short prefix leaves budget to the suffix, in steps: the prefix grows at every
