@@ -47,6 +47,16 @@ from .lora import LoRALinear, apply_lora
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "model" / "checkpoints" / "gemma3-270m-fim"
+RECIPES: dict[str, dict] = {
+    # CodeGemma's: uniform character cuts, PSM and SPM half each, one example per 512-token row.
+    "codegemma": {},
+    # What the editor asks (issue 11's second run): middles cut at a cursor and ending at a line
+    # end (1-8 lines), SPM-heavy (the product's order for gemma3-fim), two 256-token examples to a
+    # row (middles of ~15 tokens: the layers over the prompt, not the LM head, are the cost).
+    "editor": {"spm_rate": 0.8, "line_rate": 0.8, "example_len": 256, "lr": 5e-4,
+               "warmup": 20, "steps": 1500, "eval_every": 20},
+}
+"""Starting settings of a new run by name (a resumed run keeps the ones it saved)."""
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 MANIFEST = "corpus.json.gz"
@@ -74,6 +84,11 @@ class G3Config:
     bf16: bool = True
     fim_rate: float = 0.9
     spm_rate: float = 0.5
+    line_rate: float = 0.0
+    """Share of FIM examples cut where an editor asks (line-aligned middles of 1..max_lines)."""
+    max_lines: int = 8
+    example_len: int | None = None
+    """Longest example in tokens (None: seq_len); shorter ones pack several to a row."""
     repo_context: bool = True
     eval_share: float = 0.02
     eval_rows: int = 16
@@ -215,7 +230,8 @@ def train(cfg: G3Config, *, model: Gemma3ForCausalLM, tok, corpus: Corpus,  # no
         _say(f"resuming from {found[-1].name}: step {res.step}, data position {data_pos}, "
              f"{res.trained_tokens:,} tokens trained ({res.loss_tokens:,} loss tokens)")
 
-    dcfg = DataConfig(seq_len=cfg.seq_len, rates=FimRates(cfg.fim_rate, cfg.spm_rate),
+    dcfg = DataConfig(seq_len=cfg.seq_len, example_len=cfg.example_len,
+                      rates=FimRates(cfg.fim_rate, cfg.spm_rate, cfg.line_rate, cfg.max_lines),
                       repo_context=cfg.repo_context, seed=cfg.seed, eval_share=cfg.eval_share)
     layout = Layout(tok, get_template(cfg.template), middle_loss=True)
     # Held-out rows first (the tokenizer is then used by the prefetch thread alone).
@@ -315,18 +331,22 @@ def train(cfg: G3Config, *, model: Gemma3ForCausalLM, tok, corpus: Corpus,  # no
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--csv", default=str(ROOT / "docs" / "figures" / "gemma3_fim_loss.csv"))
+    ap.add_argument("--recipe", default="codegemma", choices=tuple(RECIPES),
+                    help="starting settings of a new run (default codegemma); the run's "
+                         "directory and CSV default to names with the recipe in them")
+    ap.add_argument("--out", default=None, help=f"checkpoint directory ({DEFAULT_OUT}[-RECIPE])")
+    ap.add_argument("--csv", default=None,
+                    help="loss table (docs/figures/gemma3_fim[_RECIPE]_loss.csv)")
     ap.add_argument("--model", default="", help="GGUF of the base (default: the embedded one)")
     ap.add_argument("--venv", default=str(ROOT / ".venv"))
     ap.add_argument("--bench-dir", default=str(ROOT.parent / "shared" / "benchmarks"),
                     help="evaluation data whose problems are kept out of the corpus")
-    ap.add_argument("--steps", type=int, default=G3Config.steps)
-    ap.add_argument("--grad-accum", type=int, default=G3Config.grad_accum)
-    ap.add_argument("--lr", type=float, default=G3Config.lr)
+    ap.add_argument("--steps", type=int, help=f"schedule length ({G3Config.steps})")
+    ap.add_argument("--grad-accum", type=int, help=f"rows per step ({G3Config.grad_accum})")
+    ap.add_argument("--lr", type=float, help=f"peak learning rate ({G3Config.lr})")
     ap.add_argument("--mlp", action="store_true", help="LoRA on the MLP projections too")
     ap.add_argument("--save-every", type=int, default=G3Config.save_every)
-    ap.add_argument("--eval-every", type=int, default=G3Config.eval_every)
+    ap.add_argument("--eval-every", type=int, help=f"steps between evals ({G3Config.eval_every})")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--allow-corpus-change", action="store_true",
                     help="continue although the corpus differs from the run's manifest (the "
@@ -334,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float)
     ap.add_argument("--stop-after", type=int)
     a = ap.parse_args(argv)
+    suffix = "" if a.recipe == "codegemma" else f"-{a.recipe}"
+    a.out = a.out or f"{DEFAULT_OUT}{suffix}"
+    a.csv = a.csv or str(ROOT / "docs" / "figures" /
+                         f"gemma3_fim{suffix.replace('-', '_')}_loss.csv")
     from lsp_server.models.resolve import resolve_model
 
     from .data.sources import build_corpus
@@ -376,9 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg.out_dir, cfg.csv, cfg.threads = a.out, a.csv, a.threads
         cfg.time_limit, cfg.stop_after = a.time_limit, a.stop_after
     else:
-        cfg = G3Config(out_dir=a.out, csv=a.csv, steps=a.steps, grad_accum=a.grad_accum,
-                       lr=a.lr, targets=ATTENTION + MLP if a.mlp else ATTENTION,
-                       save_every=a.save_every, eval_every=a.eval_every, threads=a.threads,
+        given = {k: v for k, v in (("steps", a.steps), ("grad_accum", a.grad_accum),
+                                   ("lr", a.lr), ("eval_every", a.eval_every)) if v is not None}
+        cfg = G3Config(**{**RECIPES[a.recipe], **given}, out_dir=a.out, csv=a.csv,
+                       targets=ATTENTION + MLP if a.mlp else ATTENTION,
+                       save_every=a.save_every, threads=a.threads,
                        time_limit=a.time_limit, stop_after=a.stop_after)
     meta = {"corpus": sc.fingerprint(), "base": os.path.basename(path),
             "base_bytes": os.path.getsize(path)}

@@ -18,7 +18,7 @@ from lsp_server.prompt.templates import TEMPLATES, Order  # noqa: E402
 from model.data.corpus import read_corpus  # noqa: E402
 from model.data.dataset import (DataConfig, ExampleBuilder, RowStream, collate,  # noqa: E402
                                 pack_rows)
-from model.data.fim import FimRates, FimSplit, Layout, fim_split  # noqa: E402
+from model.data.fim import FimRates, FimSplit, Layout, fim_split, line_cut  # noqa: E402
 from model.data.repo_select import select_for_target  # noqa: E402
 from model.gemma import IGNORE_INDEX  # noqa: E402
 from tests.fake_tokenizer import CharTokenizer  # noqa: E402
@@ -69,6 +69,60 @@ def test_fim_split_invariants_and_rates() -> None:
     # Character level: middles start and end anywhere, not only at token or line boundaries.
     cuts = {len(fim_split(DOC, random.Random(i), FimRates(1.0)).prefix) for i in range(400)}
     assert len(cuts) > len(DOC) // 2
+
+
+CODE = ("import os\n\n\nclass Walker:\n    def __init__(self, root):\n        self.root = root\n"
+        "\n    def files(self):\n        for d, _, names in os.walk(self.root):\n"
+        "            for n in names:\n                yield os.path.join(d, n)\n\n\n"
+        "def main(argv):\n    for name in Walker(argv[1]).files():\n        print(name)\n"
+        "    return 0\n")
+
+
+def test_line_cuts_are_where_an_editor_asks() -> None:
+    rates = FimRates(fim_rate=1.0, line_rate=1.0, max_lines=4)
+    lines = CODE.splitlines(keepends=True)
+    starts = [sum(map(len, lines[:i])) for i in range(len(lines) + 1)]
+    kinds: dict[str, int] = {"col0": 0, "indent": 0, "inside": 0}
+    n_lines = []
+    for i in range(2000):
+        s = fim_split(CODE, random.Random(i), rates)
+        assert s.document == CODE and s.middle
+        a, b = len(s.prefix), len(s.prefix) + len(s.middle)
+        assert b in starts  # the middle ends with a newline (or the document)
+        row = max(k for k in range(len(lines)) if starts[k] <= a)
+        line = lines[row]
+        assert line.strip(), "the cursor is never on a blank line"
+        col = a - starts[row]
+        indent = len(line) - len(line.lstrip())
+        if indent:  # on top-level lines column 0 and the indentation are the same place
+            kinds["col0" if col == 0 else "indent" if col == indent else "inside"] += 1
+        n_lines.append(starts.index(b) - row)
+    assert 1 <= min(n_lines) and max(n_lines) == 4
+    assert abs(n_lines.count(1) / len(n_lines) - 0.5) < 0.05  # half are single-line middles
+    # 40 % at column 0, 30 % after the indentation, the rest inside the code (some of which
+    # lands on the indentation again).
+    total = sum(kinds.values())
+    assert 0.35 < kinds["col0"] / total < 0.45 and 0.27 < kinds["indent"] / total < 0.4
+    assert kinds["inside"] / total > 0.2
+    # Nothing to cut at: no non-blank line.
+    assert line_cut("\n\n  \n", random.Random(0), 4) is None
+    assert fim_split("\n\n", random.Random(0), rates).document == "\n\n"
+
+
+def test_line_rate_zero_is_the_uniform_recipe_draw_for_draw() -> None:
+    """Runs started before line cuts existed resume on exactly the rows they would have seen."""
+    for i in range(200):
+        rng, old = random.Random(i), random.Random(i)
+        s = fim_split(CODE, rng, FimRates(0.9, 0.5, line_rate=0.0))
+        if old.random() >= 0.9:
+            assert s.order is None
+        else:
+            a, b = sorted((old.randint(0, len(CODE)), old.randint(0, len(CODE))))
+            order = Order.SPM if old.random() < 0.5 else Order.PSM
+            assert s == FimSplit(CODE[:a], CODE[a:b], CODE[b:], order)
+        assert rng.random() == old.random()  # the same number of draws
+    with pytest.raises(ValueError, match="line_rate=1.5"):
+        FimRates(line_rate=1.5)
 
 
 @pytest.mark.parametrize("order", [Order.PSM, Order.SPM])
@@ -191,6 +245,14 @@ def test_examples_fit_and_rows_pack() -> None:
             assert pos.tolist() == list(range(len(pos)))  # each example from position 0
     batch = collate(rows[:2])
     assert batch["input_ids"].shape == (2, cfg.seq_len)
+    # Short examples pack several to a row.
+    short = ExampleBuilder(REPO, Layout(tok), DataConfig(seq_len=200, example_len=90,
+                                                         rates=FimRates(1.0), eval_share=0.0))
+    ex = [short.build(p, random.Random(p)) for p in sorted(REPO) if REPO[p]]
+    assert all(len(e) <= 91 for e in ex) and max(map(len, ex)) > 80
+    rows = list(pack_rows(ex, 200, 0))
+    assert len(rows) < len(ex)
+    assert sum(len(set(r.segment_ids.tolist()) - {-1}) for r in rows) == len(ex)
 
 
 def test_row_stream_is_deterministic_and_resumable() -> None:

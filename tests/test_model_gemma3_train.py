@@ -306,5 +306,18 @@ def test_cli_gemma3_fim_passes_only_given_options(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(train_gemma3, "main", lambda argv: seen.append(argv) or 0)
     assert codefill(["train", "--gemma3-fim", "--time-limit", "60", "--threads", "1"]) == 0
     assert codefill(["train", "--gemma3-fim", "--out", "/tmp/x", "--lr", "1e-4"]) == 0
+    assert codefill(["train", "--gemma3-fim", "--recipe", "editor"]) == 0
     assert seen == [["--time-limit", "60.0", "--threads", "1"],
-                    ["--out", "/tmp/x", "--lr", "0.0001"]]
+                    ["--out", "/tmp/x", "--lr", "0.0001"], ["--recipe", "editor"]]
+    assert codefill(["train", "--recipe", "editor"]) != 0  # only with --gemma3-fim
+
+
+def test_recipes_are_valid_run_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    from model import train_gemma3
+
+    for name, settings in train_gemma3.RECIPES.items():
+        cfg = train_gemma3.G3Config(**settings)
+        train_gemma3.FimRates(cfg.fim_rate, cfg.spm_rate, cfg.line_rate, cfg.max_lines)
+    with pytest.raises(SystemExit):
+        train_gemma3.main(["--recipe", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

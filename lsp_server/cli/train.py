@@ -22,7 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the embedded Gemma 3 270M's FIM LoRA run instead (model/train_gemma3.py:"
                         " licensed stdlib + venv corpus, resumes from model/checkpoints/"
                         "gemma3-270m-fim; --out, --steps, --lr, --grad-accum, --time-limit, "
-                        "--stop-after, --threads apply)")
+                        "--stop-after, --threads, --recipe apply)")
+    p.add_argument("--recipe", default=None, metavar="NAME",
+                   help="with --gemma3-fim: the starting settings of a new run, codegemma "
+                        "(default) or editor (line-aligned middles, SPM-heavy; its own "
+                        "directory gemma3-270m-fim-editor)")
     p.add_argument("--out", help="output directory: checkpoints, history.json, "
                                  "hf/ (the Hugging Face checkpoint)")
     p.add_argument("--model", default="tiny",
@@ -67,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
                             "or scripts/setup dev") from None
     if args.gemma3_fim:
         return _gemma3_fim(args)
+    if args.recipe is not None:
+        raise CodefillError(f"--recipe {args.recipe} is for the Gemma 3 FIM run",
+                            "codefill train --gemma3-fim --recipe editor")
     if args.corpus is None or args.out is None:
         raise CodefillError("codefill train needs a corpus directory and --out",
                             "codefill train ~/src/repo --out runs/a (or --gemma3-fim)")
@@ -112,7 +119,7 @@ def _gemma3_fim(args: argparse.Namespace) -> int:
     for name, default in defaults.items():
         if getattr(args, name) != default:
             argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    for name in ("time_limit", "stop_after", "threads"):
+    for name in ("time_limit", "stop_after", "threads", "recipe"):
         if getattr(args, name) is not None:
             argv += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     return train_gemma3.main(argv)

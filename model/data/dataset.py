@@ -35,6 +35,9 @@ from .repo_select import select_for_target
 @dataclass(frozen=True)
 class DataConfig:
     seq_len: int = 512
+    example_len: int | None = None
+    """Longest example (tokens; None: ``seq_len``). Shorter examples pack several to a row: more
+    examples per CPU-second when the loss covers only short middles."""
     rates: FimRates = FimRates()
     repo_context: bool = True
     """Prepend the daemon's context selection (dependency graph + test pair) to each target."""
@@ -97,12 +100,17 @@ class ExampleBuilder:
         self.graph = DependencyGraph.from_texts(texts) if cfg.repo_context else None
         self.outlines: dict[str, list[OutlineItem]] = {}
 
+    @property
+    def limit(self) -> int:
+        """Tokens of one example: its inputs plus the last target."""
+        return min(self.cfg.example_len or self.cfg.seq_len, self.cfg.seq_len) + 1
+
     def split(self, path: str, rng: random.Random) -> FimSplit:
-        room = self.cfg.seq_len + 1 - self.layout.overhead(path)
+        room = self.limit - self.layout.overhead(path)
         return fim_split(_window(self.texts[path], self.count, room, rng), rng, self.cfg.rates)
 
     def build(self, path: str, rng: random.Random) -> Example:
-        limit = self.cfg.seq_len + 1
+        limit = self.limit
         split = self.split(path, rng)
         bare = self.layout.example(split, path)
         if self.graph is None or len(bare) >= limit:

@@ -6,6 +6,12 @@ probability ``fim_rate`` (0.9) a document becomes a FIM example, in SPM order wi
 ``spm_rate`` (0.5, CodeGemma 2B v1.1's 50/50 split) and PSM otherwise; the rest stay plain
 left-to-right documents.
 
+Line level (``line_rate`` of the FIM examples; 0 = CodeGemma's recipe): the cuts an editor's
+requests make. The cursor sits on a non-blank line (at its start, after its indentation, or
+inside its code) and the middle runs to the end of that line or of a few lines below it, the
+newline included: what single-line and block completions fill and where HumanEval's infilling
+middles start and end. Uniform character cuts give ~170-token middles that start mid-word.
+
 The layout of an example is the daemon's prompt plus the answer: sentinel roles and slots come
 from the daemon's template (``TEMPLATES["codegemma"].layout(order)``) and the repository context
 section is ``(SEP path\\n text)* SEP current-path\\n`` as ``lsp_server.prompt.assemble`` writes
@@ -31,10 +37,16 @@ class FimRates:
     fim_rate: float = 0.9
     spm_rate: float = 0.5
     """Share of the FIM examples laid out suffix-first."""
+    line_rate: float = 0.0
+    """Share of the FIM examples cut at an editor's cursor (:func:`line_cut`), not uniformly."""
+    max_lines: int = 8
+    """Longest line-level middle, in lines (half of them are one line, the rest 2..max_lines)."""
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.fim_rate <= 1.0 and 0.0 <= self.spm_rate <= 1.0):
-            raise ValueError("FIM rates must be within [0, 1]")
+        if not all(0.0 <= r <= 1.0 for r in (self.fim_rate, self.spm_rate, self.line_rate)):
+            raise ValueError(f"FIM rates must be within [0, 1], got {self}")
+        if self.max_lines < 1:
+            raise ValueError(f"max_lines must be at least 1, got {self.max_lines}")
 
 
 @dataclass(frozen=True)
@@ -50,11 +62,37 @@ class FimSplit:
         return self.prefix + self.middle + self.suffix
 
 
+def line_cut(text: str, rng: random.Random, max_lines: int) -> tuple[int, int] | None:
+    """Cut points (start, end) of a middle that begins at a cursor on a non-blank line and ends
+    with the newline of that line or of one up to ``max_lines - 1`` lines below; None when the
+    text has no non-blank line."""
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    code = [i for i, line in enumerate(lines) if line.strip()]
+    if not code:
+        return None
+    i = rng.choice(code)
+    line = lines[i]
+    indent = len(line) - len(line.lstrip(" \t"))
+    body = len(line.rstrip("\r\n"))
+    r = rng.random()
+    # Where cursors are when a completion is asked for: an empty new line (HumanEval's
+    # single-line tasks), after the editor's auto-indent, or inside code being typed.
+    col = 0 if r < 0.4 else indent if r < 0.7 else rng.randint(indent, body)
+    n = 1 if max_lines == 1 or rng.random() < 0.5 else rng.randint(2, max_lines)
+    return starts[i] + col, starts[min(len(lines), i + n)]
+
+
 def fim_split(text: str, rng: random.Random, rates: FimRates = FimRates()) -> FimSplit:
-    """Split ``text`` at two uniform character positions (or not at all)."""
+    """Split ``text`` at two cut points (or not at all): uniform characters, or with
+    probability ``rates.line_rate`` an editor's cursor and the line(s) after it."""
     if rng.random() >= rates.fim_rate:
         return FimSplit(text, "", "", None)
-    a, b = sorted((rng.randint(0, len(text)), rng.randint(0, len(text))))
+    cut = line_cut(text, rng, rates.max_lines) if rates.line_rate and \
+        rng.random() < rates.line_rate else None
+    a, b = cut or sorted((rng.randint(0, len(text)), rng.randint(0, len(text))))
     order = Order.SPM if rng.random() < rates.spm_rate else Order.PSM
     return FimSplit(text[:a], text[a:b], text[b:], order)
 
