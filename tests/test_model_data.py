@@ -311,3 +311,21 @@ def test_prefetch_keeps_order_and_raises_producer_errors() -> None:
         for x in prefetch(rows(5, True)):  # type: ignore[arg-type]
             got.append(x)
     assert got == list(range(5))
+
+
+def test_heldout_line_tasks_put_the_cursor_after_the_indentation() -> None:
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from heldout_lines import line_tasks
+
+    texts = {"a.py": CODE, "b.py": "\n\n   \n", "c.py": "x = 1\r\ny = 2\r\n"}
+    tasks = line_tasks(texts, ["a.py", "b.py", "c.py"], per_file=3, seed=0)
+    assert [t.path for t in tasks] == ["a.py"] * 3 + ["c.py"] * 2  # b.py has no code
+    for t in tasks:
+        lines = texts[t.path].splitlines(keepends=True)
+        assert t.prefix + t.expected + t.suffix == texts[t.path]
+        line = lines[t.line].rstrip("\r\n")
+        assert t.expected == line.lstrip() and t.expected
+        assert t.suffix.startswith(("\n", "\r\n")) or not t.suffix
+    assert line_tasks(texts, ["a.py"], 3, 0) == tasks[:3]  # seeded
+    assert line_tasks(texts, ["a.py"], 3, 1) != tasks[:3]

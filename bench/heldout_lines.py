@@ -1,0 +1,149 @@
+"""Exact match of single-line completions on held-out repository files (issue 11's acceptance).
+
+    .venv/bin/python bench/heldout_lines.py [--per-file 1] [--files N] [--adapter X.gguf]
+        [--template auto|plain|gemma3-fim] [--order auto|psm|spm] [--ctx-size 4096]
+        [--output results.jsonl]
+
+The files are the FIM training corpus's held-out split (``is_eval_path``: 2 % of the paths by a
+hash, never a training target; ``model.data.sources.build_corpus`` over this venv, the same files
+the run's manifest lists). In each file ``--per-file`` lines with code are drawn with a seeded
+rng. The cursor is after the line's indentation (where an editor's auto-indent leaves it), the
+text after the cursor is the rest of the file from the line's end, and the repository context is
+the daemon's selection for that file over the corpus's import graph
+(``model.data.repo_select``, what the daemon would pick in a workspace holding the corpus). The
+suggestion comes from the product's completion path (``CompletionBackend.complete``,
+single-line, greedy: the template, prompt assembly, stop rules and post-processors the editor
+gets) and counts when it equals the rest of the line (``exact_match``: trailing blanks aside).
+Latency is the whole ``complete`` call; run it on a quiet machine to compare latencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lsp_server.cli.common import add_model_options, config_from_args  # noqa: E402
+from lsp_server.completion.backend import open_backend  # noqa: E402
+from lsp_server.config import ContextConfig  # noqa: E402
+from lsp_server.context.graph import DependencyGraph  # noqa: E402
+from lsp_server.context.packing import TokenCounter  # noqa: E402
+from lsp_server.quality.data import exact_match  # noqa: E402
+from model.data.dataset import is_eval_path  # noqa: E402
+from model.data.repo_select import select_for_target  # noqa: E402
+from model.data.sources import build_corpus  # noqa: E402
+
+EVAL_SHARE = 0.02
+"""The training run's held-out share (``G3Config.eval_share``)."""
+LANGUAGE = "python"
+
+
+@dataclass(frozen=True)
+class LineTask:
+    path: str
+    line: int
+    """0-based line number."""
+    prefix: str
+    suffix: str
+    expected: str
+
+
+def line_tasks(texts: dict[str, str], paths: list[str], per_file: int, seed: int
+               ) -> list[LineTask]:
+    """``per_file`` lines with code from each file, the cursor after the indentation."""
+    tasks: list[LineTask] = []
+    for path in paths:
+        text = texts[path]
+        lines = text.splitlines(keepends=True)
+        starts = [0]
+        for line in lines:
+            starts.append(starts[-1] + len(line))
+        code = [i for i, line in enumerate(lines) if line.strip()]
+        for i in sorted(random.Random(f"{seed}:{path}").sample(code, min(per_file, len(code)))):
+            line = lines[i]
+            body = line.rstrip("\r\n")
+            col = starts[i] + len(body) - len(body.lstrip(" \t"))
+            end = starts[i] + len(body)
+            tasks.append(LineTask(path, i, text[:col], text[end:], text[col:end]))
+    return tasks
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--per-file", type=int, default=1, help="lines per held-out file (1)")
+    ap.add_argument("--files", type=int, default=None, help="at most N files (all: 102)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-tokens", type=int, default=64, help="generated tokens per line (64)")
+    ap.add_argument("--time-budget-ms", type=int, default=60000,
+                    help="wall-clock limit of one generation (60000: the machine's load is not "
+                         "the model)")
+    ap.add_argument("--venv", default=str(ROOT / ".venv"))
+    ap.add_argument("--bench-dir", default=str(ROOT.parent / "shared" / "benchmarks"))
+    ap.add_argument("--output", type=Path, help="one JSON line per task")
+    add_model_options(ap)
+    a = ap.parse_args(argv)
+
+    t = time.perf_counter()
+    corpus = build_corpus(a.venv, bench_dir=a.bench_dir).corpus
+    texts = corpus.files
+    held = sorted(p for p in texts if is_eval_path(p, EVAL_SHARE))[: a.files]
+    tasks = line_tasks(texts, held, a.per_file, a.seed)
+    graph = DependencyGraph.from_texts(texts)
+    print(f"{len(texts):,} corpus files, {len(held)} held out, {len(tasks)} lines "
+          f"({time.perf_counter() - t:.0f} s)", file=sys.stderr)
+
+    config = config_from_args(a)
+    backend = open_backend(config)
+    try:
+        backend.wait_ready()
+        count = TokenCounter(backend.tokenizer, capacity=1 << 12)
+        # The daemon's context budget: its share of the prompt; the assembler cuts the rest.
+        budget = int(backend.n_ctx * config.prompt.context_share)
+        ctx_cfg = ContextConfig()
+        outlines: dict = {}
+        rows = []
+        out = a.output.open("w") if a.output else None
+        for k, task in enumerate(tasks):
+            files = select_for_target(graph, texts, task.path, count, budget, ctx_cfg,
+                                      outlines).files
+            t0 = time.monotonic()
+            c = backend.complete(task.prefix, task.suffix, path=task.path, single_line=True,
+                                 max_tokens=a.max_tokens, context=files, language=LANGUAGE)
+            row = {"path": task.path, "line": task.line + 1, "expected": task.expected,
+                   "completion": c.text, "exact": exact_match(c.text, task.expected),
+                   "latency_s": round(time.monotonic() - t0, 3),
+                   "tokens": c.stats.n_generated, "context_files": len(files)}
+            rows.append(row)
+            if out:
+                out.write(json.dumps(row) + "\n")
+            if (k + 1) % 10 == 0:
+                print(f"{k + 1}/{len(tasks)}: exact {sum(r['exact'] for r in rows)}",
+                      file=sys.stderr, flush=True)
+        if out:
+            out.close()
+    finally:
+        backend.close()
+
+    n = len(rows)
+    exact = sum(r["exact"] for r in rows)
+    lat = [r["latency_s"] for r in rows]
+    print(f"model {backend.label}; {n} lines of {len(held)} held-out files")
+    print("| lines | exact match | mean / median latency | tokens / line | empty |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    print(f"| {n} | {100 * exact / max(1, n):.1f} % ({exact}) | "
+          f"{1000 * statistics.mean(lat):.0f} / {1000 * statistics.median(lat):.0f} ms | "
+          f"{statistics.mean(r['tokens'] for r in rows):.1f} | "
+          f"{sum(not r['completion'] for r in rows)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
