@@ -88,7 +88,10 @@ def test_line_cuts_are_where_an_editor_asks() -> None:
         s = fim_split(CODE, random.Random(i), rates)
         assert s.document == CODE and s.middle
         a, b = len(s.prefix), len(s.prefix) + len(s.middle)
-        assert b in starts  # the middle ends with a newline (or the document)
+        # The middle ends at a line's end; its newline starts the suffix, as in the editor.
+        assert s.suffix.startswith("\n") or not s.suffix
+        assert b + 1 in starts or b == len(CODE)
+        assert not s.middle.endswith("\n")
         row = max(k for k in range(len(lines)) if starts[k] <= a)
         line = lines[row]
         assert line.strip(), "the cursor is never on a blank line"
@@ -96,9 +99,10 @@ def test_line_cuts_are_where_an_editor_asks() -> None:
         indent = len(line) - len(line.lstrip())
         if indent:  # on top-level lines column 0 and the indentation are the same place
             kinds["col0" if col == 0 else "indent" if col == indent else "inside"] += 1
-        n_lines.append(starts.index(b) - row)
+        n_lines.append(starts.index(b + 1) - row)
     assert 1 <= min(n_lines) and max(n_lines) == 4
-    assert abs(n_lines.count(1) / len(n_lines) - 0.5) < 0.05  # half are single-line middles
+    # Half are drawn as one line; blocks cut short at blank lines or the end add some more.
+    assert 0.47 < n_lines.count(1) / len(n_lines) < 0.65
     # 40 % at column 0, 30 % after the indentation, the rest inside the code (some of which
     # lands on the indentation again).
     total = sum(kinds.values())
@@ -106,6 +110,9 @@ def test_line_cuts_are_where_an_editor_asks() -> None:
     assert kinds["inside"] / total > 0.2
     # Nothing to cut at: no non-blank line.
     assert line_cut("\n\n  \n", random.Random(0), 4) is None
+    assert line_cut("x = 1", random.Random(0), 4)[1] == 5  # no final newline: to the end
+    a, b = line_cut("a\r\nb\r\n", random.Random(0), 1)
+    assert "a\r\nb\r\n"[b:b + 2] == "\r\n"
     assert fim_split("\n\n", random.Random(0), rates).document == "\n\n"
 
 
