@@ -351,7 +351,11 @@ return function(t)
   t.case(":Codefill restart starts a new server that serves suggestions", function()
     local old = c:lua("return vim.lsp.get_clients({ name = 'codefill' })[1].id")
     c:lua([[vim.cmd("Codefill restart")]])
-    c:wait_lua([[return require("codefill.server").state.model == "ready"]], 180000, "model ready after restart")
+    -- The restart is asynchronous: wait for the new client, not only for a "ready" state that
+    -- may still be the old server's.
+    c:wait_lua(([[local cl = vim.lsp.get_clients({ name = 'codefill' })[1]
+      return cl ~= nil and cl.id ~= %d and require("codefill.server").state.model == "ready"]]):format(old),
+      180000, "a new client with its model ready after restart")
     local new = c:lua("return vim.lsp.get_clients({ name = 'codefill' })[1].id")
     assert(new ~= old, "a new client")
     c:input("Go<C-u>") -- a new top-level line (no autoindent from the line above)
