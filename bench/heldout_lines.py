@@ -38,6 +38,7 @@ from lsp_server.context.graph import DependencyGraph  # noqa: E402
 from lsp_server.context.packing import TokenCounter  # noqa: E402
 from lsp_server.quality.data import exact_match  # noqa: E402
 from model.data.dataset import is_eval_path  # noqa: E402
+from model.data.fim import line_offsets  # noqa: E402
 from model.data.repo_select import select_for_target  # noqa: E402
 from model.data.sources import build_corpus  # noqa: E402
 
@@ -63,9 +64,7 @@ def line_tasks(texts: dict[str, str], paths: list[str], per_file: int, seed: int
     for path in paths:
         text = texts[path]
         lines = text.splitlines(keepends=True)
-        starts = [0]
-        for line in lines:
-            starts.append(starts[-1] + len(line))
+        starts = line_offsets(lines)
         code = [i for i, line in enumerate(lines) if line.strip()]
         for i in sorted(random.Random(f"{seed}:{path}").sample(code, min(per_file, len(code)))):
             line = lines[i]

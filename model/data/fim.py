@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Sequence
 
 from lsp_server.prompt.assemble import ContextFile, sentinel_tokens
@@ -64,14 +65,17 @@ class FimSplit:
         return self.prefix + self.middle + self.suffix
 
 
+def line_offsets(lines: Sequence[str]) -> list[int]:
+    """Offset of every line's start and of the end, for ``text.splitlines(keepends=True)``."""
+    return [0, *accumulate(map(len, lines))]
+
+
 def line_cut(text: str, rng: random.Random, max_lines: int) -> tuple[int, int] | None:
     """Cut points (start, end) of a middle that begins at a cursor on a non-blank line and ends
     before the newline of that line or of one up to ``max_lines - 1`` lines below; None when
     the text has no non-blank line."""
     lines = text.splitlines(keepends=True)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
+    starts = line_offsets(lines)
     code = [i for i, line in enumerate(lines) if line.strip()]
     if not code:
         return None
