@@ -428,3 +428,54 @@ def test_cli_small_run_with_the_embedded_model(tmp_path: Path) -> None:
     assert [r["task_id"] for r in rows] == [t.task_id for t in load_tasks("single-line",
                                                                            limit=2)]
     assert all(r["tokens"] >= 1 and (r["passed"] or r["reason"]) for r in rows)
+
+
+# --- bench/infill_chunks.py: a whole set in resumable slices ----------------------------------
+
+def _chunks_module():  # noqa: ANN202
+    import importlib.util
+    path = Path(__file__).resolve().parent.parent / "bench" / "infill_chunks.py"
+    spec = importlib.util.spec_from_file_location("infill_chunks", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_chunks_cover_the_file_and_run_spread_out() -> None:
+    m = _chunks_module()
+    bounds = m.chunk_bounds(5815, 30)
+    assert len(bounds) == 30 and bounds[0] == (0, 194) and sum(n for _, n in bounds) == 5815
+    assert all(o2 == o1 + n1 for (o1, n1), (o2, _) in zip(bounds, bounds[1:]))
+    assert m.chunk_bounds(3, 10) == [(0, 1), (1, 1), (2, 1)]
+    order = m.spread_order(30)
+    assert sorted(order) == list(range(30)) and order[:4] == [0, 16, 8, 24]
+    assert max(order[:8]) - min(order[:8]) >= 24  # an unfinished run spans the file
+
+
+def test_chunked_run_resumes_refuses_other_settings_and_merges(tmp_path: Path) -> None:
+    m = _chunks_module()
+    data = tmp_path / "data"
+    data.mkdir()
+    name = benchmark("multi-line").file
+    with gzip.open(DATA_DIR / name, "rt", encoding="utf-8") as f:
+        rows = [next(f) for _ in range(5)]
+    with gzip.open(data / name, "wt", encoding="utf-8") as f:
+        f.writelines(rows)
+    out = tmp_path / "run"
+    argv = ["run", "--benchmark", "multi-line", "--dir", str(out), "--chunks", "2",
+            "--data-dir", str(data), "--", "--canonical", "--workers", "1"]
+    assert m.main(argv) == 0
+    chunks = sorted(out.glob("chunk-*.jsonl.gz"))
+    assert [p.name for p in chunks] == ["chunk-00000.jsonl.gz", "chunk-00003.jsonl.gz"]
+    text = m.summary_text(out)
+    assert "5 of 5 tasks (2 of 2 chunks)" in text and "pass@1 100.0 % (5)" in text
+    # Going on skips finished chunks: remove one, only it runs again.
+    stamp = chunks[1].stat().st_mtime_ns
+    chunks[0].unlink()
+    assert m.main(argv) == 0
+    assert chunks[0].exists() and chunks[1].stat().st_mtime_ns == stamp
+    # Other settings into the same directory are refused (slices of two runs never mix).
+    with pytest.raises(SystemExit, match="records another run"):
+        m.main(argv[:-1] + ["2"])
+    assert "5 tasks in both" in m.compare_text(out, out) and "gains 0, loses 0" in \
+        m.compare_text(out, out)
