@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/typing_session.py [--model PATH] [--chars 400] [--seed 1] [--plot docs/typing.png]
     .venv/bin/python bench/typing_session.py --engine remote [--model FIM.gguf] [--spm]
+    .venv/bin/python bench/typing_session.py --adapter X.gguf [--order spm]
 
 A real file (the standard library's `textwrap.py`) is retyped character by character from a
 point in its middle, with realistic pauses (log-normal inter-key intervals, longer at line ends
@@ -12,6 +13,11 @@ inline completion request, cancelling the previous request if it is still open. 
 - codefill: the server as shipped;
 - no cache / no KV reuse: the same server with `completion.cache` and `engine.kv_reuse` off;
 - floor: the engine alone generating each served suggestion with its prompt already evaluated.
+
+With ``--adapter`` two runs of the server as shipped, the embedded model prefix-only (the
+default) and the same with the FIM adapter loaded (its template, ``--order``): what the adapter
+costs in the editor, where the KV cache keeps the evaluated prompt between keystrokes (a
+benchmark's per-task latency evaluates every prompt from scratch).
 
 With ``--engine remote`` both runs use llama.cpp's llama-server (scripts/build-llama-server),
 started fresh for each run with the same model and flags:
@@ -360,6 +366,34 @@ def run_remote(args: argparse.Namespace) -> None:
           f"{theirs / ours if ours else float('nan'):.2f} (goal ≥ 2)")
 
 
+def run_adapter(args: argparse.Namespace) -> None:
+    """The shipped server prefix-only vs the same with the adapter, same keystrokes."""
+    base = {"engine": {"model": args.model, "context_size": 2048},
+            "prompt": {"max_tokens": 32}}
+    runs = [run_server("prefix only (default)", base, args),
+            run_server(f"adapter {Path(args.adapter).name}, {args.order.upper()}", {
+                "engine": {**base["engine"], "adapter": args.adapter},
+                "prompt": {**base["prompt"], "fim_order": args.order}}, args)]
+    loaded = runs[1].status["model"]
+    if loaded.get("adapter") != str(Path(args.adapter).resolve()):
+        raise SystemExit(f"the server did not load the adapter: {loaded}")
+    print(f"typing replay: {runs[0].keystrokes} keystrokes of textwrap.py, seed {args.seed}\n")
+    print("| run | suggestions | p50 latency | p95 latency | p50 keystroke → suggestion (all "
+          "keystrokes, Kaplan–Meier) | model calls / keystroke | prompt tokens evaluated / model "
+          "request |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in runs:
+        c = r.status["completion"]["counters"]
+        eng = r.status["model"]["engine"] or {}
+        evals = eng.get("evaluated_tokens", 0) / max(1, eng.get("requests", 1))
+        print(f"| {r.name} | {len(r.latencies)} | {pct(r.latencies, .5) * 1000:.0f} ms | "
+              f"{pct(r.latencies, .95) * 1000:.0f} ms | {km_quantile(r, .5) * 1000:.0f} ms | "
+              f"{c['model_calls'] / r.keystrokes:.2f} | {evals:.0f} |")
+    a, b = (pct(r.latencies, .5) for r in runs)
+    print(f"\ntemplates: {runs[0].status['model']['template']} / {loaded['template']}")
+    print(f"\np50 adapter / prefix only = {b / a if a else float('nan'):.2f}")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -406,9 +440,16 @@ def main() -> None:
                          "llama.vim-style direct requests")
     ap.add_argument("--spm", action="store_true", help="remote: start llama-server with "
                                                        "--spm-infill")
+    ap.add_argument("--adapter", default="", help="local: compare prefix-only with this LoRA "
+                                                  "adapter GGUF loaded")
+    ap.add_argument("--order", choices=("auto", "psm", "spm"), default="spm",
+                    help="with --adapter: its prompt order (spm)")
     args = ap.parse_args()
     if args.engine == "remote":
         run_remote(args)
+        return
+    if args.adapter:
+        run_adapter(args)
         return
 
     base = {"engine": {"model": args.model, "context_size": 2048},
