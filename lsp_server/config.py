@@ -34,7 +34,8 @@ class EngineConfig:
     model: str = setting("", "Path to a GGUF model file; empty means the embedded default model.")
     adapter: str = setting("", "Path to a LoRA adapter GGUF (general.type 'adapter') that "
                                "llama.cpp applies to the model at load; 'embedded' means the FIM "
-                               "adapter shipped for the embedded model (none is shipped yet); "
+                               "adapter shipped for the embedded model (opt-in: it does not "
+                               "beat prefix-only on HumanEval, docs/default-model.md); "
                                "empty means none. An adapter for another model is refused; one "
                                "that names its FIM template selects it when prompt.template is "
                                "'auto' (docs/training.md).")

@@ -228,16 +228,32 @@ def test_embedded_keyword_resolves_to_the_package_file(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = adapter_mod.EMBEDDED_ADAPTER
     assert shipped.parent.name == "adapters" and shipped.parent.parent.name == "models"
-    if not shipped.is_file():  # the state until an adapter is trained and committed
-        with pytest.raises(ModelError, match="ships no FIM adapter yet") as exc:
-            resolve_adapter("embedded")
-        assert "engine.adapter" in exc.value.fix
-    fake = tmp_path / "gemma3-270m-fim.gguf"
-    fake.write_bytes(b"GGUF")
-    monkeypatch.setattr(adapter_mod, "EMBEDDED_ADAPTER", fake)
-    assert resolve_adapter("embedded") == fake
+    assert shipped.is_file() and resolve_adapter(" embedded ") == shipped
     assert resolve_adapter(" ~/x.gguf ") == Path("~/x.gguf").expanduser()
-    assert Config().engine.adapter == ""  # not the default (issue 11: only after measurements)
+    assert Config().engine.adapter == ""  # opt-in (issue 11: it does not beat prefix-only)
+    # A package built without the file says so, and how to do without it.
+    monkeypatch.setattr(adapter_mod, "EMBEDDED_ADAPTER", tmp_path / "gemma3-270m-fim.gguf")
+    with pytest.raises(ModelError, match="ships no FIM adapter") as exc:
+        resolve_adapter("embedded")
+    assert "engine.adapter" in exc.value.fix
+
+
+SHIPPED_FROM = Path(__file__).resolve().parent.parent / "model" / "checkpoints" / \
+    "gemma3-270m-fim-editor" / "step-000100.pt"
+"""The committed checkpoint the shipped adapter is exported from (adapters/README.md)."""
+
+
+def test_shipped_adapter_is_the_export_of_the_committed_checkpoint(embedded_model: Path,
+                                                                   tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="model/ needs torch: scripts/setup dev")
+    out = tmp_path / "again.gguf"
+    assert export_main([str(SHIPPED_FROM), "--out", str(out)]) == 0
+    shipped = adapter_mod.EMBEDDED_ADAPTER
+    assert out.read_bytes() == shipped.read_bytes(), "re-export the shipped adapter " \
+        "(lsp_server/models/adapters/README.md)"
+    a = open_adapter(str(shipped), read_model_info(embedded_model))
+    assert a is not None and a.template == "gemma3-fim" and a.tokens_seen == 185_890
+    assert a.base_size == embedded_model.stat().st_size and len(a.pairs) == 72
 
 
 def test_adapter_template_is_chosen_under_auto_only(embedded_model: Path,
@@ -283,9 +299,9 @@ def test_cli_models_with_adapter(embedded_model: Path, tmp_path: Path) -> None:
                           "not a LoRA adapter")
     assert_one_line_error(codefill("models", "--adapter", str(tmp_path / "nope.gguf")),
                           "adapter file not found", "nope.gguf")
-    if not adapter_mod.EMBEDDED_ADAPTER.is_file():
-        assert_one_line_error(codefill("models", "--adapter", "embedded"),
-                              "ships no FIM adapter yet")
+    proc = codefill("models", "--adapter", "embedded")
+    assert proc.returncode == 0, proc.stderr
+    assert "gemma3-fim" in proc.stdout and "185,890" in proc.stdout, proc.stdout
 
 
 # -- llama.cpp against torch ------------------------------------------------------------------
@@ -556,6 +572,15 @@ def test_language_server_loads_refuses_and_recovers_adapters(embedded_model: Pat
 
         h.run(change(settings(str(good))))  # and back: the setting change alone reloads
         wait_model("ready", "gemma3-fim")
+
+        h.run(change(settings("embedded")))  # the adapter shipped in the package
+        deadline = time.monotonic() + 300
+        while (st := wait_model("ready"))["adapter"] != str(adapter_mod.EMBEDDED_ADAPTER):
+            assert time.monotonic() < deadline, st  # the old model's state until the reload
+            time.sleep(0.2)
+        assert st["template"] == "gemma3-fim", st
+        text = h.inline(h.open(tmp_path / "ws" / "b.py", "def add(a, b):\n    return \n"), 1, 11)
+        assert text and text.strip(), h.status()["completion"]
     finally:
         assert h.stop() == 0
 

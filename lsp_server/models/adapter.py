@@ -75,7 +75,7 @@ def resolve_adapter(value: str) -> Path | None:
     if value == ADAPTER_KEYWORD:
         if not EMBEDDED_ADAPTER.is_file():
             raise ModelError(
-                "engine.adapter is 'embedded', but this codefill ships no FIM adapter yet "
+                "engine.adapter is 'embedded', but this codefill ships no FIM adapter "
                 f"(expected {EMBEDDED_ADAPTER})",
                 "set engine.adapter to the path of a LoRA GGUF (model/export_adapter.py "
                 "writes one), or to '' for the embedded model without an adapter")
