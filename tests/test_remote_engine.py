@@ -146,6 +146,33 @@ def test_infill_request_stays_inside_llama_servers_window_and_its_cut_is_sticky(
     assert len(r3.prefix) <= 768 * 3
 
 
+def test_text_prompt_cut_is_sticky_too() -> None:
+    """A prompt the daemon renders for a remote server (raw OpenAI prompt with a template) keeps
+    its start while the user types, as the local engine's does: the server's prompt cache is
+    only reused up to the first changed character."""
+    cfg = remote_config("http://127.0.0.1:9", api="openai", openai_fim="raw", context_size=1024)
+    cfg.prompt.template = "qwen2.5-coder"
+    session = RemoteSession(cfg)
+    prefix = "".join(f"line_{i} = {i}\n" for i in range(2000)) + "x = "
+    suffix = "".join(f"after_{i}()\n" for i in range(2000))
+    budget = (1024 - 8 - 1) * 3  # characters
+
+    def first_prefix_line(typed: str) -> str:
+        r = session.remote_request(InfillRequest(typed, suffix, max_tokens=8))
+        assert r.prompt is not None
+        body = r.prompt.split("<|fim_prefix|>", 1)[1].split("<|fim_suffix|>", 1)[0]
+        assert typed.endswith(body) and len(body) >= budget * 0.75 * 0.5, len(body)
+        return body.split("\n", 1)[0]
+
+    starts = {first_prefix_line(prefix)}
+    typed = prefix
+    for ch in "math.sqrt(2) + 1\ny = [i for i in range(10)]\nz = 3":
+        typed += ch
+        starts.add(first_prefix_line(typed))
+    assert len(starts) == 1  # 47 keystrokes, two new lines: the prompt still starts the same
+    assert first_prefix_line(typed + "w = 0\n" * 200) not in starts  # much more typing moves it
+
+
 def test_raw_openai_prompt_uses_the_template() -> None:
     cfg = remote_config("http://127.0.0.1:9", api="openai", openai_fim="raw")
     with pytest.raises(CodefillError, match="prompt.template"):

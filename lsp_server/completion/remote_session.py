@@ -102,7 +102,8 @@ class RemoteSession(CompletionBackend):
         p = self.config.prompt
         rc = self.config.remote
         chars = int((self.n_ctx - req.max_tokens - 1) * CHARS_PER_TOKEN)
-        budget = Budget(total=chars, context_share=p.context_share, suffix_share=p.suffix_share)
+        budget = Budget(total=chars, context_share=p.context_share, suffix_share=p.suffix_share,
+                        sticky_share=p.sticky_cut)
         common = dict(max_tokens=req.max_tokens, temperature=req.temperature, seed=req.seed,
                       time_budget_ms=int(req.time_budget_s * 1000) if req.time_budget_s else None,
                       model=rc.model, path=req.path)

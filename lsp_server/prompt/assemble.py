@@ -43,7 +43,7 @@ class Budget:
     """Share of the non-context budget reserved for the suffix."""
     sticky_share: float = 0.0
     """When the prefix is cut, move the cut in steps of this share of the prefix budget (in
-    characters, at ``CHARS_PER_TOKEN``) instead of line by line, so typing at the cursor
+    characters, at ``CHARS_PER_TOKEN`` or the tokenizer's ``chars_per_token``) instead of line by line, so typing at the cursor
     keeps the prompt's start and the engine's KV cache (0: line by line; see ``fit_tail``)."""
 
 
@@ -322,7 +322,9 @@ def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
     suf_budget = int(rest * budget.suffix_share) if uses_suffix else 0
     suf_toks, suf_cut = fit_head(tok, suffix, suf_budget) if uses_suffix else ([], False)
     pre_budget = rest - len(suf_toks)
-    stride = int(pre_budget * CHARS_PER_TOKEN * budget.sticky_share)
+    # The stride is in characters: a character-level tokenizer (remote text prompts) says so.
+    cpt = getattr(tok, "chars_per_token", CHARS_PER_TOKEN)
+    stride = int(pre_budget * cpt * budget.sticky_share)
     pre_toks, pre_cut = fit_tail(tok, prefix, pre_budget, stride=stride)
     if uses_suffix and suf_cut and not pre_cut:
         # A short prefix leaves budget to the suffix, in steps: the prefix grows at every

@@ -47,6 +47,8 @@ class TextTokenizer:
 
     bos_id: int | None = None
     add_bos = False
+    chars_per_token = 1.0
+    """One id per character: budgets, and the sticky cut's stride, are characters already."""
 
     def __init__(self) -> None:
         self._pieces: dict[int, str] = {}
