@@ -375,7 +375,8 @@ def run_adapter(args: argparse.Namespace) -> None:
                 "engine": {**base["engine"], "adapter": args.adapter},
                 "prompt": {**base["prompt"], "fim_order": args.order}}, args)]
     loaded = runs[1].status["model"]
-    if loaded.get("adapter") != str(Path(args.adapter).resolve()):
+    if not loaded.get("adapter") or \
+            Path(loaded["adapter"]).resolve() != Path(args.adapter).resolve():
         raise SystemExit(f"the server did not load the adapter: {loaded}")
     print(f"typing replay: {runs[0].keystrokes} keystrokes of textwrap.py, seed {args.seed}\n")
     print("| run | suggestions | p50 latency | p95 latency | p50 keystroke → suggestion (all "
