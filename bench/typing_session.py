@@ -384,15 +384,21 @@ def run_adapter(args: argparse.Namespace) -> None:
           "request |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in runs:
-        c = r.status["completion"]["counters"]
-        eng = r.status["model"]["engine"] or {}
-        evals = eng.get("evaluated_tokens", 0) / max(1, eng.get("requests", 1))
+        calls, evals = model_load(r)
         print(f"| {r.name} | {len(r.latencies)} | {pct(r.latencies, .5) * 1000:.0f} ms | "
               f"{pct(r.latencies, .95) * 1000:.0f} ms | {km_quantile(r, .5) * 1000:.0f} ms | "
-              f"{c['model_calls'] / r.keystrokes:.2f} | {evals:.0f} |")
+              f"{calls:.2f} | {evals:.0f} |")
     a, b = (pct(r.latencies, .5) for r in runs)
     print(f"\ntemplates: {runs[0].status['model']['template']} / {loaded['template']}")
     print(f"\np50 adapter / prefix only = {b / a if a else float('nan'):.2f}")
+
+
+def model_load(r: RunResult) -> tuple[float, float]:
+    """(model calls per keystroke, prompt tokens evaluated per model request) of a local run."""
+    c = r.status["completion"]["counters"]
+    eng = r.status["model"]["engine"] or {}
+    return (c["model_calls"] / r.keystrokes,
+            eng.get("evaluated_tokens", 0) / max(1, eng.get("requests", 1)))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -466,12 +472,10 @@ def main() -> None:
           "prompt tokens evaluated / model request | cache hit rate |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in (shipped, plain):
-        c = r.status["completion"]["counters"]
-        eng = r.status["model"]["engine"] or {}
-        evals = eng.get("evaluated_tokens", 0) / max(1, eng.get("requests", 1))
+        calls, evals = model_load(r)
         hit = r.status["completion"]["cache_hit_rate"]
         print(f"| {r.name} | {len(r.latencies)} | {pct(r.latencies, .5) * 1000:.0f} ms | "
-              f"{pct(r.latencies, .95) * 1000:.0f} ms | {c['model_calls'] / r.keystrokes:.2f} | "
+              f"{pct(r.latencies, .95) * 1000:.0f} ms | {calls:.2f} | "
               f"{evals:.0f} | {hit if hit is not None else '-'} |")
     print(f"| floor (engine, prompt evaluated) | {len(floor_s)} | {pct(floor_s, .5) * 1000:.0f} ms"
           f" | {pct(floor_s, .95) * 1000:.0f} ms | | | |")

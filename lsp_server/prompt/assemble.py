@@ -43,8 +43,9 @@ class Budget:
     """Share of the non-context budget reserved for the suffix."""
     sticky_share: float = 0.0
     """When the prefix is cut, move the cut in steps of this share of the prefix budget (in
-    characters, at ``CHARS_PER_TOKEN`` or the tokenizer's ``chars_per_token``) instead of line by line, so typing at the cursor
-    keeps the prompt's start and the engine's KV cache (0: line by line; see ``fit_tail``)."""
+    characters, at ``CHARS_PER_TOKEN`` or the tokenizer's ``chars_per_token``) instead of line
+    by line, so typing at the cursor keeps the prompt's start and the engine's KV cache (0: line
+    by line; see ``fit_tail``)."""
 
 
 @dataclass
