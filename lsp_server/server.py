@@ -473,7 +473,7 @@ def create_server() -> CodefillServer:
         where = _document_position(plain(params))
         req = ls.request_at(*where) if where is not None else None
         if req is not None:
-            ls.pipeline.accepted(req.uri, req.text, req.offset, req.language, req.path)
+            ls.pipeline.accepted(req)
 
     @ls.feature("codefill/status")
     def status(ls: CodefillServer, params: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from lsp_server.completion.backend import CompletionBackend, InfillRequest, List
 from lsp_server.completion.pipeline import CompletionRequest, Pipeline
 from lsp_server.config import load_config
 from lsp_server.engine.types import EngineCounters, StopReason, TokenEvent, TokenStream
+from lsp_server.prompt.assemble import ContextFile
 
 
 class ScriptedBackend(CompletionBackend):
@@ -143,3 +144,40 @@ def test_same_cursor_adopts_a_silent_job() -> None:
 
     asyncio.run(run())
 
+
+
+def test_speculation_after_an_accept_keeps_the_request_s_file() -> None:
+    """The speculative generation after an accepted suggestion asks with the served request's
+    path, file and language: a prompt without them starts differently (FIM templates put the
+    path and the repository context first), so it lost the engine's KV cache twice (there and
+    back) and its suggestion lacked the repository context."""
+    backend = ScriptedBackend()
+    seen: list[CompletionRequest] = []
+
+    def context(r: CompletionRequest, session: Any, n: int) -> list[ContextFile]:
+        seen.append(r)
+        return [ContextFile("pkg/util.py", "def helper(): ...\n")]
+
+    async def run() -> None:
+        config, _ = load_config({"completion": {"debounce_min_ms": 0, "debounce_max_ms": 0,
+                                                "mode": "multi"}})
+        p = Pipeline(config, lambda: backend, context=context)
+        served = CompletionRequest("file:///ws/pkg/a.py", DOC, len("total = compute("), "python",
+                                   "pkg/a.py", "/ws/pkg/a.py")
+        first = asyncio.create_task(p.complete(served))
+        await until(lambda: len(backend.streams) == 1)
+        emit(backend.streams[0], "args)")
+        finish(backend.streams[0])
+        assert (await first).text == "args)"
+        accepted = DOC.replace("compute(", "compute(args)")
+        p.document_changed(served.uri, accepted)  # the editor inserted the suggestion
+        await until(lambda: len(backend.streams) == 2)
+        spec = backend.requests[1]
+        assert p.counters.speculative == 1
+        assert spec.prefix == "total = compute(args)" and spec.path == "pkg/a.py"
+        assert [f.path for f in spec.context] == ["pkg/util.py"]
+        assert (seen[1].file_path, seen[1].language, seen[1].offset) == \
+            ("/ws/pkg/a.py", "python", len("total = compute(args)"))
+        finish(backend.streams[1])
+
+    asyncio.run(run())

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from ..config import Config
@@ -135,7 +135,9 @@ class Pipeline:
         self._last_request_at: dict[str, float] = {}
         self._interval_ema: dict[str, float] = {}
         self._jobs: dict[str, list[Job]] = {}
-        self._last_served: dict[str, tuple[str, int, str]] = {}  # uri → (doc text, offset, text)
+        # uri → (the request, the suggestion it was served): the request whole, so speculation
+        # after an accept keeps its path, file and language (the prompt's start, hence the KV cache)
+        self._last_served: dict[str, tuple[CompletionRequest, str]] = {}
 
     # --- requests ------------------------------------------------------------------------
     async def complete(self, req: CompletionRequest,
@@ -153,7 +155,7 @@ class Pipeline:
         if result.text:
             self.counters.served += 1
             self.last_latency_s = result.latency_s
-            self._last_served[req.uri] = (req.text, req.offset, result.text)
+            self._last_served[req.uri] = (req, result.text)
         else:
             self.counters.empty += 1
             self.last_reason = result.reason
@@ -400,13 +402,13 @@ class Pipeline:
                 self._cancel_job(job, "the document changed")
         served = self._last_served.pop(uri, None)
         if served is not None:
-            before, offset, suggestion = served
-            if text == before[:offset] + suggestion + before[offset:]:
-                self.accepted(uri, text, offset + len(suggestion))
+            was, suggestion = served
+            if text == was.text[:was.offset] + suggestion + was.text[was.offset:]:
+                self.accepted(replace(was, text=text, offset=was.offset + len(suggestion)))
 
-    def accepted(self, uri: str, text: str, offset: int, language: str = "",
-                 path: str = "") -> None:
-        """A suggestion was accepted and the cursor is at ``offset``: prepare the next one."""
+    def accepted(self, req: CompletionRequest) -> None:
+        """A suggestion was accepted and the cursor is at ``req.offset``: prepare the next one."""
+        uri, text, offset, language = req.uri, req.text, req.offset, req.language
         session = self._session()
         if (not self.config.completion.speculative or session is None
                 or self._jobs.get(uri) or not 0 <= offset <= len(text)):
@@ -418,8 +420,7 @@ class Pipeline:
         ctx = SuggestionContext(prefix=prefix[-4096:], suffix=suffix[:4096], language=language,
                                 single_line=single)
         self._log("debug", f"{uri}@{offset}: speculative generation after an accept")
-        self._start(session, CompletionRequest(uri, text, offset, language, path), ctx,
-                    speculative=True)
+        self._start(session, req, ctx, speculative=True)
 
     def document_closed(self, uri: str) -> None:
         for job in list(self._jobs.get(uri, [])):

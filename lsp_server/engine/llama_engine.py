@@ -42,6 +42,7 @@ def default_threads() -> int:
 _PARAMS_LOCK = threading.Lock()
 _LOG_CALLBACK: Any = None
 log = logging.getLogger("codefill.llama_cpp")
+_requests_log = logging.getLogger("codefill.engine")
 
 
 def route_llama_logs() -> None:
@@ -373,4 +374,6 @@ class LlamaEngine:
         c.evaluated_tokens += s.n_evaluated
         c.generated_tokens += s.n_generated
         c.cancelled += reason is StopReason.CANCELLED
+        _requests_log.debug("request %s: prompt %d, reused %d, evaluated %d, generated %d",
+                            reason.value, s.n_prompt, s.n_reused, s.n_evaluated, s.n_generated)
         stream._finish(reason)
