@@ -13,10 +13,15 @@ contiguous so that tasks of one problem follow each other (their prompts share a
 llama.cpp keeps in its KV cache), and they run in a spread-out order (bit-reversed index) so that
 an unfinished run already covers the whole file evenly, not only its first problems.
 
+Several ``run`` processes may share one DIR (another core, another machine on a shared disk):
+each claims a slice with an exclusive ``.chunk-OOOOO.claim`` file before running it and skips
+slices claimed by others. A claim left by a killed process on this machine is taken over (its
+process is gone); one from another machine must be deleted by hand.
+
 DIR/run.json records the benchmark, the chunking and the options; running again with other
 ones is refused, so slices of different settings never mix. ``summary`` merges the slices into
 one summary; ``--vs`` compares two runs on the tasks both have (pass@1 each, tasks gained and
-lost).
+lost, the standard error of the paired difference, pass@1 by the length of the missing span).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +42,9 @@ from lsp_server.quality.data import load_tasks  # noqa: E402
 from lsp_server.quality.metrics import TaskResult, summarize  # noqa: E402
 
 RUN_FILE = "run.json"
+# Lines of the missing span (canonical middle) → bin label, for ``--vs``.
+SPAN_BINS: tuple[tuple[int, str], ...] = ((1, "1 line"), (3, "2-3 lines"), (7, "4-7 lines"),
+                                          (10**9, "8+ lines"))
 
 
 def chunk_bounds(n_tasks: int, chunks: int) -> list[tuple[int, int]]:
@@ -74,6 +83,39 @@ def check_run_file(out_dir: Path, record: dict) -> None:
         path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def claim_slice(out_dir: Path, offset: int) -> Path | None:
+    """Claim slice ``offset`` for this process: the claim file's path, or None when another
+    live process holds it. A claim of a dead process on this host is taken over."""
+    path = out_dir / f".chunk-{offset:05d}.claim"
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None  # being written, or unreadable: leave it to its owner
+            if held.get("host") == me["host"] and not _alive(int(held.get("pid", 0))):
+                path.unlink(missing_ok=True)  # stale: its process was killed
+                continue
+            return None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(me, f)
+        return path
+    return None
+
+
 def run_chunks(benchmark: str, out_dir: Path, chunks: int, extra: list[str],
                data_dir: Path | None = None) -> int:
     n_tasks = len(load_tasks(benchmark, data_dir=data_dir))
@@ -82,26 +124,40 @@ def run_chunks(benchmark: str, out_dir: Path, chunks: int, extra: list[str],
     if data_dir:
         record["data_dir"] = str(data_dir)
     check_run_file(out_dir, record)
+    elsewhere = []
     for i in spread_order(len(bounds)):
         offset, limit = bounds[i]
         final = chunk_path(out_dir, offset)
         if final.exists():
             continue
-        tmp = out_dir / f".chunk-{offset:05d}.jsonl"
-        cmd = [sys.executable, "-m", "lsp_server.cli.main", "bench", "infill", "--benchmark",
-               benchmark, "--offset", str(offset), "--limit", str(limit), "--output", str(tmp),
-               *(["--data-dir", str(data_dir)] if data_dir else []), *extra]
-        print(f"chunk {offset}+{limit}: {' '.join(cmd[3:])}", flush=True)
-        done = subprocess.run(cmd, cwd=ROOT)
-        if done.returncode != 0:
-            print(f"chunk {offset} failed (exit {done.returncode}); stopping", file=sys.stderr)
-            return done.returncode
-        # Written whole, then renamed: a chunk file on disk is always complete.
-        part = final.with_name(final.name + ".part")
-        with open(tmp, "rb") as src, gzip.open(part, "wb") as dst:
-            dst.write(src.read())
-        os.replace(part, final)
-        tmp.unlink()
+        claim = claim_slice(out_dir, offset)
+        if claim is None:
+            elsewhere.append(offset)
+            continue
+        try:
+            if final.exists():  # finished by another process between the two checks
+                continue
+            tmp = out_dir / f".chunk-{offset:05d}.jsonl"
+            cmd = [sys.executable, "-m", "lsp_server.cli.main", "bench", "infill", "--benchmark",
+                   benchmark, "--offset", str(offset), "--limit", str(limit), "--output",
+                   str(tmp), *(["--data-dir", str(data_dir)] if data_dir else []), *extra]
+            print(f"chunk {offset}+{limit}: {' '.join(cmd[3:])}", flush=True)
+            done = subprocess.run(cmd, cwd=ROOT)
+            if done.returncode != 0:
+                print(f"chunk {offset} failed (exit {done.returncode}); stopping",
+                      file=sys.stderr)
+                return done.returncode
+            # Written whole, then renamed: a chunk file on disk is always complete.
+            part = final.with_name(final.name + ".part")
+            with open(tmp, "rb") as src, gzip.open(part, "wb") as dst:
+                dst.write(src.read())
+            os.replace(part, final)
+            tmp.unlink()
+        finally:
+            claim.unlink(missing_ok=True)
+    if elsewhere:
+        print(f"slice(s) {', '.join(map(str, elsewhere))} were claimed by another process "
+              f"(see {out_dir}/.chunk-*.claim)", flush=True)
     print(summary_text(out_dir))
     return 0
 
@@ -129,6 +185,11 @@ def summary_text(out_dir: Path) -> str:
             f"results: {s.statuses}\nstops: {s.stops}")
 
 
+def span_bin(canonical: str) -> str:
+    lines = max(1, len(canonical.rstrip("\n").split("\n")))
+    return next(label for top, label in SPAN_BINS if lines <= top)
+
+
 def compare_text(a_dir: Path, b_dir: Path) -> str:
     a = {r.task_id: r for r in load_results(a_dir)}
     b = {r.task_id: r for r in load_results(b_dir)}
@@ -139,9 +200,27 @@ def compare_text(a_dir: Path, b_dir: Path) -> str:
     lost = sum(a[t].passed and not b[t].passed for t in common)
     pa, pb = (sum(x[t].passed for t in common) for x in (a, b))
     n = len(common)
-    return (f"{n} tasks in both: {a_dir.name} {100 * pa / n:.1f} % ({pa}), "
-            f"{b_dir.name} {100 * pb / n:.1f} % ({pb}); {b_dir.name} gains {gained}, "
-            f"loses {lost}")
+    # Paired difference d_t = b_t - a_t in {-1, 0, 1}: SE of its mean, in points.
+    mean_d = (gained - lost) / n
+    se = 100 * (max(0.0, (gained + lost) / n - mean_d ** 2) / n) ** 0.5
+    empty = [sum(not x[t].completion.strip() for t in common) for x in (a, b)]
+    lines = [f"{n} tasks in both: {a_dir.name} {100 * pa / n:.1f} % ({pa}), "
+             f"{b_dir.name} {100 * pb / n:.1f} % ({pb}); {b_dir.name} gains {gained}, "
+             f"loses {lost} (difference {100 * mean_d:+.1f} points, SE {se:.1f}); "
+             f"empty completions {empty[0]} vs {empty[1]}"]
+    record = json.loads((a_dir / RUN_FILE).read_text(encoding="utf-8"))
+    data_dir = Path(record["data_dir"]) if record.get("data_dir") else None
+    canon = {t.task_id: t.canonical_solution
+             for t in load_tasks(record["benchmark"], data_dir=data_dir)}
+    by_bin: dict[str, list[str]] = {label: [] for _, label in SPAN_BINS}
+    for t in common:
+        if t in canon:
+            by_bin[span_bin(canon[t])].append(t)
+    lines.append("pass@1 by missing-span length: " + "; ".join(
+        f"{label} ({len(ts)}) {100 * sum(a[t].passed for t in ts) / len(ts):.1f} vs "
+        f"{100 * sum(b[t].passed for t in ts) / len(ts):.1f} %"
+        for label, ts in by_bin.items() if ts))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -479,3 +479,52 @@ def test_chunked_run_resumes_refuses_other_settings_and_merges(tmp_path: Path) -
         m.main(argv[:-1] + ["2"])
     assert "5 tasks in both" in m.compare_text(out, out) and "gains 0, loses 0" in \
         m.compare_text(out, out)
+
+
+def test_parallel_runs_claim_slices_and_take_over_a_dead_one(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    m = _chunks_module()
+    data = tmp_path / "data"
+    data.mkdir()
+    name = benchmark("multi-line").file
+    with gzip.open(DATA_DIR / name, "rt", encoding="utf-8") as f:
+        rows = [next(f) for _ in range(4)]
+    with gzip.open(data / name, "wt", encoding="utf-8") as f:
+        f.writelines(rows)
+    out = tmp_path / "run"
+    out.mkdir()
+    host = socket.gethostname()
+    # Slice 0 is held by a live process (this one): another runner leaves it alone.
+    (out / ".chunk-00000.claim").write_text(json.dumps({"pid": os.getpid(), "host": host}))
+    # Slice 2 was claimed by a process that has since died: taken over.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (out / ".chunk-00002.claim").write_text(json.dumps({"pid": int(dead.stdout), "host": host}))
+    argv = ["run", "--benchmark", "multi-line", "--dir", str(out), "--chunks", "2",
+            "--data-dir", str(data), "--", "--canonical", "--workers", "1"]
+    assert m.main(argv) == 0
+    assert sorted(p.name for p in out.glob("chunk-*")) == ["chunk-00002.jsonl.gz"]
+    assert not (out / ".chunk-00002.claim").exists()  # released when the slice is done
+    assert (out / ".chunk-00000.claim").exists()
+    # Its owner gone (claim released), the next run does slice 0.
+    (out / ".chunk-00000.claim").unlink()
+    assert m.main(argv) == 0
+    assert "4 of 4 tasks (2 of 2 chunks)" in m.summary_text(out)
+    text = m.compare_text(out, out)
+    assert "gains 0, loses 0 (difference +0.0 points, SE 0.0)" in text
+    assert "empty completions 0 vs 0" in text
+    # The bins count every task once: the canonical middles of these 4 tasks.
+    from collections import Counter
+    bins = Counter(m.span_bin(json.loads(r)["canonical_solution"]) for r in rows)
+    for label, count in bins.items():
+        assert f"{label} ({count}) 100.0 vs 100.0 %" in text
+
+
+def test_span_bins_count_the_lines_of_the_missing_span() -> None:
+    m = _chunks_module()
+    assert m.span_bin("x = 1\n") == "1 line"
+    assert m.span_bin("a\nb\n") == "2-3 lines" and m.span_bin("a\nb\nc") == "2-3 lines"
+    assert m.span_bin("\n".join("x" * 7) + "\n") == "4-7 lines"
+    assert m.span_bin("\n".join("x" * 8) + "\n") == "8+ lines"
