@@ -452,15 +452,21 @@ def test_chunks_cover_the_file_and_run_spread_out() -> None:
     assert max(order[:8]) - min(order[:8]) >= 24  # an unfinished run spans the file
 
 
-def test_chunked_run_resumes_refuses_other_settings_and_merges(tmp_path: Path) -> None:
-    m = _chunks_module()
+def _first_multi_line_tasks(tmp_path: Path, n: int) -> tuple[Path, list[str]]:
+    """A data dir whose multi-line file holds the first ``n`` shipped tasks (and those lines)."""
     data = tmp_path / "data"
     data.mkdir()
     name = benchmark("multi-line").file
     with gzip.open(DATA_DIR / name, "rt", encoding="utf-8") as f:
-        rows = [next(f) for _ in range(5)]
+        rows = [next(f) for _ in range(n)]
     with gzip.open(data / name, "wt", encoding="utf-8") as f:
         f.writelines(rows)
+    return data, rows
+
+
+def test_chunked_run_resumes_refuses_other_settings_and_merges(tmp_path: Path) -> None:
+    m = _chunks_module()
+    data, _ = _first_multi_line_tasks(tmp_path, 5)
     out = tmp_path / "run"
     argv = ["run", "--benchmark", "multi-line", "--dir", str(out), "--chunks", "2",
             "--data-dir", str(data), "--", "--canonical", "--workers", "1"]
@@ -486,13 +492,7 @@ def test_parallel_runs_claim_slices_and_take_over_a_dead_one(tmp_path: Path) -> 
     import sys
 
     m = _chunks_module()
-    data = tmp_path / "data"
-    data.mkdir()
-    name = benchmark("multi-line").file
-    with gzip.open(DATA_DIR / name, "rt", encoding="utf-8") as f:
-        rows = [next(f) for _ in range(4)]
-    with gzip.open(data / name, "wt", encoding="utf-8") as f:
-        f.writelines(rows)
+    data, rows = _first_multi_line_tasks(tmp_path, 4)
     out = tmp_path / "run"
     out.mkdir()
     host = socket.gethostname()
