@@ -14,9 +14,8 @@ llama.cpp keeps in its KV cache), and they run in a spread-out order (bit-revers
 an unfinished run already covers the whole file evenly, not only its first problems.
 
 Several ``run`` processes may share one DIR (another core, another machine on a shared disk):
-each claims a slice with an exclusive ``.chunk-OOOOO.claim`` file before running it and skips
-slices claimed by others. A claim left by a killed process on this machine is taken over (its
-process is gone); one from another machine must be deleted by hand.
+each locks a slice's ``.chunk-OOOOO.claim`` file (flock) before running it and skips slices
+locked by others. The lock goes with its process, so a killed runner's slice is free again.
 
 DIR/run.json records the benchmark, the chunking and the options; running again with other
 ones is refused, so slices of different settings never mix. ``summary`` merges the slices into
@@ -27,13 +26,14 @@ lost, the standard error of the paired difference, pass@1 by the length of the m
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -83,37 +83,20 @@ def check_run_file(out_dir: Path, record: dict) -> None:
         path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
-def _alive(pid: int) -> bool:
+def claim_slice(out_dir: Path, offset: int) -> IO[str] | None:
+    """Claim slice ``offset`` for this process: the open claim file, locked (keep it open while
+    the slice runs), or None when another live process holds it. The lock is the kernel's
+    (flock): it goes with its process, so a killed runner's slice is free again at once."""
+    f = open(out_dir / f".chunk-{offset:05d}.claim", "a+", encoding="utf-8")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def claim_slice(out_dir: Path, offset: int) -> Path | None:
-    """Claim slice ``offset`` for this process: the claim file's path, or None when another
-    live process holds it. A claim of a dead process on this host is taken over."""
-    path = out_dir / f".chunk-{offset:05d}.claim"
-    me = {"pid": os.getpid(), "host": socket.gethostname()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                held = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return None  # being written, or unreadable: leave it to its owner
-            if held.get("host") == me["host"] and not _alive(int(held.get("pid", 0))):
-                path.unlink(missing_ok=True)  # stale: its process was killed
-                continue
-            return None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(me, f)
-        return path
-    return None
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")  # for people looking: who runs it
+    f.flush()
+    return f
 
 
 def run_chunks(benchmark: str, out_dir: Path, chunks: int, extra: list[str],
@@ -154,7 +137,11 @@ def run_chunks(benchmark: str, out_dir: Path, chunks: int, extra: list[str],
             os.replace(part, final)
             tmp.unlink()
         finally:
-            claim.unlink(missing_ok=True)
+            # Removed only once the slice is on disk: a runner that opened this file meanwhile
+            # locks a deleted file, finds the slice finished and skips it.
+            if final.exists():
+                Path(claim.name).unlink(missing_ok=True)
+            claim.close()
     if elsewhere:
         print(f"slice(s) {', '.join(map(str, elsewhere))} were claimed by another process "
               f"(see {out_dir}/.chunk-*.claim)", flush=True)

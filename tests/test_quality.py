@@ -488,6 +488,7 @@ def test_chunked_run_resumes_refuses_other_settings_and_merges(tmp_path: Path) -
 
 
 def test_parallel_runs_claim_slices_and_take_over_a_dead_one(tmp_path: Path) -> None:
+    import fcntl
     import subprocess
     import sys
 
@@ -495,22 +496,22 @@ def test_parallel_runs_claim_slices_and_take_over_a_dead_one(tmp_path: Path) -> 
     data, rows = _first_multi_line_tasks(tmp_path, 4)
     out = tmp_path / "run"
     out.mkdir()
-    host = socket.gethostname()
-    # Slice 0 is held by a live process (this one): another runner leaves it alone.
-    (out / ".chunk-00000.claim").write_text(json.dumps({"pid": os.getpid(), "host": host}))
-    # Slice 2 was claimed by a process that has since died: taken over.
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    (out / ".chunk-00002.claim").write_text(json.dumps({"pid": int(dead.stdout), "host": host}))
+    # Slice 0 is being run by another live runner: it holds the claim's lock.
+    held = open(out / ".chunk-00000.claim", "a+", encoding="utf-8")
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    # Slice 2's runner was killed: its claim file is left, its lock went with its process.
+    subprocess.run([sys.executable, "-c", "import fcntl; f = open(%r, 'a+'); "
+                    "fcntl.flock(f, fcntl.LOCK_EX); f.write('1\\n'); f.flush()"
+                    % str(out / ".chunk-00002.claim")], check=True)
     argv = ["run", "--benchmark", "multi-line", "--dir", str(out), "--chunks", "2",
             "--data-dir", str(data), "--", "--canonical", "--workers", "1"]
     assert m.main(argv) == 0
     assert sorted(p.name for p in out.glob("chunk-*")) == ["chunk-00002.jsonl.gz"]
     assert not (out / ".chunk-00002.claim").exists()  # released when the slice is done
-    assert (out / ".chunk-00000.claim").exists()
-    # Its owner gone (claim released), the next run does slice 0.
-    (out / ".chunk-00000.claim").unlink()
+    # Its runner gone (the lock released with its file), the next run does slice 0.
+    held.close()
     assert m.main(argv) == 0
+    assert not list(out.glob(".chunk-*"))
     assert "4 of 4 tasks (2 of 2 chunks)" in m.summary_text(out)
     text = m.compare_text(out, out)
     assert "gains 0, loses 0 (difference +0.0 points, SE 0.0)" in text
