@@ -13,9 +13,10 @@ contiguous so that tasks of one problem follow each other (their prompts share a
 llama.cpp keeps in its KV cache), and they run in a spread-out order (bit-reversed index) so that
 an unfinished run already covers the whole file evenly, not only its first problems.
 
-Several ``run`` processes may share one DIR (another core, another machine on a shared disk):
-each locks a slice's ``.chunk-OOOOO.claim`` file (flock) before running it and skips slices
-locked by others. The lock goes with its process, so a killed runner's slice is free again.
+Several ``run`` processes on one machine may share one DIR (one per core): each locks a slice's
+``.chunk-OOOOO.claim`` file (flock) before running it and skips slices locked by others. The
+lock goes with its process, so a killed runner's slice is free again. (flock across machines on
+a network file system is not relied on.)
 
 DIR/run.json records the benchmark, the chunking and the options; running again with other
 ones is refused, so slices of different settings never mix. ``summary`` merges the slices into
