@@ -1,7 +1,7 @@
 """A huge workspace through the real language server: index time, memory, and whether the editor
 is still answered while the index builds.
 
-    python bench/big_tree.py                   # 100,000 files (the issue-9 figure)
+    python bench/big_tree.py                   # 100,000 files (docs/reliability.md, "Huge tree")
     python bench/big_tree.py --files 20000     # what tests/test_reliability_fs.py runs
 
 Generates ``--files`` small Python files (100 a package, each importing two others), starts

@@ -1,4 +1,4 @@
-"""Exact match of single-line completions on held-out repository files (issue 11's acceptance).
+"""Exact match of single-line completions on held-out repository files (docs/default-model.md).
 
     .venv/bin/python bench/heldout_lines.py [--per-file 1] [--files N] [--adapter X.gguf]
         [--template auto|plain|gemma3-fim] [--order auto|psm|spm] [--ctx-size 4096]

@@ -1,11 +1,11 @@
-"""A whole HumanEval infilling set in resumable chunks, then one summary (issue 11's acceptance).
+"""A whole HumanEval infilling set in resumable chunks, then one summary (docs/default-model.md).
 
     .venv/bin/python bench/infill_chunks.py run --benchmark multi-line --dir DIR [--chunks 30]
         [-- CODEFILL BENCH INFILL OPTIONS, e.g. --threads 1 --workers 1 --adapter X --order spm]
     .venv/bin/python bench/infill_chunks.py summary DIR [--vs OTHER_DIR]
 
-The full multi-line set (5,815 tasks, up to 256 tokens each) is hours of CPU here, longer than
-one working session, so ``run`` splits the file into ``--chunks`` contiguous slices and runs each
+The full multi-line set (5,815 tasks, up to 256 tokens each) is hours of CPU here, too long to
+risk in one process, so ``run`` splits the file into ``--chunks`` contiguous slices and runs each
 as its own ``codefill bench infill --offset O --limit N`` (the product's completion path, one
 fresh model per slice), keeping each slice's results as ``chunk-OOOOO.jsonl.gz`` in DIR. A
 killed run loses only the slice it was in; run the same command again to go on. Slices are

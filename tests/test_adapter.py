@@ -230,7 +230,7 @@ def test_embedded_keyword_resolves_to_the_package_file(tmp_path: Path,
     assert shipped.parent.name == "adapters" and shipped.parent.parent.name == "models"
     assert shipped.is_file() and resolve_adapter(" embedded ") == shipped
     assert resolve_adapter(" ~/x.gguf ") == Path("~/x.gguf").expanduser()
-    assert Config().engine.adapter == ""  # opt-in (issue 11: it does not beat prefix-only)
+    assert Config().engine.adapter == ""  # opt-in, not the default (docs/default-model.md)
     # A package built without the file says so, and how to do without it.
     monkeypatch.setattr(adapter_mod, "EMBEDDED_ADAPTER", tmp_path / "gemma3-270m-fim.gguf")
     with pytest.raises(ModelError, match="ships no FIM adapter") as exc:

@@ -301,8 +301,9 @@ def test_embedded_270m_matches_llama_cpp_q4_k_m(embedded_model: Path,
     drops 100× (0.24 → 0.002). So the tolerance is statistical, from measurement (512 positions
     of 8 stdlib files: mean |Δ| 0.24, KL 0.007 nats, top-1 94.9 % with every disagreement at a
     near-tie, leader ahead by ≤ 0.39 logits, per-position correlation ≥ 0.9895), and each bound
-    is failed by every planted bug tried (docs/default-model.md: query scale 1/√160 instead of
-    1/√256 gives KL 0.067, top-1 84 %, a disagreement with a 0.63 lead, correlation 0.967)."""
+    is failed by every planted bug tried (docs/adapter-training-notes.md: query scale 1/√160
+    instead of 1/√256 gives KL 0.067, top-1 84 %, a disagreement with a 0.63 lead, correlation
+    0.967)."""
     ids, ref = _llama_logits(embedded_model, SNIPPET, 64)
     assert len(ids) == 64
     with torch.no_grad():
@@ -349,7 +350,7 @@ def test_lora_on_gemma3_starts_as_base_trains_adapters_only_and_merges(
         tiny: Gemma3ForCausalLM, ids: list[int]) -> None:
     """model/lora.py wraps Gemma 3's projections by name (q/k/v/o, gate/up/down); the q/k norms,
     the other norms and the tied embedding stay frozen (llama.cpp's adapters cannot carry
-    norms or, for a tied model, the embedding: docs/default-model.md)."""
+    norms or, for a tied model, the embedding: docs/adapter-training-notes.md)."""
     from model.lora import LoRALinear, apply_lora, merged_state_dict
 
     m = random_model(tiny.config)

@@ -1,6 +1,7 @@
-"""Gemma 3 FIM LoRA training (issue 11): tokenizer parity with the daemon, the gemma3-fim layout
-against ``assemble()``, middle-only loss, the licensed corpus, resumable data positions, and the
-trainer's exact resume — on a tiny random Gemma 3 (only the tokenizer test uses the real vocab).
+"""Gemma 3 FIM LoRA training (docs/adapter-training-notes.md): tokenizer parity with the daemon,
+the gemma3-fim layout against ``assemble()``, middle-only loss, the licensed corpus, resumable data
+positions, and the trainer's exact resume — on a tiny random Gemma 3 (only the tokenizer test uses
+the real vocab).
 """
 
 from __future__ import annotations

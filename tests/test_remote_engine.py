@@ -2,7 +2,8 @@
 
 Unit tests of the wire formats and budgets, then the real thing: llama.cpp's llama-server
 (built by scripts/build-llama-server) and llama-cpp-python's OpenAI-compatible server on
-127.0.0.1, with every fault of issue 10 injected through tests/remote_servers.FaultProxy.
+127.0.0.1, with every fault of docs/deployment.md ("What happens when the server misbehaves")
+injected through tests/remote_servers.FaultProxy.
 """
 
 from __future__ import annotations
