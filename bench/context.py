@@ -33,8 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lsp_server.config import Config, ContextConfig  # noqa: E402
-from lsp_server.context import WorkspaceIndex, context_budget  # noqa: E402
-from lsp_server.context.imports import language_of  # noqa: E402
+from lsp_server.completion.completer import Completer  # noqa: E402
+from lsp_server.context import WorkspaceIndex  # noqa: E402
+from lsp_server.context.imports import resolver_for  # noqa: E402
 
 
 def rss_kb() -> int:
@@ -108,9 +109,7 @@ def bench_requests(root: Path, n: int, seed: int, session) -> dict:  # noqa: ANN
     idx = WorkspaceIndex([root], ContextConfig(watch=False))
     idx.build()
     tok = session.tokenizer
-    cfg = session.config
-    budget = context_budget(session.engine.n_ctx - cfg.prompt.max_tokens - 1,
-                            cfg.prompt.context_share)
+    budget = session.context_allowance(Completer(session).budget())
     r = idx.roots[0]
     sources = sorted(p for p in r.graph.nodes if r.graph.deps(p))
     rng = random.Random(seed)
@@ -141,7 +140,7 @@ def bench_requests(root: Path, n: int, seed: int, session) -> dict:  # noqa: ANN
         with idx._lock:
             r.refresh(rel)
         edit.append((time.perf_counter() - t0) * 1000)
-        lang = language_of(rel)
+        lang = resolver_for(rel)
         line = {"python": "import os.path\nimport pkg0.m1\n",
                 "javascript": "import { c1 } from '../d0/c1';\n",
                 "go": ""}.get(lang.name if lang else "", "")

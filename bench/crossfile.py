@@ -32,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lsp_server.config import Config, ContextConfig  # noqa: E402
-from lsp_server.context import WorkspaceIndex, context_budget  # noqa: E402
+from lsp_server.completion.completer import Completer, Cursor  # noqa: E402
+from lsp_server.context import WorkspaceIndex  # noqa: E402
 
 DEFAULT_PACKAGES = "pathspec,watchdog,gguf,pygls,_pytest,pluggy,cattrs,jinja2,requests,urllib3"
 
@@ -162,21 +163,21 @@ def main() -> None:
         indexes: dict[str, WorkspaceIndex] = {}
         with ModelSession(config) as session:
             session.engine.wait_ready()
-            total = session.engine.n_ctx - args.max_tokens - 1
-            budget = context_budget(total, config.prompt.context_share)
+            completer = Completer(session, config)
             t0 = time.perf_counter()
             for i, t in enumerate(tasks):
                 if t.package not in indexes:
                     idx = WorkspaceIndex([tmp / t.package], ContextConfig(watch=False))
                     idx.build()
                     indexes[t.package] = idx
-                sel = indexes[t.package].select_context(tmp / t.package / t.path, t.prefix,
-                                                        t.suffix, session.tokenizer, budget)
+                cursor = Cursor(t.prefix, t.suffix, t.path, str(tmp / t.package / t.path))
+                sel = Completer(session, config, context=indexes[t.package]).select_context(
+                    cursor, completer.budget())
+                assert sel is not None
                 row = {**asdict(t), "context_files": [f.path for f in sel.files]}
                 del row["prefix"], row["suffix"]
                 for mode, ctx in (("without", []), ("with", sel.files)):
-                    c = session.complete(t.prefix, t.suffix, path=t.path, single_line=True,
-                                         max_tokens=args.max_tokens, context=ctx)
+                    c = completer.complete(cursor, single_line=True, context=ctx)
                     pred = c.text.split("\n", 1)[0]
                     row[mode] = {"prediction": pred,
                                  "exact": pred.strip() == t.target.strip(),

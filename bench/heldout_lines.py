@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lsp_server.cli.common import add_model_options, config_from_args  # noqa: E402
-from lsp_server.completion.backend import open_backend  # noqa: E402
+from lsp_server.completion.completer import Completer, Cursor  # noqa: E402
+from lsp_server.completion.factory import open_backend  # noqa: E402
 from lsp_server.config import ContextConfig  # noqa: E402
 from lsp_server.context.graph import DependencyGraph  # noqa: E402
 from lsp_server.context.packing import TokenCounter  # noqa: E402
@@ -104,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend.wait_ready()
         count = TokenCounter(backend.tokenizer, capacity=1 << 12)
-        # The daemon's context budget: its share of the prompt; the assembler cuts the rest.
-        budget = int(backend.n_ctx * config.prompt.context_share)
+        completer = Completer(backend, config)
+        # The daemon's context allowance: exactly what the prompt's layout gives context.
+        budget = backend.context_allowance(completer.budget(a.max_tokens))
         ctx_cfg = ContextConfig()
         outlines: dict = {}
         rows = []
@@ -114,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             files = select_for_target(graph, texts, task.path, count, budget, ctx_cfg,
                                       outlines).files
             t0 = time.monotonic()
-            c = backend.complete(task.prefix, task.suffix, path=task.path, single_line=True,
-                                 max_tokens=a.max_tokens, context=files, language=LANGUAGE)
+            c = completer.complete(Cursor(task.prefix, task.suffix, task.path, language=LANGUAGE),
+                                   single_line=True, max_tokens=a.max_tokens, context=files)
             row = {"path": task.path, "line": task.line + 1, "expected": task.expected,
                    "completion": c.text, "exact": exact_match(c.text, task.expected),
                    "latency_s": round(time.monotonic() - t0, 3),

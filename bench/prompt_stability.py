@@ -60,7 +60,7 @@ def replay(tok, template: str, order: Order | None, sticky: float, chars: int,  
         for i in range(len(span) + 1):
             t = time.perf_counter()
             p = assemble(get_template(template), tok, prefix=before + span[:i], suffix=after,
-                         budget=Budget(n_ctx - max_tokens - 1, sticky_share=sticky),
+                         budget=Budget.for_window(n_ctx, max_tokens, sticky_share=sticky),
                          path=f.name, context=context, order=order)
             seconds.append(time.perf_counter() - t)
             if prev is not None:  # the first prompt of a file is evaluated whole either way

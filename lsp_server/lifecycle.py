@@ -1,4 +1,5 @@
-"""The model's life in the server: load in the background, report progress, reload on change.
+"""The server process's lives: the model (load in the background, report progress, reload when
+the settings it was loaded with change) and the editor that started us (exit when it dies).
 
 No LSP types: the server passes callbacks for progress and messages.
 """
@@ -7,12 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import os
 from typing import Callable
 
-from .completion.backend import CompletionBackend, open_backend
+from .completion.backend import CompletionBackend
+from .completion.factory import open_backend
 from .config import Config
 from .engine.types import EngineError
 from .errors import CodefillError
+from .settings import Settings
+
+log = logging.getLogger("codefill.server")
 
 Notify = Callable[[str, str], None]  # (state, detail)
 
@@ -20,16 +27,26 @@ Notify = Callable[[str, str], None]  # (state, detail)
 class ModelHost:
     """Owns the current :class:`ModelSession`; states: idle, loading, ready, failed."""
 
-    def __init__(self, config: Config, notify: Notify | None = None,
+    def __init__(self, settings: Settings | Config, notify: Notify | None = None,
                  on_health: Notify | None = None) -> None:
-        self.config = config
+        self.settings = Settings.of(settings)
         self.session: CompletionBackend | None = None
         self._on_health = on_health
         self.state = "idle"
         self.error = ""
         self._notify = notify or (lambda state, detail: None)
         self._task: asyncio.Task | None = None
-        self._loaded_engine: object | None = None
+        self._loaded_with: tuple[object, ...] | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.settings.config
+
+    @staticmethod
+    def _load_settings(config: Config) -> tuple[object, ...]:
+        """The settings a loaded backend depends on: changing any of them means a reload."""
+        return (dataclasses.replace(config.engine), dataclasses.replace(config.remote),
+                config.prompt.template)
 
     @property
     def ready(self) -> CompletionBackend | None:
@@ -50,6 +67,7 @@ class ModelHost:
         # "loading" before the old backend closes (which can take a while): the status must
         # never pair the old "ready" with the new settings.
         self.error = ""
+        loading_with = self._load_settings(self.config)
         remote = bool(self.config.remote.url.strip())
         old, self.session = self.session, None
         self._set("loading", "connecting to the remote engine" if remote else "resolving the model")
@@ -57,7 +75,7 @@ class ModelHost:
             await asyncio.to_thread(old.close)
         try:
             session = await asyncio.to_thread(
-                open_backend, self.config, progress=lambda msg: self._notify("loading", msg),
+                open_backend, self.settings, progress=lambda msg: self._notify("loading", msg),
                 on_health=self._on_health)
             self.session = session
             self._set("loading", f"{'probing' if remote else 'loading'} {session.label}")
@@ -70,16 +88,15 @@ class ModelHost:
             self.error = f"model load failed: {exc}"
             self._set("failed", self.error)
             return
-        self._loaded_engine = (dataclasses.replace(self.config.engine),
-                               dataclasses.replace(self.config.remote))
+        self._loaded_with = loading_with
         self._set("ready", session.label)
 
     def needs_reload(self) -> bool:
-        """Engine settings or the template changed since the model was loaded."""
+        """The engine, remote or template settings changed since the model was loaded (the
+        snapshot taken when loading began, never the live tree every component shares)."""
         if self.session is None:
             return self.state != "loading"
-        return (self._loaded_engine != (self.config.engine, self.config.remote)
-                or self.session.config.prompt.template != self.config.prompt.template)
+        return self._loaded_with != self._load_settings(self.config)
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():
@@ -101,3 +118,28 @@ class ModelHost:
                 "architecture": None, "template": None, "template_reason": None,
                 "context_size": None, "engine": None})
         return out
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def watch_parent(pid: int | None) -> asyncio.Task | None:
+    """Exit when the editor process that started us dies (LSP initialize ``processId``)."""
+    if not pid or pid == os.getpid():
+        return None
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if not pid_alive(pid):
+                log.info("parent process %s is gone; exiting", pid)
+                os._exit(0)
+
+    return asyncio.get_running_loop().create_task(watch())

@@ -1,1 +1,1 @@
-"""codefill training tools: Gemma in torch, FIM transform, multi-file packing (see issue 7)."""
+"""codefill training tools: Gemma in torch, FIM transform, multi-file packing (docs/training.md)."""

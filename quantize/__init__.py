@@ -1,1 +1,1 @@
-"""codefill quantize: checkpoint → GGUF conversion and quantization (see issue 6)."""
+"""codefill quantize: checkpoint → GGUF conversion and quantization (docs/quantize.md)."""

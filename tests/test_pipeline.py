@@ -12,7 +12,9 @@ from lsp_server.completion.backend import CompletionBackend, InfillRequest, List
 from lsp_server.completion.pipeline import CompletionRequest, Pipeline
 from lsp_server.config import load_config
 from lsp_server.engine.types import EngineCounters, StopReason, TokenEvent, TokenStream
-from lsp_server.prompt.assemble import ContextFile
+from lsp_server.context import ContextSelection
+from lsp_server.prompt.assemble import Budget, ContextFile
+from lsp_server.settings import Settings
 
 
 class ScriptedBackend(CompletionBackend):
@@ -21,7 +23,7 @@ class ScriptedBackend(CompletionBackend):
     kind = "local"
 
     def __init__(self) -> None:
-        self.config, _ = load_config({})
+        self.settings = Settings()
         self.requests: list[InfillRequest] = []
         self.streams: list[TokenStream] = []
 
@@ -32,6 +34,9 @@ class ScriptedBackend(CompletionBackend):
 
     def wait_ready(self, timeout: float | None = None) -> None:
         pass
+
+    def context_allowance(self, budget: Budget) -> int:
+        return budget.context_allowance(0)
 
     def generate(self, req: InfillRequest, listener: Listener | None = None) -> TokenStream:
         stream = TokenStream(request=req, listener=listener)
@@ -152,16 +157,19 @@ def test_speculation_after_an_accept_keeps_the_request_s_file() -> None:
     path and the repository context first), so it lost the engine's KV cache twice (there and
     back) and its suggestion lacked the repository context."""
     backend = ScriptedBackend()
-    seen: list[CompletionRequest] = []
+    seen: list[tuple[str, str, int]] = []
 
-    def context(r: CompletionRequest, session: Any, n: int) -> list[ContextFile]:
-        seen.append(r)
-        return [ContextFile("pkg/util.py", "def helper(): ...\n")]
+    class Context:
+        def select_context(self, path: str, prefix: str, suffix: str, tokenizer: Any,
+                           budget_tokens: int) -> ContextSelection:
+            seen.append((path, prefix, budget_tokens))
+            return ContextSelection([ContextFile("pkg/util.py", "def helper(): ...\n")], [],
+                                    budget_tokens, 0)
 
     async def run() -> None:
         config, _ = load_config({"completion": {"debounce_min_ms": 0, "debounce_max_ms": 0,
                                                 "mode": "multi"}})
-        p = Pipeline(config, lambda: backend, context=context)
+        p = Pipeline(config, lambda: backend, context=Context())
         served = CompletionRequest("file:///ws/pkg/a.py", DOC, len("total = compute("), "python",
                                    "pkg/a.py", "/ws/pkg/a.py")
         first = asyncio.create_task(p.complete(served))
@@ -176,8 +184,9 @@ def test_speculation_after_an_accept_keeps_the_request_s_file() -> None:
         assert p.counters.speculative == 1
         assert spec.prefix == "total = compute(args)" and spec.path == "pkg/a.py"
         assert [f.path for f in spec.context] == ["pkg/util.py"]
-        assert (seen[1].file_path, seen[1].language, seen[1].offset) == \
-            ("/ws/pkg/a.py", "python", len("total = compute(args)"))
+        assert seen[1][:2] == ("/ws/pkg/a.py", "total = compute(args)")
+        # The context share of the backend's one budget: (4096 - 64 - 1) * 0.35.
+        assert seen[1][2] == int((4096 - 64 - 1) * 0.35)
         finish(backend.streams[1])
 
     asyncio.run(run())

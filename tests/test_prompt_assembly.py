@@ -262,3 +262,33 @@ def test_text_sentinels_are_tokenized_as_text() -> None:
                                     "<|fim_prefix|>P<|fim_suffix|>S<|fim_middle|>")
     spelled = sum(len(x) for x in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
     assert p.n_special == 1 + spelled + 2 * len("<|file_separator|>")
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-coder", "codegemma", "codellama", "plain"])
+def test_context_that_fills_its_allowance_fits_the_prompt(name: str) -> None:
+    """The budget's context allowance is the split assemble applies: context selected to fill
+    it exactly (costed as the packer costs files) is all in the prompt, and one token more of
+    context would not be allowed."""
+    from lsp_server.context.packing import file_cost, reserve
+    from lsp_server.prompt.assemble import fixed_tokens
+
+    tok = CharTokenizer()
+    template = get_template(name)
+    budget = Budget.for_window(1200, 64, context_share=0.35)
+    assert budget.total == 1200 - 64 - 1
+    allowance = budget.context_allowance(fixed_tokens(template, tok))
+    count = lambda text: len(tok.tokenize(text))  # noqa: E731
+    room = allowance - reserve(count, "main.py", "")
+    files, left = [], room
+    for i in range(100):  # files of 40 characters until the allowance is spent
+        f = ContextFile(f"pkg/m{i}.py", "v = 1\n" * 6 + "w = 22\n")
+        cost = file_cost(count, f.path, f.text)
+        if cost > left:
+            break
+        files.append(f)
+        left -= cost
+    assert files and left < file_cost(count, files[0].path, files[0].text)
+    p = assemble(template, tok, prefix="x = 1\n" * 400, suffix="y\n" * 50, budget=budget,
+                 path="main.py", context=files)
+    assert p.context_files == [f.path for f in files]
+    assert p.n_context <= allowance and len(p.tokens) <= budget.total

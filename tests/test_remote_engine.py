@@ -14,7 +14,11 @@ from typing import Iterator
 
 import pytest
 
-from lsp_server.completion.backend import InfillRequest, open_backend
+from bench.common import (fim_test_model, llama_server_binary, openai_server_available,
+                          start_llama_server, start_openai_server, why_no_llama_server)
+from lsp_server.completion.backend import InfillRequest
+from lsp_server.completion.completer import complete_text
+from lsp_server.completion.factory import open_backend
 from lsp_server.completion.remote_session import RemoteSession
 from lsp_server.config import Config
 from lsp_server.engine.remote import RemoteError, RemoteRequest, get_api
@@ -22,9 +26,7 @@ from lsp_server.engine.remote.http import Endpoint
 from lsp_server.engine.types import EngineError, StopReason
 from lsp_server.errors import CodefillError
 from lsp_server.prompt.assemble import ContextFile
-from tests.remote_servers import (FaultProxy, fim_test_model, llama_server_binary,
-                                  openai_server_available, start_llama_server,
-                                  start_openai_server, why_no_llama_server)
+from tests.remote_servers import FaultProxy
 
 PREFIX = "import math\n\n\ndef circle_area(radius):\n    return "
 SUFFIX = "\n\n\nprint(circle_area(2))\n"
@@ -202,7 +204,7 @@ def test_the_api_key_comes_from_the_environment_and_stays_out_of_messages(
         proxy.set("status", status=401, body={"error": {"message": "invalid api key"}})
         session = RemoteSession(remote_config(proxy.url))
         with pytest.raises(EngineError) as err:
-            session.complete(PREFIX, SUFFIX)
+            complete_text(session, PREFIX, SUFFIX)
         assert f"${KEY_ENV}" in str(err.value) and "401" in str(err.value)
         assert "sk-test-key-0123" not in str(err.value)
         assert "sk-test-key-0123" not in str(session.status())
@@ -215,7 +217,7 @@ def test_server_down_is_retried_then_reported() -> None:
         proxy.set("down")
         session = RemoteSession(remote_config(proxy.url))
         with pytest.raises(EngineError, match="connection refused"):
-            session.complete(PREFIX, SUFFIX)
+            complete_text(session, PREFIX, SUFFIX)
         assert session.engine.health.retries == 2
         assert session.status()["remote"]["health"] == "failing"
 
@@ -232,7 +234,7 @@ def test_bad_answers_get_a_clear_error_without_retry(mode: str, kwargs: dict, me
         proxy.set(mode, **kwargs)
         session = RemoteSession(remote_config(proxy.url))
         with pytest.raises(EngineError, match=message):
-            session.complete(PREFIX, SUFFIX)
+            complete_text(session, PREFIX, SUFFIX)
         assert len(posts(proxy)) == 1
         assert session.engine.health.state == "failing"
 
@@ -242,7 +244,7 @@ def test_fallback_to_the_local_engine_when_the_remote_is_down() -> None:
         proxy.set("down")
         cfg = remote_config(proxy.url, fallback=True, retries=0)
         with open_backend(cfg) as session:
-            c = session.complete(PREFIX, SUFFIX, max_tokens=4)
+            c = complete_text(session, PREFIX, SUFFIX, max_tokens=4)
             assert c.stats.n_generated > 0  # the local model answered
             assert session.status()["remote"]["fallbacks"] == 1
             assert session.status()["fallback"]["backend"] == "local"
@@ -275,7 +277,7 @@ def test_infill_streams_with_repository_context(proxy: FaultProxy) -> None:
     session = RemoteSession(remote_config(proxy.url))
     session.wait_ready()
     assert session.n_ctx == 2048  # from /props
-    c = session.complete(PREFIX, SUFFIX, path="geometry/main.py", context=[HELPER],
+    c = complete_text(session, PREFIX, SUFFIX, path="geometry/main.py", context=[HELPER],
                          single_line=False, max_tokens=6)
     assert c.stats.n_generated > 0 and c.stats.n_prompt > 0
     req = [r for r in proxy.requests if r.path == "/infill"][-1]
@@ -284,7 +286,7 @@ def test_infill_streams_with_repository_context(proxy: FaultProxy) -> None:
     assert body["input_prefix"] == PREFIX and body["input_suffix"] == SUFFIX
     assert body["cache_prompt"] and body["stream"] and body["n_predict"] == 6
     # The same prompt again: the server's KV cache holds it.
-    again = session.complete(PREFIX, SUFFIX, path="geometry/main.py", context=[HELPER],
+    again = complete_text(session, PREFIX, SUFFIX, path="geometry/main.py", context=[HELPER],
                              single_line=False, max_tokens=6)
     assert again.text == c.text  # greedy
     assert again.stats.n_reused >= c.stats.n_prompt - 1
@@ -295,7 +297,7 @@ def test_infill_streams_with_repository_context(proxy: FaultProxy) -> None:
 def test_plain_template_uses_completion(proxy: FaultProxy) -> None:
     cfg = remote_config(proxy.url)
     cfg.prompt.template = "plain"
-    c = RemoteSession(cfg).complete(PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
+    c = complete_text(RemoteSession(cfg), PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
     assert c.stats.n_generated > 0
     body = proxy.requests[-1].json
     assert proxy.requests[-1].path == "/completion"
@@ -331,7 +333,7 @@ def test_slow_server_hits_the_read_timeout(proxy: FaultProxy) -> None:
     proxy.set("slow", delay=30)
     session = RemoteSession(remote_config(proxy.url, read_timeout_ms=500, retries=0))
     with pytest.raises(EngineError, match="did not answer in time"):
-        session.complete(PREFIX, SUFFIX, max_tokens=4)
+        complete_text(session, PREFIX, SUFFIX, max_tokens=4)
 
 
 @needs_llama_server
@@ -340,7 +342,7 @@ def test_busy_server_is_retried_with_backoff(proxy: FaultProxy, status: int,
                                              headers: dict[str, str]) -> None:
     proxy.set("status", status=status, headers=headers, fail_times=2, only_paths=["/infill"])
     session = RemoteSession(remote_config(proxy.url))
-    c = session.complete(PREFIX, SUFFIX, max_tokens=4)
+    c = complete_text(session, PREFIX, SUFFIX, max_tokens=4)
     assert c.stats.n_generated > 0
     assert session.engine.health.retries == 2 and len(posts(proxy)) == 3
     assert session.engine.health.state == "ok"
@@ -351,7 +353,7 @@ def test_stream_cut_midway_is_an_error(proxy: FaultProxy) -> None:
     proxy.set("cut", cut_after_events=2)
     session = RemoteSession(remote_config(proxy.url))
     with pytest.raises(EngineError, match="stopped before its end|broke mid-answer"):
-        session.complete(PREFIX, SUFFIX, single_line=False, max_tokens=16)
+        complete_text(session, PREFIX, SUFFIX, single_line=False, max_tokens=16)
     assert len(posts(proxy)) == 1  # text had arrived: no silent retry
 
 
@@ -360,10 +362,10 @@ def test_recovers_when_the_server_comes_back(proxy: FaultProxy) -> None:
     proxy.set("down")
     session = RemoteSession(remote_config(proxy.url, retries=0))
     with pytest.raises(EngineError):
-        session.complete(PREFIX, SUFFIX, max_tokens=4)
+        complete_text(session, PREFIX, SUFFIX, max_tokens=4)
     assert session.engine.health.state == "failing"
     proxy.set("pass")
-    assert session.complete(PREFIX, SUFFIX, max_tokens=4).stats.n_generated > 0
+    assert complete_text(session, PREFIX, SUFFIX, max_tokens=4).stats.n_generated > 0
     assert session.engine.health.state == "ok"
 
 
@@ -374,10 +376,10 @@ def test_real_server_with_an_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyP
         monkeypatch.setenv(KEY_ENV, "wrong-key-13")
         session = RemoteSession(remote_config(srv.url))
         with pytest.raises(EngineError, match=f"401.*check the API key in \\${KEY_ENV}") as err:
-            session.complete(PREFIX, SUFFIX, max_tokens=4)
+            complete_text(session, PREFIX, SUFFIX, max_tokens=4)
         assert "wrong-key-13" not in str(err.value)
         monkeypatch.setenv(KEY_ENV, "right-key-42")
-        assert session.complete(PREFIX, SUFFIX, max_tokens=4).stats.n_generated > 0
+        assert complete_text(session, PREFIX, SUFFIX, max_tokens=4).stats.n_generated > 0
 
 
 # --- llama-cpp-python's OpenAI-compatible server ------------------------------------------------
@@ -398,7 +400,7 @@ def test_openai_raw_prompt_streams(openai_server: object) -> None:
     with FaultProxy(openai_server.url) as proxy:  # type: ignore[attr-defined]
         cfg = remote_config(proxy.url, api="openai", openai_fim="raw", model="m")
         cfg.prompt.template = "plain"
-        c = RemoteSession(cfg).complete(PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
+        c = complete_text(RemoteSession(cfg), PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
         assert c.stats.n_generated > 0
         body = proxy.requests[-1].json
         assert proxy.requests[-1].path == "/v1/completions"
@@ -408,7 +410,7 @@ def test_openai_raw_prompt_streams(openai_server: object) -> None:
 def test_openai_suffix_mode_sends_prompt_and_suffix(openai_server: object) -> None:
     with FaultProxy(openai_server.url) as proxy:  # type: ignore[attr-defined]
         cfg = remote_config(proxy.url, api="openai")
-        c = RemoteSession(cfg).complete(PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
+        c = complete_text(RemoteSession(cfg), PREFIX, SUFFIX, context=[HELPER], max_tokens=4)
         assert c.stop
         body = proxy.requests[-1].json
         assert body["suffix"] == SUFFIX and body["prompt"].endswith(PREFIX)
@@ -521,12 +523,12 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 def test_tls_certificates_are_verified_by_default(tls_server: tuple[str, Path]) -> None:
     url, cert = tls_server
     with pytest.raises(EngineError, match="TLS certificate.*not trusted.*remote.ca_file"):
-        RemoteSession(remote_config(url, retries=0)).complete("def sq(x):\n    return ", "")
+        complete_text(RemoteSession(remote_config(url, retries=0)), "def sq(x):\n    return ", "")
     trusted = RemoteSession(remote_config(url, ca_file=str(cert)))
-    assert trusted.complete("def sq(x):\n    return ", "").text == "x * x"
+    assert complete_text(trusted, "def sq(x):\n    return ", "").text == "x * x"
     assert trusted.n_ctx == 1024
     unverified = RemoteSession(remote_config(url, verify_tls=False))
-    assert unverified.complete("def sq(x):\n    return ", "").text == "x * x"
+    assert complete_text(unverified, "def sq(x):\n    return ", "").text == "x * x"
 
 
 @needs_llama_server
@@ -536,7 +538,7 @@ def test_context_size_is_learned_when_the_server_comes_up_late(proxy: FaultProxy
     session.wait_ready()  # the probe fails: the setting stands in
     assert session.n_ctx == 4096
     proxy.set("pass")
-    session.complete(PREFIX, SUFFIX, max_tokens=2)
+    complete_text(session, PREFIX, SUFFIX, max_tokens=2)
     deadline = time.monotonic() + 30
     while session.n_ctx != 2048:
         assert time.monotonic() < deadline, "the server's context size was never probed"

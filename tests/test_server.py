@@ -16,8 +16,8 @@ from typing import Iterator
 import pytest
 from lsprotocol import types
 
+from bench.common import NEOVIM_CAPABILITIES, Harness
 from tests.conftest import REPO
-from tests.lsp_harness import NEOVIM_CAPABILITIES, Harness
 
 pytestmark = pytest.mark.model
 
@@ -262,6 +262,29 @@ def test_invalid_settings_are_reported(h: Harness) -> None:
     h.run(_set(h, {"completion": {"mode": "sometimes"}, "prompt": {"max_tokens": 16}}))
     assert any("completion.mode" in m.message for m in h.messages[n:])
     assert h.status()["settings"]["mode"] == "auto"
+
+
+def test_changing_only_the_template_changes_the_next_prompt(h: Harness) -> None:
+    """prompt.template alone must reload the model with the new layout. Every component reads
+    the one settings holder, so the reload decision compares the settings the model was loaded
+    with, not the live tree (which once made the comparison always equal)."""
+    uri = h.open(h.root / "template.py", CODE)
+    assert h.status()["model"]["template"] == "plain"
+    h.logs.clear()
+    h.run(_set(h, {"completion": {"debounce_min_ms": 0}, "prompt": {"template": "gemma3-fim"}}))
+    deadline = time.monotonic() + 120
+    while (st := h.status()["model"])["state"] != "ready" or st["template"] != "gemma3-fim":
+        assert st["state"] != "failed" and time.monotonic() < deadline, st
+        time.sleep(0.1)
+    h.logs.clear()
+    h.inline(uri, *CURSOR)
+    prompts = [m for m in h.logs if "template.py: prompt" in m]
+    assert prompts and prompts[-1].endswith("(gemma3-fim)"), h.logs[-10:]
+    h.run(_set(h, {"completion": {"debounce_min_ms": 0}}))  # back to "auto": plain again
+    deadline = time.monotonic() + 120
+    while (st := h.status()["model"])["state"] != "ready" or st["template"] != "plain":
+        assert st["state"] != "failed" and time.monotonic() < deadline, st
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize(("uri_kind", "line", "char"), [

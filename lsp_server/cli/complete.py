@@ -6,12 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..completion.backend import CompletionBackend, open_backend
+from ..completion.backend import CompletionBackend
+from ..completion.completer import Completer, Cursor
+from ..completion.factory import open_backend
 from ..completion.session import ModelSession
-from ..context import WorkspaceIndex, context_budget
+from ..context import WorkspaceIndex
 from ..errors import CodefillError
 from .context import find_root
-from ..documents import language_of, read_source, split_at
+from ..documents import read_source, split_at
+from ..languages import language_of
 from .common import add_model_options, add_remote_options, config_from_args, progress
 
 HELP = "complete the code at a cursor position in a file and print the suggestion"
@@ -59,16 +62,9 @@ def run(args: argparse.Namespace) -> int:
         index = WorkspaceIndex([root], config.context)
         index.build()
     with open_backend(config, progress=progress) as session:
-        session.wait_ready()
-        files: list = []
-        if index is not None:
-            n = args.max_tokens or config.prompt.max_tokens
-            total = session.n_ctx - n - 1
-            sel = index.select_context(file, prefix, suffix, session.tokenizer,
-                                       context_budget(total, config.prompt.context_share))
-            files = list(sel.files)
-        result = session.complete(prefix, suffix, path=rel, single_line=args.single_line,
-                                  language=language_of(args.file), context=files)
+        result = Completer(session, config, context=index).complete(
+            Cursor(prefix, suffix, rel, str(file), language_of(args.file)),
+            single_line=args.single_line, max_tokens=args.max_tokens)
     sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))
     if args.verbose:
         _report(session, result)

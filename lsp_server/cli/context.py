@@ -14,8 +14,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ..completion.completer import Completer, Cursor
 from ..completion.session import ModelSession
-from ..context import ContextSelection, WorkspaceIndex, context_budget
+from ..context import ContextSelection, WorkspaceIndex
 from ..documents import read_source, split_at
 from ..errors import CodefillError
 from .common import add_model_options, config_from_args, progress
@@ -75,14 +76,15 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     index.build()
     t_index = time.perf_counter() - t0
+    rel = file.relative_to(root).as_posix()
     with ModelSession(config, progress=progress if not args.json else None) as session:
-        tok = session.tokenizer
-        total = session.engine.n_ctx - config.prompt.max_tokens - 1
-        budget = args.budget if args.budget is not None else context_budget(
-            total, config.prompt.context_share)
-        rel = file.relative_to(root).as_posix()
-        sel = index.select_context(file, prefix, suffix, tok, budget)
-        prompt = session.build_prompt(prefix, suffix, path=rel, context=sel.files)
+        completer = Completer(session, config, context=index)
+        budget = completer.budget()
+        sel = completer.select_context(Cursor(prefix, suffix, rel, str(file)), budget,
+                                       tokens=args.budget)
+        assert sel is not None  # a context source and a file path were given
+        prompt = session.build_prompt(prefix, suffix, path=rel, context=sel.files,
+                                      budget=budget)
         rendered = session.engine.llama.detokenize(prompt.tokens, special=True).decode(
             "utf-8", errors="replace") if args.show_prompt else ""
     stats = index.stats()

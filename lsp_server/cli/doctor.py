@@ -94,6 +94,7 @@ def _cache() -> Check:
 
 
 def _model(path: str, load: bool) -> list[Check]:
+    from ..completion.completer import complete_text
     from ..completion.session import ModelSession
 
     config = Config()
@@ -117,7 +118,7 @@ def _model(path: str, load: bool) -> list[Check]:
         return checks
     try:
         with session:
-            result = session.complete("def add(a, b):\n    return", "", max_tokens=4)
+            result = complete_text(session, "def add(a, b):\n    return", "", max_tokens=4)
         checks.append(Check("generation", True,
                             f"loaded in {session.engine.load_seconds or 0:.2f} s, "
                             f"{result.stats.n_generated} token(s) in "

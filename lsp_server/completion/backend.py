@@ -1,26 +1,25 @@
-"""The interface between the completion pipeline and whatever generates: the in-process
-llama.cpp engine (:class:`~lsp_server.completion.session.ModelSession`) or a remote engine
-(:class:`~lsp_server.completion.remote_session.RemoteSession`).
+"""The interface between the completion path and whatever generates: the in-process llama.cpp
+engine (:class:`~lsp_server.completion.session.ModelSession`) or a remote engine
+(:class:`~lsp_server.completion.remote_session.RemoteSession`); :func:`open_backend` in
+:mod:`lsp_server.completion.factory` picks one.
 
-The pipeline, the CLI and the benchmarks only use this interface, so they do not know which
-one runs. A backend turns a cursor (prefix, suffix, context files) into a token stream; stop
-rules, post-processing, caching and context selection stay in the daemon.
+The completion path (:mod:`lsp_server.completion.completer`) only uses this interface, so it
+does not know which one runs. A backend owns the prompt budget of its context window (in its own
+units) and turns a request (prefix, suffix, context files) into a token stream; stop rules,
+post-processing, caching and context selection stay in the daemon.
 """
 
 from __future__ import annotations
 
 import abc
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..config import Config
-from ..engine.types import EngineCounters, EngineError, GenerationStats, StopReason, TokenEvent, \
-    TokenStream
-from ..models.resolve import Progress
-from ..prompt.assemble import ContextFile
+from ..engine.types import EngineCounters, GenerationStats, TokenEvent, TokenStream
+from ..prompt.assemble import Budget, ContextFile
 from ..prompt.tokens import Tokenizer
-from .rules import SuggestionContext, decide_single_line, first_cut, postprocess
+from ..settings import Settings
 
 Listener = Callable[[TokenEvent | None], None]
 
@@ -36,6 +35,8 @@ class InfillRequest:
     context: Sequence[ContextFile] = ()
     """Repository-context files in prompt order."""
     max_tokens: int = 64
+    budget: Budget | None = None
+    """The prompt budget in the backend's units (None: the backend's own for ``max_tokens``)."""
     time_budget_s: float | None = None
     temperature: float = 0.0
     seed: int = 0
@@ -52,19 +53,38 @@ class Completion:
     stop: str
     """Why the suggestion ended: an engine stop reason or the stop rule that cut it."""
     timings: dict[str, float] = field(default_factory=dict)
+    context: Any = None
+    """The context source's selection (files, status, timing), None without one."""
 
 
 class CompletionBackend(abc.ABC):
     """What generates suggestions for the pipeline."""
 
-    config: Config
+    settings: Settings
+    """The settings holder the backend reads its prompt settings from at every request."""
     kind: str = ""
     """'local' or the remote API name."""
+
+    @property
+    def config(self) -> Config:
+        return self.settings.config
 
     @property
     @abc.abstractmethod
     def n_ctx(self) -> int:
         """Context window in tokens that prompts are budgeted to."""
+
+    def budget(self, max_tokens: int) -> Budget:
+        """The prompt budget of one request that generates up to ``max_tokens``: the context
+        window less the allowance, split by the prompt settings (in the backend's units)."""
+        p = self.config.prompt
+        return Budget.for_window(self.n_ctx, max_tokens, context_share=p.context_share,
+                                 suffix_share=p.suffix_share, sticky_share=p.sticky_cut)
+
+    @abc.abstractmethod
+    def context_allowance(self, budget: Budget) -> int:
+        """Tokens (counted with :attr:`tokenizer`) that repository context may fill in a
+        prompt of ``budget``: exactly what the prompt's layout will let it use."""
 
     @property
     @abc.abstractmethod
@@ -97,58 +117,6 @@ class CompletionBackend(abc.ABC):
     def close(self) -> None:
         """Stop generating and free resources."""
 
-    def complete(self, prefix: str, suffix: str, *, path: str = "",
-                 single_line: bool | None = None, max_tokens: int | None = None,
-                 context: Sequence[ContextFile] = (), language: str = "",
-                 disabled_rules: frozenset[str] = frozenset(), temperature: float = 0.0,
-                 seed: int = 0) -> Completion:
-        """One suggestion for the cursor between ``prefix`` and ``suffix``, synchronously.
-
-        The same stop rules and post-processors as the language server's pipeline
-        (lsp_server/completion/rules); ``single_line`` None decides like the server's 'auto'
-        mode. ``disabled_rules`` switches rules off by name (for ablations). ``temperature``
-        0 is greedy; above 0 samples with ``seed`` (pass@k benchmarks).
-        """
-        t0 = time.monotonic()
-        self.wait_ready()
-        t_ready = time.monotonic()
-        if single_line is None:
-            single_line = decide_single_line(prefix, suffix, language)
-        ctx = SuggestionContext(prefix=prefix[-4096:], suffix=suffix[:4096], language=language,
-                                single_line=single_line)
-        n = max_tokens or self.config.prompt.max_tokens
-        stream = self.generate(InfillRequest(
-            prefix=prefix, suffix=suffix, path=path, context=tuple(context), max_tokens=n,
-            time_budget_s=self.config.engine.time_budget_ms / 1000, temperature=temperature,
-            seed=seed))
-        t_prompt = time.monotonic()
-        text, stop = "", ""
-        for ev in stream:
-            text += ev.text
-            cut = first_cut(text, ctx, disabled_rules)
-            if cut is not None:
-                text, stop = text[:cut[0]], cut[1]
-                stream.cancel()
-                break
-        stats = stream.wait()
-        if stats.stop_reason is StopReason.ERROR:
-            raise EngineError(stats.error or "generation failed")
-        if not stop:
-            stop = stats.stop_reason.value if stats.stop_reason else "unknown"
-        text, changed_by = postprocess(text, ctx, disabled_rules)
-        if changed_by:
-            stop += f" (post-processed: {', '.join(changed_by)})"
-        return Completion(text=text, prompt=stream.prompt, stats=stats, stop=stop, timings={
-            "model_load": self.load_seconds,
-            "wait_ready": t_ready - t0,
-            "prompt_build": t_prompt - t_ready,
-            "queued": stats.t_queued,
-            "prompt_eval": stats.t_prompt_eval,
-            "first_token": stats.t_first_token or 0.0,
-            "generation_total": stats.t_total,
-            "total": time.monotonic() - t0,
-        })
-
     @property
     def load_seconds(self) -> float:
         return 0.0
@@ -159,16 +127,3 @@ class CompletionBackend(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def open_backend(config: Config, *, progress: Progress | None = None,
-                 on_health: Callable[[str, str], None] | None = None) -> CompletionBackend:
-    """The backend ``config`` asks for: a remote engine when remote.url is set, else the local
-    llama.cpp engine (model resolution and loading start here; see ``wait_ready``).
-    ``on_health`` hears a remote engine going from answering to failing and back."""
-    if config.remote.url.strip():
-        from .remote_session import RemoteSession
-
-        return RemoteSession(config, progress=progress, on_health=on_health)
-    from .session import ModelSession
-
-    return ModelSession(config, progress=progress)

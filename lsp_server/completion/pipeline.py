@@ -1,8 +1,9 @@
 """The completion pipeline: from a cursor in an open document to a suggestion, as fast as typing.
 
 Plain asyncio, no LSP types. Per request: cache / typing-through → adaptive debounce → supersede
-older work for the document → one generation job on the engine, cut by the stop rules and
-cleaned by the post-processors. Jobs are separate from requests: a request waits on a job, a job
+older work for the document → one generation job through the completion path
+(:class:`~lsp_server.completion.completer.Completer`: budget, context, prompt, stop rules and
+post-processing, the same code the CLI and the benchmarks run). Jobs are separate from requests: a request waits on a job, a job
 outlives a cancelled request for a short grace period so that the next keystroke can adopt it
 (typing-through an in-flight suggestion whose text already covers what was typed), and a
 document change that contradicts a job's suggestion cancels it at once, so no stale text is
@@ -14,26 +15,24 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..config import Config
-from ..engine.types import EngineError, StopReason, TokenEvent, TokenStream
-from ..prompt.assemble import ContextFile
+from ..engine.types import TokenEvent
+from ..settings import Settings
+from .backend import CompletionBackend
 from .cache import CacheEntry, SuggestionCache, make_entry
-from .rules import SuggestionContext, decide_single_line, first_cut, postprocess
-from .backend import CompletionBackend, InfillRequest
+from .debounce import TypingPace
+from .completer import Completer, ContextSource, Cursor, Generation, suggestion_context
+from .rules import SuggestionContext, postprocess
 
 Log = Callable[[str, str], None]  # (level, message)
-# Repository context for a request: (request, session, generation allowance) → files in order.
-ContextProvider = Callable[["CompletionRequest", CompletionBackend, int], Sequence[ContextFile]]
 
 # Reasons for an empty answer from a generation (see _wait).
 DIVERGED = "the document changed"
 CANCELLED = "generation cancelled"
 # A job whose requests were all cancelled keeps running this long, waiting to be adopted.
 ORPHAN_GRACE_S = 0.3
-# Intervals between requests longer than this are pauses, not typing speed.
-TYPING_GAP_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,11 @@ class CompletionRequest:
     """Workspace-relative path shown to the model."""
     file_path: str = ""
     """Absolute path on disk ("" for documents that are not files), for repository context."""
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.text[:self.offset], self.text[self.offset:], self.path,
+                      self.file_path, self.language)
 
 
 @dataclass
@@ -91,7 +95,7 @@ class Job:
     suffix_len: int
     answer_first_line: bool
     speculative: bool = False
-    stream: TokenStream | None = None
+    gen: Generation | None = None
     task: asyncio.Task | None = None
     waiters: int = 0
     cancelled: bool = False
@@ -102,8 +106,8 @@ class Job:
 
     def cancel(self) -> None:
         self.cancelled = True
-        if self.stream is not None:
-            self.stream.cancel()
+        if self.gen is not None:
+            self.gen.stream.cancel()
         elif self.task is not None:
             self.task.cancel()
 
@@ -119,10 +123,11 @@ def first_line(text: str) -> str:
 class Pipeline:
     """Serves completion requests for every open document of one language server."""
 
-    def __init__(self, config: Config, session: Callable[[], CompletionBackend | None],
-                 log: Log | None = None, context: ContextProvider | None = None,
+    def __init__(self, settings: Settings | Config,
+                 session: Callable[[], CompletionBackend | None], log: Log | None = None,
+                 context: ContextSource | None = None,
                  unavailable: Callable[[], str] | None = None) -> None:
-        self.config = config
+        self.settings = Settings.of(settings)
         self._session = session
         self._unavailable = unavailable or (lambda: "the model is not loaded yet")
         self._context = context
@@ -132,12 +137,19 @@ class Pipeline:
         self.last_reason = ""
         self.last_latency_s: float | None = None
         self._seq: dict[str, int] = {}
-        self._last_request_at: dict[str, float] = {}
-        self._interval_ema: dict[str, float] = {}
+        self.pace = TypingPace()
         self._jobs: dict[str, list[Job]] = {}
         # uri → (the request, the suggestion it was served): the request whole, so speculation
         # after an accept keeps its path, file and language (the prompt's start, hence the KV cache)
         self._last_served: dict[str, tuple[CompletionRequest, str]] = {}
+
+    @property
+    def config(self) -> Config:
+        return self.settings.config
+
+    def completer(self, session: CompletionBackend) -> Completer:
+        """The completion path with ``session``, these settings and the context source."""
+        return Completer(session, self.settings, self._context, self._log)
 
     # --- requests ------------------------------------------------------------------------
     async def complete(self, req: CompletionRequest,
@@ -174,10 +186,8 @@ class Pipeline:
             return Suggestion("", reason="cursor outside the document")
         prefix, suffix = req.text[:req.offset], req.text[req.offset:]
         seq = self._seq[req.uri] = self._seq.get(req.uri, 0) + 1
-        self._note_typing(req.uri)
-        single = self._single_line(prefix, suffix, req.language)
-        ctx = SuggestionContext(prefix=prefix[-4096:], suffix=suffix[:4096],
-                                language=req.language, single_line=single)
+        self.pace.note(req.uri)
+        ctx = self._suggestion_context(req)
 
         hit = self.cache.lookup(req.uri, prefix, suffix) if cc.cache else None
         if hit is not None:
@@ -206,7 +216,7 @@ class Pipeline:
         session = self._session()
         if session is None:
             return Suggestion("", reason=self._unavailable())
-        await asyncio.sleep(self._debounce(req.uri))
+        await asyncio.sleep(self.pace.debounce(req.uri, self.config.completion))
         if self._seq.get(req.uri) != seq:
             self.counters.superseded += 1
             return Suggestion("", reason="superseded by a newer request")
@@ -214,11 +224,9 @@ class Pipeline:
         job = self._start(session, req, ctx, speculative=False)
         return await self._wait(job, "", ctx, on_text, "model")
 
-    def _single_line(self, prefix: str, suffix: str, language: str) -> bool:
-        mode = self.config.completion.mode
-        if mode != "auto":
-            return mode == "single"
-        return decide_single_line(prefix, suffix, language)
+    def _suggestion_context(self, req: CompletionRequest) -> SuggestionContext:
+        """What the stop rules see for ``req`` (single- or multi-line by completion.mode)."""
+        return suggestion_context(req.cursor, self.config)
 
     def _answer(self, remainder: str, ctx: SuggestionContext) -> str:
         """The part of a (cached) suggestion a request shows."""
@@ -278,8 +286,7 @@ class Pipeline:
         # Single-line requests at the end of a line answer with the first line, but the job goes
         # on with the next lines into the cache: accepting the line then shows them at once.
         hot_streak = ctx.single_line and not suffix.split("\n", 1)[0].strip()
-        job_ctx = SuggestionContext(prefix=ctx.prefix, suffix=ctx.suffix, language=ctx.language,
-                                    single_line=ctx.single_line and not hot_streak)
+        job_ctx = replace(ctx, single_line=ctx.single_line and not hot_streak)
         job = Job(entry=entry, ctx=job_ctx, suffix_len=len(suffix),
                   answer_first_line=ctx.single_line, speculative=speculative)
         entry.job = job
@@ -287,63 +294,45 @@ class Pipeline:
         self._jobs.setdefault(req.uri, []).append(job)
         self.counters.model_calls += 1
         self.counters.speculative += speculative
-        job.task = asyncio.create_task(self._run(session, job, req, prefix, suffix))
+        job.task = asyncio.create_task(self._run(self.completer(session), job, req))
         return job
 
-    async def _run(self, session: CompletionBackend, job: Job, req: CompletionRequest, prefix: str,
-                   suffix: str) -> None:
+    async def _run(self, completer: Completer, job: Job, req: CompletionRequest) -> None:
         entry = job.entry
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[TokenEvent | None] = asyncio.Queue()
         try:
-            n = self.config.prompt.max_tokens
-
-            def start() -> TokenStream:
-                files = self._context(req, session, n) if self._context is not None else ()
-                stream = session.generate(
-                    InfillRequest(prefix=prefix, suffix=suffix, path=req.path,
-                                  context=tuple(files), max_tokens=n,
-                                  time_budget_s=self.config.engine.time_budget_ms / 1000),
+            def start() -> Generation:
+                gen = completer.start(
+                    req.cursor, job.ctx,
                     listener=lambda ev: loop.call_soon_threadsafe(queue.put_nowait, ev))
                 # Published before checking the flag: Job.cancel() sets the flag before it
-                # looks at the stream, so one of the two always cancels it.
-                job.stream = stream
+                # looks at the generation, so one of the two always cancels it.
+                job.gen = gen
                 if job.cancelled:
-                    stream.cancel()
-                return stream
+                    gen.stream.cancel()
+                return gen
 
             if job.cancelled:
                 raise asyncio.CancelledError
-            await asyncio.to_thread(start)
-            assert job.stream is not None
-            raw = ""
+            gen = await asyncio.to_thread(start)
             while (ev := await queue.get()) is not None:
-                raw += ev.text
-                cut = first_cut(raw, job.ctx)
-                if cut is not None:
-                    raw, job.stop = raw[:cut[0]], cut[1]
-                    job.stream.cancel()
+                cut = gen.feed(ev.text)
                 async with job.changed:
-                    entry.text = raw
+                    entry.text = gen.raw
                     job.changed.notify_all()
-                if cut is not None:
+                if cut:
                     break
-            stats = await asyncio.to_thread(job.stream.wait)
-            self.counters.tokens_evaluated += stats.n_evaluated
-            self.counters.tokens_generated += stats.n_generated
-            if stats.stop_reason is StopReason.ERROR:
-                raise EngineError(stats.error or "generation failed")
+            result = await asyncio.to_thread(gen.finish)  # raises EngineError on failure
+            self.counters.tokens_evaluated += result.stats.n_evaluated
+            self.counters.tokens_generated += result.stats.n_generated
             if job.cancelled:
                 raise asyncio.CancelledError
-            if not job.stop:
-                job.stop = stats.stop_reason.value if stats.stop_reason else "end"
-            text, changed_by = postprocess(raw, job.ctx)
-            if changed_by:
-                job.stop += f" (post-processed: {', '.join(changed_by)})"
+            job.stop = result.stop
             async with job.changed:
-                entry.text, entry.done = text, True
+                entry.text, entry.done = result.text, True
                 job.changed.notify_all()
-            if not text:
+            if not result.text:
                 self.cache.remove(entry)
         except asyncio.CancelledError:
             job.cancelled = True
@@ -408,7 +397,7 @@ class Pipeline:
 
     def accepted(self, req: CompletionRequest) -> None:
         """A suggestion was accepted and the cursor is at ``req.offset``: prepare the next one."""
-        uri, text, offset, language = req.uri, req.text, req.offset, req.language
+        uri, text, offset = req.uri, req.text, req.offset
         session = self._session()
         if (not self.config.completion.speculative or session is None
                 or self._jobs.get(uri) or not 0 <= offset <= len(text)):
@@ -416,9 +405,7 @@ class Pipeline:
         prefix, suffix = text[:offset], text[offset:]
         if self.cache.lookup(uri, prefix, suffix) is not None:
             return
-        single = self._single_line(prefix, suffix, language)
-        ctx = SuggestionContext(prefix=prefix[-4096:], suffix=suffix[:4096], language=language,
-                                single_line=single)
+        ctx = self._suggestion_context(req)
         self._log("debug", f"{uri}@{offset}: speculative generation after an accept")
         self._start(session, req, ctx, speculative=True)
 
@@ -426,7 +413,8 @@ class Pipeline:
         for job in list(self._jobs.get(uri, [])):
             self._cancel_job(job, "document closed")
         self.cache.clear(uri)
-        for table in (self._seq, self._last_request_at, self._interval_ema, self._last_served):
+        self.pace.forget(uri)
+        for table in (self._seq, self._last_served):
             table.pop(uri, None)
 
     def reset(self) -> None:
@@ -435,25 +423,6 @@ class Pipeline:
             for job in list(jobs):
                 self._cancel_job(job, "settings changed")
         self.cache.clear()
-
-    # --- debounce ----------------------------------------------------------------------------
-    def _note_typing(self, uri: str) -> None:
-        now = time.monotonic()
-        last = self._last_request_at.get(uri)
-        self._last_request_at[uri] = now
-        if last is not None and now - last < TYPING_GAP_S:
-            prev = self._interval_ema.get(uri, now - last)
-            self._interval_ema[uri] = 0.7 * prev + 0.3 * (now - last)
-
-    def _debounce(self, uri: str) -> float:
-        """Wait about one typical keystroke interval while the user types fast, so work that
-        the next keystroke would supersede is never started; barely wait otherwise."""
-        cc = self.config.completion
-        lo, hi = cc.debounce_min_ms / 1000, max(cc.debounce_min_ms, cc.debounce_max_ms) / 1000
-        ema = self._interval_ema.get(uri)
-        if ema is None or ema > 2 * hi:
-            return lo
-        return min(hi, max(lo, ema * 1.1))
 
     # --- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, object]:

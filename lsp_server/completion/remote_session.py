@@ -1,6 +1,7 @@
 """The remote backend: context, budgets and templates here, generation on a remote server.
 
-Prompts are budgeted in characters (:mod:`lsp_server.prompt.text_prompt`) because the remote
+Prompts are budgeted in characters (the same :class:`~lsp_server.prompt.assemble.Budget`, scaled
+by ``CHARS_PER_TOKEN``) (:mod:`lsp_server.prompt.text_prompt`) because the remote
 model's tokenizer is not available locally. With llama-server the server lays out the FIM
 prompt from prefix, suffix and ``input_extra``; with an OpenAI-compatible server either the
 server does (``prompt`` + ``suffix``) or we render a raw FIM prompt with ``prompt.template``.
@@ -11,15 +12,17 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..config import Config
+from ..settings import Settings
 from ..engine.remote import RemoteEngine, RemoteError, RemoteRequest
 from ..engine.types import EngineCounters, TokenStream
 from ..errors import CodefillError
 from ..models.resolve import Progress
-from ..prompt.assemble import Budget, assemble, fit_head, fit_tail
-from ..prompt.templates import TEMPLATES, FimTemplate, Order, get_template
+from ..prompt.assemble import Budget, assemble, fit_head, fit_tail, fixed_tokens
+from ..prompt.templates import TEMPLATES, FimTemplate, Order, chosen_order, get_template
 from ..prompt.text_prompt import CHARS_PER_TOKEN, EstimatingTokenizer, TextTokenizer
 from ..prompt.tokens import Tokenizer
 from .backend import CompletionBackend, InfillRequest, Listener
+from .session import ModelSession
 
 HealthNotify = Callable[[str, str], None]
 
@@ -27,9 +30,10 @@ HealthNotify = Callable[[str, str], None]
 class RemoteSession(CompletionBackend):
     """Generation on ``config.remote``; optionally a local fallback engine."""
 
-    def __init__(self, config: Config, *, progress: Progress | None = None,
+    def __init__(self, settings: Settings | Config, *, progress: Progress | None = None,
                  on_health: HealthNotify | None = None) -> None:
-        self.config = config
+        self.settings = Settings.of(settings)
+        config = self.settings.config
         rc = config.remote
         self.kind = rc.api
         self.engine = RemoteEngine(rc, on_health=on_health)
@@ -37,11 +41,9 @@ class RemoteSession(CompletionBackend):
         self.template = self._template(config)
         self.fallback: CompletionBackend | None = None
         if rc.fallback:
-            from .session import ModelSession
-
             if progress:
                 progress("loading the local fallback model")
-            self.fallback = ModelSession(config, progress=progress)
+            self.fallback = ModelSession(self.settings, progress=progress)
 
     @staticmethod
     def _template(config: Config) -> FimTemplate | None:
@@ -65,6 +67,22 @@ class RemoteSession(CompletionBackend):
     @property
     def n_ctx(self) -> int:
         return self.engine.server_n_ctx or self.config.remote.context_size
+
+    def budget(self, max_tokens: int) -> Budget:
+        """In characters: the remote model's tokenizer is not here."""
+        p = self.config.prompt
+        return Budget.for_window(self.n_ctx, max_tokens, context_share=p.context_share,
+                                 suffix_share=p.suffix_share, sticky_share=p.sticky_cut,
+                                 scale=CHARS_PER_TOKEN)
+
+    def context_allowance(self, budget: Budget) -> int:
+        """In estimated tokens (:attr:`tokenizer`), of the characters the layout allows."""
+        fixed = fixed_tokens(self.template, TextTokenizer(), self._order()) \
+            if self.template is not None else 0
+        return int(budget.context_allowance(fixed) / CHARS_PER_TOKEN)
+
+    def _order(self) -> Order | None:
+        return chosen_order(self.template, self.config.prompt.fim_order)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -101,30 +119,23 @@ class RemoteSession(CompletionBackend):
         """The text request for ``req``, cut to the character budget of the remote context."""
         p = self.config.prompt
         rc = self.config.remote
-        chars = int((self.n_ctx - req.max_tokens - 1) * CHARS_PER_TOKEN)
-        budget = Budget(total=chars, context_share=p.context_share, suffix_share=p.suffix_share,
-                        sticky_share=p.sticky_cut)
+        budget = req.budget or self.budget(req.max_tokens)
         common = dict(max_tokens=req.max_tokens, temperature=req.temperature, seed=req.seed,
                       time_budget_ms=int(req.time_budget_s * 1000) if req.time_budget_s else None,
                       model=rc.model, path=req.path)
         if self.template is not None:  # the prompt is rendered here
             tok = TextTokenizer()
-            order = None if p.fim_order == "auto" or not self.template.is_fim \
-                else Order(p.fim_order)
             prompt = assemble(self.template, tok, prefix=req.prefix, suffix=req.suffix,
-                              budget=budget, path=req.path, context=req.context, order=order)
+                              budget=budget, path=req.path, context=req.context,
+                              order=self._order())
             stops = tuple(s for s in self.template.stops if not s.startswith("\u2581"))
             return RemoteRequest(prefix=req.prefix, suffix=req.suffix,
                                  prompt=tok.render(prompt.tokens), stop=stops, **common)
-        # The server lays out FIM: send the text nearest the cursor that fits.
+        # The server lays out FIM: send the text nearest the cursor that fits. The context files
+        # were selected within context_allowance(budget), so they all fit.
         tok = TextTokenizer()
-        ctx_budget = int(budget.total * budget.context_share)
-        context, used = [], 0
-        for f in req.context:
-            cost = len(f.text) + len(f.path) + 2
-            if used + cost <= ctx_budget:
-                context.append(f)
-                used += cost
+        context = list(req.context)
+        used = sum(len(f.text) + len(f.path) + 2 for f in context)
         rest = budget.total - used
         suffix_chars = int(rest * budget.suffix_share)
         prefix_cap = rest
@@ -171,7 +182,7 @@ class RemoteSession(CompletionBackend):
 
 
 def _commented(path: str, text: str, current: str) -> str:
-    from ..prompt.languages import line_comment
+    from ..languages import line_comment
 
     body = text if text.endswith("\n") else text + "\n"
     return f"{line_comment(current)} file: {path}\n{body}"

@@ -1,7 +1,7 @@
-"""A loaded model ready to complete: model file, template, tokenizer and engine together.
+"""The local backend: model file, adapter, template, tokenizer and llama.cpp engine together.
 
-This is the one path from (prefix, suffix) to a suggestion; the CLI, the language server and the
-benchmarks all go through it, so what they measure is what the editor gets.
+It owns the prompt layout of the loaded model (template, order, the exact token budget); the
+completion path (:mod:`lsp_server.completion.completer`) drives it like any other backend.
 """
 
 from __future__ import annotations
@@ -9,18 +9,20 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..config import Config
+from ..settings import Settings
 from ..engine.llama_engine import LlamaEngine
 from ..engine.types import EngineCounters, GenerationRequest, TokenStream
 from ..errors import ModelError
 from ..models.adapter import AdapterInfo, open_adapter
 from ..models.gguf_info import TOKEN_TYPE_CONTROL, ModelInfo, read_model_info
 from ..models.resolve import Progress, resolve_model
-from ..prompt.assemble import Budget, ContextFile, Prompt, assemble, resolve_sentinels
+from ..prompt.assemble import Budget, ContextFile, Prompt, assemble, fixed_tokens, \
+    resolve_sentinels
 from ..prompt.detect import Detection, choose_template
-from ..prompt.templates import TEMPLATES, Order
-from .backend import Completion, CompletionBackend, InfillRequest, Listener
+from ..prompt.templates import TEMPLATES, Order, chosen_order
+from .backend import CompletionBackend, InfillRequest, Listener
 
-__all__ = ["Completion", "LlamaTokenizer", "ModelSession", "stop_ids_for"]
+__all__ = ["LlamaTokenizer", "ModelSession", "stop_ids_for"]
 
 
 class LlamaTokenizer:
@@ -75,8 +77,9 @@ class ModelSession(CompletionBackend):
 
     kind = "local"
 
-    def __init__(self, config: Config | None = None, *, progress: Progress | None = None) -> None:
-        self.config = config or Config()
+    def __init__(self, settings: Settings | Config | None = None, *,
+                 progress: Progress | None = None) -> None:
+        self.settings = Settings.of(settings)
         self.model_path = resolve_model(self.config.engine.model, progress)
         self.info = read_model_info(self.model_path)
         self.adapter = open_adapter(self.config.engine.adapter, self.info)
@@ -99,19 +102,19 @@ class ModelSession(CompletionBackend):
         return self._tokenizer
 
     def order(self) -> Order | None:
-        setting = self.config.prompt.fim_order
-        if setting == "auto" or not self.template.is_fim:
-            return None
-        return Order(setting)
+        return chosen_order(self.template, self.config.prompt.fim_order)
 
     def build_prompt(self, prefix: str, suffix: str, *, path: str = "",
-                     context: Sequence[ContextFile] = (), max_tokens: int | None = None) -> Prompt:
-        p = self.config.prompt
-        allowance = max_tokens or p.max_tokens
-        budget = Budget(total=self.engine.n_ctx - allowance - 1, context_share=p.context_share,
-                        suffix_share=p.suffix_share, sticky_share=p.sticky_cut)
+                     context: Sequence[ContextFile] = (), max_tokens: int | None = None,
+                     budget: Budget | None = None) -> Prompt:
+        """The prompt tokens for a cursor, laid out by the model's template in ``budget``
+        (default: this backend's budget for ``max_tokens``, else prompt.max_tokens)."""
+        budget = budget or self.budget(max_tokens or self.config.prompt.max_tokens)
         return assemble(self.template, self.tokenizer, prefix=prefix, suffix=suffix,
                         budget=budget, path=path, context=context, order=self.order())
+
+    def context_allowance(self, budget: Budget) -> int:
+        return budget.context_allowance(fixed_tokens(self.template, self.tokenizer, self.order()))
 
     # --- CompletionBackend ---------------------------------------------------------------
     @property
@@ -137,7 +140,7 @@ class ModelSession(CompletionBackend):
     def generate(self, req: InfillRequest, listener: Listener | None = None) -> TokenStream:
         """Assemble the prompt with the model's own tokenizer and template and submit it."""
         prompt = self.build_prompt(req.prefix, req.suffix, path=req.path, context=req.context,
-                                   max_tokens=req.max_tokens)
+                                   max_tokens=req.max_tokens, budget=req.budget)
         stream = self.engine.submit(GenerationRequest(
             tokens=prompt.tokens, max_tokens=req.max_tokens, stop_ids=self.stop_ids,
             time_budget_s=req.time_budget_s, temperature=req.temperature, seed=req.seed),

@@ -1,7 +1,7 @@
 """Prompt assembly as tokens under a token budget.
 
-The budget is split three ways: repository context (at most ``context_share`` of it; the context
-issue fills this section), then the suffix (``suffix_share`` of what remains), then the prefix
+The budget is split three ways: repository context (at most ``context_share`` of it, filled by
+the context provider), then the suffix (``suffix_share`` of what remains), then the prefix
 (everything else). Budget a section does not use flows to the others. Truncation keeps the text
 nearest the cursor: the prefix loses its beginning, the suffix its end, at line boundaries when a
 whole line fits, so the model sees complete lines.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from ..errors import TemplateError
-from .languages import line_comment
+from ..languages import line_comment
 from .templates import PREFIX, SUFFIX, FimTemplate, Order
 from .text_prompt import CHARS_PER_TOKEN
 from .tokens import Tokenizer
@@ -46,6 +46,22 @@ class Budget:
     characters, at ``CHARS_PER_TOKEN`` or the tokenizer's ``chars_per_token``) instead of line
     by line, so typing at the cursor keeps the prompt's start and the engine's KV cache (0: line
     by line; see ``fit_tail``)."""
+
+    @classmethod
+    def for_window(cls, window: int, max_tokens: int, *, context_share: float = 0.35,
+                   suffix_share: float = 0.25, sticky_share: float = 0.0,
+                   scale: float = 1.0) -> "Budget":
+        """The budget of a prompt in a context window of ``window`` tokens that must leave
+        ``max_tokens`` for generation (and one for the first generated token's position).
+        ``scale`` converts tokens to the assembler's units (characters for remote text
+        prompts)."""
+        return cls(total=int((window - max_tokens - 1) * scale), context_share=context_share,
+                   suffix_share=suffix_share, sticky_share=sticky_share)
+
+    def context_allowance(self, n_fixed: int) -> int:
+        """What repository context may use once ``n_fixed`` tokens (BOS, sentinels) are spent:
+        the split ``assemble`` applies, so a provider that fills exactly this always fits."""
+        return max(0, int((self.total - n_fixed) * self.context_share))
 
 
 @dataclass
@@ -289,6 +305,31 @@ def _context_tokens(template: FimTemplate, tok: Tokenizer, ids: dict[str, list[i
     return section, lead, used, n_special
 
 
+def _missing_sentinel(template: FimTemplate, layout: Sequence[str], ids: dict[str, list[int]]
+                      ) -> None:
+    missing = [p for p in layout if p not in (PREFIX, SUFFIX) and p not in ids]
+    if missing:
+        spell = template.sentinels[missing[0]][0]
+        raise TemplateError(f"template '{template.name}' needs the token {spell!r}, which this "
+                            "model's vocabulary lacks",
+                            "choose the template matching the model (`codefill models --model "
+                            "PATH` shows the detected one) or 'plain'")
+
+
+def _head(template: FimTemplate, tok: Tokenizer) -> list[int]:
+    return [tok.bos_id] if template.bos and tok.add_bos and tok.bos_id is not None else []
+
+
+def fixed_tokens(template: FimTemplate, tok: Tokenizer, order: Order | None = None) -> int:
+    """Tokens every prompt of ``template`` spends before any text: BOS and the FIM sentinels
+    (what :meth:`Budget.context_allowance` subtracts)."""
+    layout = template.layout(order)
+    ids = sentinel_tokens(template, tok)
+    _missing_sentinel(template, layout, ids)
+    return len(_head(template, tok)) + sum(len(ids[p]) for p in layout
+                                           if p not in (PREFIX, SUFFIX))
+
+
 def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
              budget: Budget, path: str = "", context: Sequence[ContextFile] = (),
              order: Order | None = None, repo_name: str = "") -> Prompt:
@@ -299,22 +340,16 @@ def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
     """
     layout = template.layout(order)
     ids = sentinel_tokens(template, tok)
-    missing = [p for p in layout if p not in (PREFIX, SUFFIX) and p not in ids]
-    if missing:
-        spell = template.sentinels[missing[0]][0]
-        raise TemplateError(f"template '{template.name}' needs the token {spell!r}, which this "
-                            "model's vocabulary lacks",
-                            "choose the template matching the model (`codefill models --model "
-                            "PATH` shows the detected one) or 'plain'")
+    _missing_sentinel(template, layout, ids)
     uses_suffix = SUFFIX in layout
-    head: list[int] = [tok.bos_id] if template.bos and tok.add_bos and tok.bos_id is not None else []
+    head = _head(template, tok)
     n_special = len(head) + sum(len(ids[p]) for p in layout if p not in (PREFIX, SUFFIX))
     avail = budget.total - n_special
     if avail < 8:
         raise TemplateError(f"prompt budget of {budget.total} tokens is too small",
                             "raise engine.context_size or lower prompt.max_tokens")
 
-    ctx_budget = int(avail * budget.context_share) if (context or path) else 0
+    ctx_budget = budget.context_allowance(n_special) if (context or path) else 0
     section, lead, used, ctx_special = _context_tokens(
         template, tok, ids, context, path, repo_name, ctx_budget)
     rest = avail - len(section) - len(lead)

@@ -167,3 +167,11 @@ def get_template(name: str) -> FimTemplate:
     except KeyError:
         raise TemplateError(f"unknown FIM template {name!r}",
                             f"use one of: auto, {', '.join(TEMPLATES)}") from None
+
+
+def chosen_order(template: FimTemplate | None, setting: str) -> Order | None:
+    """The order ``prompt.fim_order`` asks of ``template``: None for 'auto' (the template's
+    preferred order) and for templates without FIM."""
+    if template is None or setting == "auto" or not template.is_fim:
+        return None
+    return Order(setting)

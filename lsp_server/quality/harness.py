@@ -1,7 +1,7 @@
 """Run a benchmark: completions through the product's completion path, then sandboxed execution.
 
-Completions come from :meth:`ModelSession.complete` — the template, prompt assembly, stop rules
-and post-processors the editor gets — so the score measures the product, not a separate prompt
+Completions come from :class:`lsp_server.completion.completer.Completer` — the budget, template,
+prompt assembly, stop rules and post-processors the editor gets — so the score measures the product, not a separate prompt
 path. Generation runs first (one engine, tasks in order), execution afterwards in a pool of
 sandboxed subprocesses, so programs under test never compete with the model for the CPU while
 latencies are measured.
@@ -18,6 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence
 
+from ..completion.backend import CompletionBackend
+from ..completion.completer import Completer as CodeCompleter
+from ..completion.completer import Cursor
 from ..completion.rules import POST_PROCESSORS, STOP_RULES
 from ..engine.types import EngineError
 from .data import Benchmark, Task, exact_match
@@ -27,7 +30,7 @@ from .sandbox import ExecResult, Limits, run_program
 BASELINE = "all rules"
 LANGUAGE = "python"
 LINE_MODES: dict[str, bool | None] = {"single": True, "multi": False, "auto": None}
-"""--lines value → ``single_line`` argument of ModelSession.complete (None: the server's own
+"""--lines value → ``single_line`` argument of Completer.complete (None: the server's own
 decision for the cursor)."""
 
 
@@ -44,12 +47,12 @@ class Completer(Protocol):
 
 
 class ModelCompleter:
-    """Completions from a loaded :class:`~lsp_server.completion.session.ModelSession`."""
+    """Completions from a loaded backend through the completion path the editor uses."""
 
-    def __init__(self, session, bench: Benchmark, *, lines: str | None = None,  # noqa: ANN001
-                 max_tokens: int | None = None, temperature: float = 0.0,
-                 seed: int = 0) -> None:
-        self.session = session
+    def __init__(self, session: CompletionBackend, bench: Benchmark, *,
+                 lines: str | None = None, max_tokens: int | None = None,
+                 temperature: float = 0.0, seed: int = 0) -> None:
+        self.completer = CodeCompleter(session)
         self.single_line = LINE_MODES[lines or bench.lines]
         self.max_tokens = max_tokens or bench.max_tokens
         self.temperature = temperature
@@ -58,17 +61,18 @@ class ModelCompleter:
     def __call__(self, task: Task, *, sample: int, disabled: frozenset[str]) -> Generated:
         t0 = time.monotonic()
         # No file path: the benchmark defines the file's text and nothing else.
-        c = self.session.complete(task.editor_prefix, task.editor_suffix,
-                                  single_line=self.single_line, max_tokens=self.max_tokens,
-                                  language=LANGUAGE, disabled_rules=disabled,
-                                  temperature=self.temperature, seed=self.seed + sample)
+        c = self.completer.complete(Cursor(task.editor_prefix, task.editor_suffix,
+                                           language=LANGUAGE),
+                                    single_line=self.single_line, max_tokens=self.max_tokens,
+                                    disabled_rules=disabled, temperature=self.temperature,
+                                    seed=self.seed + sample)
         return Generated(text=c.text, tokens=c.stats.n_generated,
                          latency_s=time.monotonic() - t0, stop=c.stop)
 
     def prime(self, task: Task) -> None:
         """Put the task's prompt into the KV cache (one generated token, result dropped)."""
-        self.session.complete(task.editor_prefix, task.editor_suffix,
-                              single_line=self.single_line, max_tokens=1, language=LANGUAGE)
+        self.completer.complete(Cursor(task.editor_prefix, task.editor_suffix, language=LANGUAGE),
+                                single_line=self.single_line, max_tokens=1)
 
 
 def canonical_completer(task: Task, *, sample: int, disabled: frozenset[str]) -> Generated:

@@ -1,4 +1,5 @@
-"""The offline, permissively licensed code corpus for the Gemma 3 FIM adapter (issue 11).
+"""The offline, permissively licensed code corpus for the Gemma 3 FIM adapter (its data card:
+docs/adapter-training-notes.md).
 
 Two roots, both already on the machine:
 

@@ -19,6 +19,8 @@ from .lexer import SCAN_WINDOW, Scan, open_brackets, prefix_window, scan, unmatc
 PREFIX_TAIL_LINES = 16
 """Lines before the cursor's line that the repetition rule compares the suggestion with."""
 TAB_WIDTH = 4
+RULE_WINDOW = 4096
+"""Characters of the document either side of the cursor that the rules see."""
 """Columns per tab when comparing indentation (any fixed width works for consistent files)."""
 
 
@@ -34,6 +36,14 @@ class SuggestionContext:
     """LSP languageId ("python", "typescript", …), "" if unknown."""
     single_line: bool = False
     """The suggestion ends at the end of the line (see ``decide_single_line``)."""
+
+    @classmethod
+    def around(cls, prefix: str, suffix: str, language: str = "",
+               single_line: bool = False) -> "SuggestionContext":
+        """The context of a cursor between ``prefix`` and ``suffix``: the rules look at most
+        ``RULE_WINDOW`` characters either side, so longer texts are cut to that."""
+        return cls(prefix=prefix[-RULE_WINDOW:], suffix=suffix[:RULE_WINDOW], language=language,
+                   single_line=single_line)
 
     # --- derived, computed once (cached_property writes the instance dict, which a frozen
     # dataclass allows; equality and hashing still use the four fields only) ---------------

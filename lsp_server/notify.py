@@ -1,0 +1,96 @@
+"""What the server tells the user through the client: messages, log lines and the model's
+loading progress. Every call tolerates a client that is gone or not yet there."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from .settings import Settings
+
+log = logging.getLogger("codefill.server")
+
+LOG_LEVELS = {"error": types.MessageType.Error, "warning": types.MessageType.Warning,
+              "info": types.MessageType.Info, "debug": types.MessageType.Log}
+
+
+class ClientNotifier:
+    """``window/showMessage``, ``window/logMessage`` (filtered by ``completion.log_level``) and
+    ``$/progress`` for the model load."""
+
+    def __init__(self, ls: LanguageServer, settings: Settings) -> None:
+        self.ls = ls
+        self.settings = settings
+        self._progress_token: str | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def message(self, kind: types.MessageType, text: str) -> None:
+        try:
+            self.ls.window_show_message(types.ShowMessageParams(type=kind, message=text))
+        except Exception:  # no client yet / connection gone
+            log.warning(text)
+
+    def log(self, level: str, text: str) -> None:
+        order = list(LOG_LEVELS)
+        if order.index(level) > order.index(self.settings.config.completion.log_level):
+            return
+        try:
+            self.ls.window_log_message(types.LogMessageParams(type=LOG_LEVELS[level],
+                                                              message=text))
+        except Exception:
+            log.debug(text)
+
+    def from_thread(self, kind: types.MessageType, text: str) -> None:
+        """:meth:`message` from another thread (engine threads report remote health)."""
+        loop = self.loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self.message, kind, text)
+        else:
+            self.message(kind, text)
+
+    async def begin_progress(self, title: str, message: str) -> None:
+        """Open a progress report where the client supports one (best effort)."""
+        self.loop = asyncio.get_running_loop()
+        caps = self.ls.client_capabilities.window
+        if caps is None or not caps.work_done_progress:
+            return
+        token = f"codefill-load-{uuid.uuid4().hex[:8]}"
+        try:
+            await self.ls.work_done_progress.create_async(token)
+            self.ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
+                title=title, message=message, cancellable=False))
+            self._progress_token = token
+        except Exception:
+            self._progress_token = None
+
+    def model_state(self, state: str, detail: str) -> None:
+        """The model host's state changes: logged, shown as progress, failures as an error."""
+        self.log("info", f"model {state}: {detail}")
+        token = self._progress_token
+        if token is not None:
+            try:
+                if state == "loading":
+                    self.ls.work_done_progress.report(token, types.WorkDoneProgressReport(
+                        message=detail))
+                elif state in ("ready", "failed"):
+                    self.ls.work_done_progress.end(token, types.WorkDoneProgressEnd(
+                        message=f"{state}: {detail}"))
+                    self._progress_token = None
+            except Exception:
+                pass
+        if state == "failed":
+            self.message(types.MessageType.Error, f"codefill: {detail}")
+
+    def remote_health(self, state: str, detail: str) -> None:
+        """A remote engine stopped or started answering (called from engine threads)."""
+        if state == "failing":
+            text = f"codefill: remote engine failing: {detail}"
+            if self.settings.config.remote.fallback:
+                text += " (completing with the local model meanwhile)"
+            self.from_thread(types.MessageType.Warning, text)
+        else:
+            self.from_thread(types.MessageType.Info, f"codefill: {detail}")
+
