@@ -78,6 +78,14 @@ class EngineCounters:
     generated_tokens: int = 0
     cancelled: int = 0
 
+    def add(self, stats: "GenerationStats", reason: "StopReason") -> None:
+        """Count a finished request."""
+        self.prompt_tokens += stats.n_prompt
+        self.reused_tokens += stats.n_reused
+        self.evaluated_tokens += stats.n_evaluated
+        self.generated_tokens += stats.n_generated
+        self.cancelled += reason is StopReason.CANCELLED
+
 
 class EngineError(RuntimeError):
     """The engine failed (model load or decode); the message is meant for the user."""

@@ -192,6 +192,15 @@ def _guess(lines: Iterable[str], budget: int, count: Callable[[str], int],
     return sum(1 for t in sums if t * ratio <= budget)
 
 
+def _whole(tok: Tokenizer, text: str, budget: int) -> list[int] | None:
+    """The tokens of all of ``text`` when it is short enough to fit ``budget`` at once."""
+    if len(text) <= budget * _FAST_CHARS_PER_TOKEN:
+        toks = tok.tokenize(text)
+        if len(toks) <= budget:
+            return toks
+    return None
+
+
 def fit_tail(tok: Tokenizer, text: str, budget: int, stride: int = 0) -> tuple[list[int], bool]:
     """Tokens of the longest tail of ``text`` within ``budget``; cut at a line start if possible.
 
@@ -209,10 +218,9 @@ def fit_tail(tok: Tokenizer, text: str, budget: int, stride: int = 0) -> tuple[l
     """
     if budget <= 0 or not text:
         return [], bool(text)
-    if len(text) <= budget * _FAST_CHARS_PER_TOKEN:
-        toks = tok.tokenize(text)
-        if len(toks) <= budget:
-            return toks, False
+    whole = _whole(tok, text, budget)
+    if whole is not None:
+        return whole, False
     cut = max(0, len(text) - budget * _MAX_CHARS_PER_TOKEN)
     # Line starts at or after the cut (the text's start counts when nothing is cut).
     starts = ([0] if cut == 0 else []) + \
@@ -241,10 +249,9 @@ def fit_head(tok: Tokenizer, text: str, budget: int) -> tuple[list[int], bool]:
     (the same search as ``fit_tail``, from the other end)."""
     if budget <= 0 or not text:
         return [], bool(text)
-    if len(text) <= budget * _FAST_CHARS_PER_TOKEN:
-        toks = tok.tokenize(text)
-        if len(toks) <= budget:
-            return toks, False
+    whole = _whole(tok, text, budget)
+    if whole is not None:
+        return whole, False
     end = min(len(text), budget * _MAX_CHARS_PER_TOKEN)
     ends = [m.end() for m in _NEWLINE.finditer(text, 0, end)]  # after each newline
     if end == len(text) and (not ends or ends[-1] != end):

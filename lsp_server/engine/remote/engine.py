@@ -265,11 +265,5 @@ class RemoteEngine:
         self._end(stream, finished)
 
     def _end(self, stream: TokenStream, reason: StopReason) -> None:
-        s = stream.stats
-        c = self.counters
-        c.prompt_tokens += s.n_prompt
-        c.reused_tokens += s.n_reused
-        c.evaluated_tokens += s.n_evaluated
-        c.generated_tokens += s.n_generated
-        c.cancelled += reason is StopReason.CANCELLED
+        self.counters.add(stream.stats, reason)
         stream._finish(reason)
