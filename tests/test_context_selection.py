@@ -243,3 +243,56 @@ def test_outlines_per_language(lang: str, text: str, kept: list[str], dropped: l
         assert line in body.splitlines(), (line, body)
     for frag in dropped:
         assert frag not in body, (frag, body)
+
+
+# A repository with two languages, a test partner, an importer, a file far enough to be
+# outlined and one the budget must cut.
+SHARED = {
+    "shop/__init__.py": "",
+    "shop/money.py": "class Money:\n    def __init__(self, cents):\n        self.cents = cents\n\n"
+                     "    def add(self, other):\n        return Money(self.cents + other.cents)\n",
+    "shop/tax.py": "from shop.money import Money\n\n\ndef vat(m: Money) -> Money:\n"
+                   "    return Money(m.cents * 21 // 100)\n",
+    "shop/cart.py": "from shop.money import Money\nfrom shop.tax import vat\n\n\nclass Cart:\n"
+                    "    def __init__(self):\n        self.items = []\n\n"
+                    "    def total(self):\n        return vat(Money(100))\n",
+    "shop/report.py": "from shop.cart import Cart\n\n\ndef report():\n    return Cart().total()\n",
+    "shop/big.py": "".join(f"def f{i}(x):\n    '''Doc {i}.'''\n    return x + {i}\n\n"
+                           for i in range(60)),
+    "shop/app.py": "import shop.cart\nimport shop.big\nimport requests\n\n\n"
+                   "def main():\n    return shop.cart.Cart().total() + shop.big.f3(1)\n",
+    "tests/test_cart.py": "from shop.cart import Cart\n\n\ndef test_total():\n"
+                          "    assert Cart().total().cents == 21\n",
+    "web/price.ts": "export function price(c: number): string {\n  return `${c / 100}`;\n}\n",
+    "web/cart.ts": "import { price } from './price';\n\nexport const show = (c: number) => "
+                   "price(c);\n",
+    "web/cart.test.ts": "import { show } from './cart';\n\ntest('show', () => show(1));\n",
+}
+
+
+@pytest.mark.parametrize("budget", [100_000, 700, 260])
+def test_training_selection_equals_the_daemons(tmp_path: Path, budget: int) -> None:
+    """Training (model/data/repo_select.py) and the daemon select the same context for the same
+    repository and cursor: the same files, texts, forms and order."""
+    from lsp_server.context.packing import TokenCounter
+    from model.data.repo_select import select_for_target
+
+    idx = index(write_tree(tmp_path, SHARED))
+    tok = CharTokenizer()
+    graph = DependencyGraph.from_texts(SHARED)
+    cut_any = False
+    for target in ("shop/cart.py", "shop/app.py", "tests/test_cart.py", "shop/money.py",
+                   "web/cart.ts", "web/price.ts"):
+        text = SHARED[target]
+        cursor = text.index("\n\n") + 1 if "\n\n" in text else len(text) // 2
+        daemon = idx.select_context(tmp_path / target, text[:cursor], text[cursor:], tok,
+                                    budget)
+        assert daemon.status == "ok"
+        training = select_for_target(graph, SHARED, target, TokenCounter(tok), budget)
+        assert training.files == daemon.files, target
+        assert training.rows == daemon.rows, target
+        cut_any |= any(r.form != "whole" for r in daemon.rows)
+        if budget == 100_000 and target == "shop/app.py":
+            assert [f.path for f in daemon.files][-1] == "shop/cart.py"
+            assert "shop/big.py" in [f.path for f in daemon.files]
+    assert cut_any or budget == 100_000

@@ -1,10 +1,10 @@
 """Reading a source tree for training, through the daemon's own filters.
 
-The daemon's :class:`~lsp_server.context.index.RootIndex` decides what may enter a prompt:
-built-in ignored directories, ``.gitignore`` at every level, secret names and contents, binary
-extensions and NUL sniffing, size limit, symlinks out of the root. Training reads through the
-same gate (its scanner for the path rules, ``read_disk`` for the content rules), so nothing the
-daemon would refuse to show a model is used to train one.
+The daemon's read gate (:class:`lsp_server.context.gate.ReadGate`) decides what may enter a
+prompt: built-in ignored directories, ``.gitignore`` at every level, secret names and contents,
+binary extensions and NUL sniffing, size limit, symlinks out of the root. Training reads through
+the same gate (its scanner for the path rules, ``read_disk`` for the content rules), so nothing
+the daemon would refuse to show a model is used to train one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 
 from lsp_server.config import ContextConfig
 from lsp_server.context.imports import language_of
-from lsp_server.context.index import RootIndex
+from lsp_server.context.gate import ReadGate
 from lsp_server.prompt.templates import TEMPLATES
 
 # A document that spells a sentinel would teach the model that sentinel text is code (the
@@ -47,21 +47,21 @@ def read_corpus(root: str | os.PathLike[str], *, max_file_bytes: int = 256 * 102
     ``include`` (root-relative path → bool) narrows the walk further, e.g. to the files of
     permissively licensed distributions under a site-packages directory."""
     cfg = ContextConfig(max_file_bytes=max_file_bytes, ignore=ignore)
-    index = RootIndex(str(Path(root)), cfg, Path(root).name)
+    gate = ReadGate(str(Path(root)), cfg)
     files: dict[str, str] = {}
     skipped: dict[str, int] = {}
 
     def skip(why: str) -> None:
         skipped[why] = skipped.get(why, 0) + 1
 
-    for st in index.scanner.walk():
+    for st in gate.scanner.walk():
         if include is not None and not include(st.rel):
             skip("not included")
             continue
         if source_only and language_of(st.rel) is None:
             skip("not source")
             continue
-        text = index.read_disk(st.rel)
+        text = gate.read_disk(st.rel)
         if text is None:
             skip("binary, secret or unreadable")
             continue
@@ -74,6 +74,6 @@ def read_corpus(root: str | os.PathLike[str], *, max_file_bytes: int = 256 * 102
         files[st.rel] = text
         if max_files is not None and len(files) >= max_files:
             break
-    for why, n in index.scanner.skipped.items():
+    for why, n in gate.scanner.skipped.items():
         skipped[why] = skipped.get(why, 0) + n
     return Corpus(str(root), dict(sorted(files.items())), skipped)
