@@ -1,4 +1,4 @@
-"""Plot the Gemma 3 FIM LoRA run's loss curve from its CSV (model/train_gemma3.py writes it).
+"""Plot the Gemma 3 FIM LoRA run's loss curve from its CSV (the trainer writes it).
 
     .venv/bin/python bench/gemma3_fim_plot.py [--csv docs/figures/gemma3_fim_loss.csv]
                                               [--out docs/figures/gemma3_fim_loss.png]

@@ -32,7 +32,8 @@ from model.data.dataset import DataConfig, RowStream  # noqa: E402
 from model.data.fim import Example, FimRates, Layout  # noqa: E402
 from model.gemma3 import Gemma3ForCausalLM  # noqa: E402
 from model.lora import apply_lora  # noqa: E402
-from model.train_gemma3 import DEFAULT_OUT, checkpoints  # noqa: E402
+from model.recipes import GEMMA3_OUT  # noqa: E402
+from model.train_state import checkpoints  # noqa: E402
 
 ORDERS = {Order.PSM: FimRates(1.0, 0.0), Order.SPM: FimRates(1.0, 1.0)}
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.tokenizer import GGUFTokenizer
 
     torch.set_num_threads(a.threads)
-    ckpts = a.checkpoints or checkpoints(DEFAULT_OUT)[-1:]
+    ckpts = a.checkpoints or checkpoints(GEMMA3_OUT)[-1:]
     path = resolve_model("")
     t = time.perf_counter()
     corpus = build_corpus(a.venv, bench_dir=str(ROOT.parent / "shared" / "benchmarks")).corpus

@@ -152,6 +152,40 @@ def test_example_is_the_daemons_prompt_plus_the_middle(order: Order) -> None:
     assert lay.example(split, "shop/cart.py") == bare.tokens + tok.tokenize(split.middle) + [sep]
 
 
+@pytest.mark.parametrize("name, order", [
+    ("gemma3-fim", Order.PSM), ("gemma3-fim", Order.SPM), ("codegemma", Order.PSM),
+    ("codegemma", Order.SPM), ("qwen2.5-coder", Order.PSM), ("starcoder", Order.PSM),
+    ("starcoder", Order.SPM)])
+def test_training_layout_renders_the_daemons_prompt(name: str, order: Order) -> None:
+    """Train as you serve: the prompt part of an example is token for token what the daemon's
+    ``assemble`` sends for the same cursor, repository header and file separators included."""
+    tok = char_tok()
+    template = TEMPLATES[name]
+    ctx = [ContextFile("shop/money.py", REPO["shop/money.py"]),
+           ContextFile("shop/tax.py", REPO["shop/tax.py"])]
+    text = REPO["shop/cart.py"]
+    split = FimSplit(text[:40], text[40:71], text[71:], order)
+    for files, repo in ((ctx, ""), (ctx, "shop"), ([], "")):
+        lay = Layout(tok, template, repo_name=repo)
+        got = lay.example(split, "shop/cart.py", files)
+        prompt = assemble(template, tok, prefix=split.prefix, suffix=split.suffix,
+                          budget=Budget(total=100_000), path="shop/cart.py", context=files,
+                          order=order, repo_name=repo)
+        assert prompt.context_files == [f.path for f in files] and not prompt.prefix_truncated
+        assert list(got) == prompt.tokens + tok.tokenize(split.middle) + [lay.end_id]
+        rendered = tok.render(list(got))
+        if "repo" in template.sentinels and files:
+            head = f"{template.sentinels['repo'][0]}{repo or 'workspace'}\n" \
+                f"{template.sentinels['sep'][0]}shop/money.py\n"
+            assert rendered.startswith(head) and rendered.count("workspace\n") == (not repo)
+        # A plain document carries the same header: the prompt before its FIM layout.
+        fim = sum(len(lay.ids[p]) for p in template.layout(order) if p in lay.ids) + \
+            len(tok.tokenize(split.prefix)) + len(tok.tokenize(split.suffix))
+        header = prompt.tokens[:len(prompt.tokens) - fim]
+        plain = lay.example(FimSplit(text, "", "", None), "shop/cart.py", files)
+        assert list(plain) == header + tok.tokenize(text) + [tok.eos_id]
+
+
 def test_sentinels_exactly_once() -> None:
     tok = char_tok()
     lay = Layout(tok)

@@ -22,7 +22,10 @@ from model.data.fim import Example, FimRates, FimSplit, Layout, fim_split  # noq
 from model.data.sources import build_corpus, dist_license  # noqa: E402
 from model.gemma import IGNORE_INDEX  # noqa: E402
 from model.gemma3 import Gemma3Config, Gemma3ForCausalLM  # noqa: E402
-from model.train_gemma3 import G3Config, checkpoints, train  # noqa: E402
+from model.recipes import (RECIPES, RUN_LOCAL, TrainConfig, config_for,  # noqa: E402
+                           recipe_config)
+from model.train import train  # noqa: E402
+from model.train_state import checkpoints  # noqa: E402
 from tests.fake_tokenizer import CharTokenizer  # noqa: E402
 
 G3 = TEMPLATES["gemma3-fim"]
@@ -221,12 +224,13 @@ def tiny_model() -> Gemma3ForCausalLM:
     return Gemma3ForCausalLM(TINY)
 
 
-def _cfg(out: Path, **kw) -> G3Config:  # noqa: ANN003
-    base = dict(out_dir=str(out), seq_len=128, grad_accum=2, steps=8, warmup=2, lr=5e-3,
-                eval_share=0.34, eval_rows=2, eval_every=3, save_every=2, keep=2, threads=1,
-                csv=str(out / "loss.csv"))
+def _cfg(out: Path, **kw: object) -> TrainConfig:
+    base: dict[str, object] = dict(
+        out_dir=str(out), seq_len=128, grad_accum=2, steps=8, warmup=2, lr=5e-3,
+        eval_share=0.34, eval_rows=2, eval_every=3, save_every=2, keep=2, threads=1,
+        csv=str(out / "loss.csv"))
     base.update(kw)
-    return G3Config(**base)
+    return recipe_config("gemma3-fim", **base)
 
 
 def test_train_resumes_exactly_and_checkpoints_hold_only_lora(tmp_path: Path) -> None:
@@ -239,7 +243,7 @@ def test_train_resumes_exactly_and_checkpoints_hold_only_lora(tmp_path: Path) ->
           meta={"corpus": "c1"})
     resumed = train(_cfg(tmp_path / "b"), model=tiny_model(), tok=tok, corpus=corpus,
                     meta={"corpus": "c1"})
-    key = ("step", "loss", "lr", "trained_tokens", "loss_tokens", "grad_norm")
+    key = ("step", "loss", "lr", "tokens", "loss_tokens", "grad_norm")
     assert [tuple(h[k] for k in key) for h in resumed.history] == \
         [tuple(h[k] for k in key) for h in full.history]
     assert resumed.evals == full.evals
@@ -299,26 +303,90 @@ def test_gguf_tokenizer_matches_the_daemons(session, embedded_model: Path) -> No
         ours.close()
 
 
-def test_cli_gemma3_fim_passes_only_given_options(monkeypatch: pytest.MonkeyPatch) -> None:
+# -- recipes, the command line and the committed runs ------------------------------------------
+
+def test_cli_maps_options_onto_recipes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lsp_server.cli.main import main as codefill
+    from model import train as trainer
+
+    seen: list[TrainConfig] = []
+
+    def fake(cfg: TrainConfig) -> object:
+        seen.append(cfg)
+        return trainer.TrainResult(step=0)
+
+    monkeypatch.setattr(trainer, "train", fake)
+    new = str(tmp_path / "new")  # no checkpoint there: a new run takes the options given
+    assert codefill(["train", "--gemma3-fim", "--out", new, "--time-limit", "60"]) == 0
+    assert codefill(["train", "--gemma3-fim", "--out", new, "--lr", "1e-4"]) == 0
+    assert codefill(["train", "--gemma3-fim", "--recipe", "editor", "--out", new]) == 0
+    assert codefill(["train", "--recipe", "gemma3-fim-editor", "--out", new]) == 0
+    a, b, c, d = seen
+    assert (a.recipe, a.time_limit, a.lr, a.steps, a.threads) == ("gemma3-fim", 60.0, 3e-4,
+                                                                  5000, 1)
+    assert (b.lr, b.time_limit, b.lora_rank, b.targets) == (1e-4, None, 8, a.targets)
+    assert c == d and (c.recipe, c.line_rate, c.lr) == ("gemma3-fim-editor", 0.8, 5e-4)
+    assert codefill(["train", "--recipe", "editor"]) != 0  # the short name needs --gemma3-fim
+
+
+def test_unknown_recipe_is_rejected_with_the_known_names(capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
     from lsp_server.cli.main import main as codefill
     from model import train_gemma3
 
-    seen: list[list[str]] = []
-    monkeypatch.setattr(train_gemma3, "main", lambda argv: seen.append(argv) or 0)
-    assert codefill(["train", "--gemma3-fim", "--time-limit", "60", "--threads", "1"]) == 0
-    assert codefill(["train", "--gemma3-fim", "--out", "/tmp/x", "--lr", "1e-4"]) == 0
-    assert codefill(["train", "--gemma3-fim", "--recipe", "editor"]) == 0
-    assert seen == [["--time-limit", "60.0", "--threads", "1"],
-                    ["--out", "/tmp/x", "--lr", "0.0001"], ["--recipe", "editor"]]
-    assert codefill(["train", "--recipe", "editor"]) != 0  # only with --gemma3-fim
-
-
-def test_recipes_are_valid_run_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    from model import train_gemma3
-
-    for name, settings in train_gemma3.RECIPES.items():
-        cfg = train_gemma3.G3Config(**settings)
-        train_gemma3.FimRates(cfg.fim_rate, cfg.spm_rate, cfg.line_rate, cfg.max_lines)
+    assert codefill(["train", "src", "--out", "o", "--recipe", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown training recipe 'nope'" in err and len(err.splitlines()) == 1
+    assert all(name in err for name in RECIPES)
+    with pytest.raises(ValueError, match="'nope'.*gemma3-fim-editor"):
+        train(TrainConfig(recipe="nope", out_dir="o", corpus="src"))
     with pytest.raises(SystemExit):
         train_gemma3.main(["--recipe", "nope"])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_recipes_are_valid_run_settings() -> None:
+    for name, recipe in RECIPES.items():
+        cfg = recipe_config(name, out_dir="o", corpus="src", init_from="ck")
+        FimRates(cfg.fim_rate, cfg.spm_rate, cfg.line_rate, cfg.max_lines)
+        assert cfg.recipe == name and (cfg.lora_rank > 0 or not recipe.lora_only)
+        assert TEMPLATES[cfg.template].is_fim
+    with pytest.raises(ValueError, match="lora_rank must be positive"):
+        train(recipe_config("gemma3-fim", out_dir="o", lora_rank=0))
+
+
+def _stand_in(lora: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Modules named like the checkpoint's, holding trainable tensors of its shapes."""
+    root = torch.nn.Module()
+    for name, t in lora.items():
+        *path, leaf = name.split(".")
+        m = root
+        for part in path:
+            if not hasattr(m, part):
+                m.add_module(part, torch.nn.Module())
+            m = getattr(m, part)
+        m.register_parameter(leaf, torch.nn.Parameter(torch.zeros_like(t)))
+    return root
+
+
+@pytest.mark.parametrize("recipe", ["gemma3-fim", "gemma3-fim-editor"])
+def test_committed_checkpoints_resume(recipe: str) -> None:
+    from model.train import optimizer
+    from model.train_state import restore
+
+    cfg = recipe_config(recipe)
+    found = checkpoints(Path(cfg.out_dir))
+    if not found:
+        pytest.skip(f"no committed checkpoint in {cfg.out_dir}")
+    st = torch.load(found[-1], map_location="cpu", weights_only=True)
+    # A plain re-run keeps the run's saved settings, the run-local ones aside.
+    resumed = recipe_config(recipe, **{k: v for k, v in st["config"].items()
+                                       if k not in RUN_LOCAL})
+    assert config_for(recipe, {"lr": 1.0, "steps": 1}) == resumed
+    model = _stand_in(st["lora"])
+    at = restore(found[-1], model, optimizer(model, resumed), {"corpus": st["meta"]["corpus"]})
+    assert (at.step, at.data_pos, at.trained_tokens) == (st["step"], tuple(st["data_pos"]),
+                                                        st["trained_tokens"])
+    assert all(torch.equal(p, st["lora"][n]) for n, p in model.named_parameters())
+    with pytest.raises(ValueError, match="corpus"):
+        restore(found[-1], model, optimizer(model, resumed), {"corpus": "another"})

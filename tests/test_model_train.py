@@ -1,5 +1,6 @@
-"""model/train.py and `codefill train`: schedule, exact resume, DDP (torchrun, gloo) against one
-process, eval loss, LoRA fine-tuning of an exported checkpoint, CLI errors."""
+"""model/train.py and `codefill train` with the gemma recipes: schedule, exact resume, DDP
+(torchrun, gloo) against one process, eval loss, LoRA fine-tuning of an exported checkpoint, CLI
+errors."""
 
 from __future__ import annotations
 
@@ -181,6 +182,8 @@ def test_cli_trains_from_scratch_with_its_own_tokenizer(corpus: Path, tmp_path: 
     (["--model", "huge"], "unknown model config 'huge'"),
     (["--seq-len", "0"], "--seq-len must be at least 1"),
     (["--seq-len", "4096"], "exceeds the model's 1024 positions"),
+    (["--recipe", "gemma-lora"], "recipe gemma-lora fine-tunes a checkpoint: pass init_from"),
+    (["--recipe", "small"], "unknown training recipe 'small' — use one of: gemma, gemma-lora"),
 ])
 def test_cli_errors_are_one_line(corpus: Path, tok_dir: Path, tmp_path: Path, args: list[str],
                                  problem: str, capsys: pytest.CaptureFixture[str]) -> None:

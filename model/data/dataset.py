@@ -17,7 +17,7 @@ import random
 import threading
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import torch
 
@@ -30,6 +30,8 @@ from ..gemma import IGNORE_INDEX
 from .corpus import Corpus
 from .fim import Example, FimRates, FimSplit, Layout, fim_split
 from .repo_select import select_for_target
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -238,11 +240,11 @@ class RowStream:
             epoch += 1
 
 
-def prefetch(rows: Iterator[Row], depth: int = 64) -> Iterator[Row]:
+def prefetch(rows: Iterator[T], depth: int = 64) -> Iterator[T]:
     """``rows`` produced by a background thread (tokenizing and outlining, mostly in C, overlap
     the training step); same order, so the stream stays deterministic. An exception in the
     producer is raised in the consumer."""
-    q: queue.Queue[Row | BaseException | None] = queue.Queue(maxsize=depth)
+    q: queue.Queue[T | BaseException | None] = queue.Queue(maxsize=depth)
 
     def work() -> None:
         try:

@@ -14,13 +14,13 @@ line of its own and the text after it starts with that line's end (HumanEval's i
 as the daemon sees them, ``quality.data.Task.editor_suffix``). Uniform character cuts give
 ~170-token middles that start mid-word.
 
-The layout of an example is the daemon's prompt plus the answer: sentinel roles and slots come
-from the daemon's template (``TEMPLATES["codegemma"].layout(order)``) and the repository context
-section is ``(SEP path\\n text)* SEP current-path\\n`` as ``lsp_server.prompt.assemble`` writes
-it, each piece tokenized separately as the assembler does; then the middle and the file
-separator that ends it (the first stop token of the template). Templates with text sentinels
-(``gemma3-fim``) spell each sentinel as the assembler does, several ordinary tokens, and end the
-middle with ``<eos>``; with ``middle_loss`` only the middle and that end token are trained on.
+The layout of an example is the daemon's prompt plus the answer. The prompt is rendered by the
+daemon's own ``lsp_server.prompt.assemble`` with a budget nothing is cut in (the data code sizes
+an example before it is rendered): BOS, the repository section (the repository header where the
+template has one, then ``(SEP path\\n text)* SEP current-path\\n``) and the template's FIM layout,
+each piece tokenized separately. Then come the middle and the token that ends it (the first stop
+token of the template: CodeGemma's file separator, ``<eos>`` for ``gemma3-fim``, whose sentinels
+are spelled as text). With ``middle_loss`` only the middle and that end token are trained on.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Sequence
 
-from lsp_server.prompt.assemble import ContextFile, sentinel_tokens
+from lsp_server.prompt.assemble import Budget, ContextFile, assemble, sentinel_tokens
 from lsp_server.prompt.templates import PREFIX, SUFFIX, TEMPLATES, FimTemplate, Order
 from lsp_server.prompt.tokens import Tokenizer
 
@@ -126,11 +126,29 @@ class Example(list):
         return Example(self[:limit], n)
 
 
+_ROOMY = Budget(total=1 << 40)
+"""A budget nothing is cut in: a training example is sized by the data code before rendering."""
+
+
+def daemon_prompt(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str, path: str,
+                  context: Sequence[ContextFile], order: Order, repo_name: str = "") -> list[int]:
+    """The tokens the daemon would send for this cursor, rendered by its own ``assemble`` with
+    room for everything: BOS, the repository section, the FIM layout of ``order``."""
+    prompt = assemble(template, tok, prefix=prefix, suffix=suffix, budget=_ROOMY, path=path,
+                      context=context, order=order, repo_name=repo_name)
+    if prompt.prefix_truncated or prompt.suffix_truncated or \
+            len(prompt.context_files) != len(context):
+        raise RuntimeError(f"the prompt of {path or 'a file'} was cut although nothing should be")
+    return prompt.tokens
+
+
 class Layout:
-    """Token layout of training examples for one FIM template and tokenizer."""
+    """Token layout of training examples for one FIM template and tokenizer: the daemon's
+    prompt (:func:`daemon_prompt`) followed by the answer."""
 
     def __init__(self, tok: Tokenizer, template: FimTemplate = TEMPLATES["codegemma"],
-                 eos_id: int | None = None, *, middle_loss: bool = False) -> None:
+                 eos_id: int | None = None, *, middle_loss: bool = False,
+                 repo_name: str = "") -> None:
         self.tok = tok
         self.template = template
         # Role → the tokens of each sentinel: one special token, or for a template with text
@@ -143,45 +161,49 @@ class Layout:
             raise ValueError(f"the tokenizer (or template {template.name}) lacks the sentinels "
                              f"for {missing}")
         # Plain documents end with EOS (the tokenizer's own when not given).
-        self.eos_id = eos_id if eos_id is not None else getattr(tok, "eos_id", None)
+        self.eos_id: int | None = eos_id if eos_id is not None else getattr(tok, "eos_id", None)
         # The middle ends with the template's first stop token (CodeGemma: the file separator;
         # gemma3-fim: <eos>), the token the daemon stops generation on.
         end = tok.token_id(template.stops[0]) if template.stops else None
-        self.end_id = end if end is not None else self.eos_id
+        self.end_id: int | None = end if end is not None else self.eos_id
         self.middle_loss = middle_loss
         """Examples carry ``n_target``: the loss covers only the middle and its end token (the
         whole text and EOS for a plain document), not the prompt."""
+        self.repo_name = repo_name
+        """The repository header's name (the daemon sends none: "workspace" is shown)."""
+        fixed = self.template.layout(None)
+        self._n_sentinels = sum(len(self.ids[p]) for p in fixed if p not in (PREFIX, SUFFIX))
 
-    def head(self) -> list[int]:
-        t = self.template
-        return [self.tok.bos_id] if t.bos and self.tok.add_bos and self.tok.bos_id is not None \
-            else []
-
-    def context(self, files: Sequence[ContextFile], path: str) -> list[int]:
-        """``(SEP path\\n text)* SEP path\\n``: the assembler's context section, nothing cut."""
-        sep = self.ids["sep"]
-        out: list[int] = []
-        for f in files:
-            out += sep + self.tok.tokenize(f"{f.path}\n{f.text}")
-        return out + (sep + self.tok.tokenize(f"{path}\n") if path else [])
+    def prompt(self, split: FimSplit, path: str, files: Sequence[ContextFile] = ()
+               ) -> list[int]:
+        """The prompt part of an example. A plain document gets what precedes the FIM layout
+        in the daemon's prompt (BOS and the repository section): the prompt of an empty
+        cursor in the preferred order, less its trailing sentinels."""
+        if split.order is not None:
+            return daemon_prompt(self.template, self.tok, prefix=split.prefix,
+                                 suffix=split.suffix, path=path, context=files,
+                                 order=split.order, repo_name=self.repo_name)
+        empty = daemon_prompt(self.template, self.tok, prefix="", suffix="", path=path,
+                              context=files, order=self.template.orders[0],
+                              repo_name=self.repo_name)
+        return empty[:len(empty) - self._n_sentinels]
 
     def example(self, split: FimSplit, path: str, files: Sequence[ContextFile] = ()
                 ) -> "Example":
-        """The tokens of one training example: BOS, context, the FIM layout, middle, end."""
-        toks = self.head() + self.context(files, path)
-        if split.order is None:  # plain document: the file's text follows its header
+        """The tokens of one training example: the prompt, then the middle and its end token
+        (a plain document: its text and EOS)."""
+        if split.order is None:
             target = self.tok.tokenize(split.prefix) + \
                 ([self.eos_id] if self.eos_id is not None else [])
         else:
-            slots = {PREFIX: self.tok.tokenize(split.prefix),
-                     SUFFIX: self.tok.tokenize(split.suffix)}
-            for part in self.template.layout(split.order):
-                toks += slots[part] if part in slots else self.ids[part]
             target = self.tok.tokenize(split.middle) + \
                 ([self.end_id] if self.end_id is not None else [])
+        toks = self.prompt(split, path, files)
         return Example(toks + target, len(target) if self.middle_loss else None)
 
     def overhead(self, path: str) -> int:
         """Tokens an example spends besides its text and context files."""
-        return len(self.head()) + len(self.tok.tokenize(f"{path}\n")) + 1 + \
+        head = 1 if self.template.bos and self.tok.add_bos and self.tok.bos_id is not None \
+            else 0
+        return head + len(self.tok.tokenize(f"{path}\n")) + 1 + \
             sum(len(self.ids[r]) for r in ("pre", "suf", "mid", "sep"))
