@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from lsp_server.config import ContextConfig
-from lsp_server.context import WorkspaceIndex, context_budget
+from lsp_server.context import WorkspaceIndex
+from lsp_server.prompt.assemble import fixed_tokens
 from lsp_server.prompt import Budget, assemble, get_template
 from tests.fake_tokenizer import CharTokenizer
 
@@ -83,7 +84,8 @@ def assembled_text(idx: WorkspaceIndex, path: Path, template: str = "codegemma")
     tok = CharTokenizer()
     text = path.read_text()
     budget = Budget(total=20_000, context_share=0.5)
-    sel = idx.select_context(path, text, "", tok, context_budget(budget.total, 0.5))
+    allowance = budget.context_allowance(fixed_tokens(get_template(template), tok))
+    sel = idx.select_context(path, text, "", tok, allowance)
     assert sel.status == "ok"
     prompt = assemble(get_template(template), tok, prefix=text, suffix="", budget=budget,
                       path=str(path.relative_to(idx.roots[0].root)), context=sel.files)

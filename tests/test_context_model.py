@@ -11,7 +11,7 @@ import pytest
 
 from lsp_server.completion.session import ModelSession
 from lsp_server.config import ContextConfig
-from lsp_server.context import WorkspaceIndex, context_budget
+from lsp_server.context import WorkspaceIndex
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.model
@@ -50,8 +50,8 @@ def test_selected_files_fit_the_real_prompt(session: ModelSession, tmp_path: Pat
     tok = session.tokenizer
     cart = FILES["shop/cart.py"]
     cut = cart.index("        return tax")
-    total = session.engine.n_ctx - session.config.prompt.max_tokens - 1
-    for budget in (40, 80, 160, context_budget(total, session.config.prompt.context_share)):
+    allowance = session.context_allowance(session.budget(session.config.prompt.max_tokens))
+    for budget in (40, 80, 160, allowance):
         sel = idx.select_context(root / "shop/cart.py", cart[:cut], cart[cut:], tok, budget)
         assert sel.used_tokens <= budget
         prompt = session.build_prompt(cart[:cut], cart[cut:], path="shop/cart.py",

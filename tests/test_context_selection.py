@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lsp_server.config import ContextConfig
-from lsp_server.context import WorkspaceIndex, context_budget
+from lsp_server.context import WorkspaceIndex
+from lsp_server.prompt.assemble import fixed_tokens
 from lsp_server.context.graph import DependencyGraph
 from lsp_server.context.outline import outline
 from lsp_server.context.pairing import test_partner as partner_of
@@ -153,7 +154,8 @@ def test_budget_cuts_outlines_and_skips(tmp_path: Path) -> None:
         total = int(budget / 0.35) + 8
         prompt = assemble(get_template("codegemma"), tok, prefix=files["app.py"], suffix="",
                           budget=Budget(total=total), path="app.py", context=sel.files)
-        assert context_budget(total, 0.35) >= budget
+        assert Budget(total=total).context_allowance(
+            fixed_tokens(get_template("codegemma"), tok)) >= budget
         assert prompt.context_files == [f.path for f in sel.files], budget
 
 

@@ -8,6 +8,6 @@ the daemon and training share).
 
 from .build import IndexProgress
 from .root import RootIndex
-from .workspace import IndexStats, WorkspaceIndex, context_budget
+from .workspace import IndexStats, WorkspaceIndex
 
-__all__ = ["IndexProgress", "IndexStats", "RootIndex", "WorkspaceIndex", "context_budget"]
+__all__ = ["IndexProgress", "IndexStats", "RootIndex", "WorkspaceIndex"]

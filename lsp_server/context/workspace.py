@@ -168,8 +168,9 @@ class WorkspaceIndex(ChangeBatches):
                        ) -> ContextSelection:
         """The context files for a completion in ``path`` between ``prefix`` and ``suffix``.
 
-        ``budget_tokens`` is the prompt's context share (see :func:`context_budget`); files are
-        returned in prompt order for ``assemble(context=...)``. Never raises for bad input.
+        ``budget_tokens`` is the prompt's context allowance (``Budget.context_allowance``);
+        files are returned in prompt order for ``assemble(context=...)``. Never raises for bad
+        input.
         """
         t0 = time.perf_counter()
 
@@ -208,8 +209,3 @@ class WorkspaceIndex(ChangeBatches):
                 skipped=skipped, build_seconds=self.build_seconds,
                 watching=self._watcher is not None and self._watcher.error is None,
                 watch_error=self._watcher.error if self._watcher else None)
-
-
-def context_budget(total: int, context_share: float, n_special: int = 4) -> int:
-    """The context tokens ``assemble`` allows in a prompt of ``total`` tokens (its own split)."""
-    return max(0, int((total - n_special) * context_share))
