@@ -43,7 +43,7 @@ from lsp_server.cli.main import main as codefill  # noqa: E402
 from lsp_server.config import Config  # noqa: E402
 from lsp_server.completion.session import ModelSession  # noqa: E402
 from lsp_server.context.graph import DependencyGraph  # noqa: E402
-from lsp_server.context.index import context_budget  # noqa: E402
+from lsp_server.completion.completer import Completer, Cursor  # noqa: E402
 from lsp_server.context.packing import TokenCounter  # noqa: E402
 from model.checkpoint import save_pretrained  # noqa: E402
 from model.config import named_config  # noqa: E402
@@ -116,11 +116,12 @@ def exact_match(gguf: Path, tasks: list[dict[str, str]], files: dict[str, str], 
         s.engine.wait_ready()
         assert s.template.name == "codegemma", s.template.name
         count = TokenCounter(s.tokenizer)
-        budget = context_budget(N_CTX - MAX_TOKENS - 1, cfg.prompt.context_share)
+        completer = Completer(s, cfg)
+        budget = s.context_allowance(completer.budget())
         for t in tasks:
             ctx = select_for_target(graph, files, t["path"], count, budget).files
-            c = s.complete(t["prefix"], t["suffix"], path=t["path"], context=ctx,
-                           single_line=True, language="python")
+            c = completer.complete(Cursor(t["prefix"], t["suffix"], t["path"], language="python"),
+                                   context=ctx, single_line=True)
             ok = c.text.strip() == t["middle"]
             hits += ok
             nonempty += bool(c.text.strip())
