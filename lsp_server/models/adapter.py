@@ -21,8 +21,7 @@ from pathlib import Path
 import gguf
 
 from ..errors import ModelError
-from .gguf_header import GGUFFormatError, read_header
-from .gguf_info import ModelInfo
+from .gguf_info import ModelInfo, read_gguf_file
 
 ADAPTER_KEYWORD = "embedded"
 """``engine.adapter = "embedded"``: the adapter shipped in the package (EMBEDDED_ADAPTER)."""
@@ -86,28 +85,8 @@ def resolve_adapter(value: str) -> Path | None:
 def read_adapter_info(path: str | os.PathLike[str]) -> AdapterInfo:
     """Describe the adapter at ``path``; :class:`ModelError` when it is not a usable LoRA GGUF."""
     p = Path(path)
-    if not p.exists():
-        raise ModelError(f"adapter file not found: {p}", _FIX)
-    if p.is_dir():
-        raise ModelError(f"adapter path is a directory, not a GGUF file: {p}", _FIX)
-    try:
-        size = p.stat().st_size
-        with p.open("rb") as fh:
-            magic = fh.read(4)
-        if magic != b"GGUF":
-            raise ModelError(f"not a GGUF adapter file: {p} (starts with {magic!r})", _FIX)
-        header = read_header(p)
-    except (GGUFFormatError, OverflowError, MemoryError) as exc:
-        raise ModelError(f"truncated or corrupted adapter file: {p} ({exc})",
-                         "export or copy the adapter again") from None
-    except OSError as exc:
-        raise ModelError(f"cannot read adapter file {p}: {exc.strerror or exc}",
-                         "check the file's permissions") from None
-    if header.tensors:
-        end = max(t.offset + t.n_bytes for t in header.tensors)
-        if end > size:
-            raise ModelError(f"truncated adapter file: {p} has {size} bytes, its tensors need "
-                             f"{end}", "export or copy the adapter again")
+    header, size = read_gguf_file(p, "adapter", fix=_FIX, damaged="adapter file",
+                                  redo="export or copy the adapter again", other_format=_FIX)
     meta = header.metadata
     kind = meta.get(gguf.Keys.General.TYPE)
     if kind != "adapter":

@@ -88,38 +88,46 @@ def _quantization(header: GGUFHeader) -> str:
     return by_type.most_common(1)[0][0] if by_type else "unknown"
 
 
-def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
-    """Describe the GGUF at ``path``; raise :class:`ModelError` when it cannot be used."""
-    p = Path(path).expanduser()
-    fix = "pass --model with a .gguf file, or leave it out to use the embedded default model"
+def read_gguf_file(p: Path, noun: str, *, fix: str, damaged: str, redo: str,
+                   other_format: str) -> tuple[GGUFHeader, int]:
+    """The header and byte size of the GGUF at ``p``, a ``noun`` ("model", "adapter") file.
+
+    A :class:`ModelError` naming the file when it is missing or a directory (``fix``), not a GGUF
+    (``other_format``), unreadable, or truncated or corrupted (``damaged`` names the file in that
+    message, ``redo`` is its fix).
+    """
     if not p.exists():
-        raise ModelError(f"model file not found: {p}", fix)
+        raise ModelError(f"{noun} file not found: {p}", fix)
     if p.is_dir():
-        raise ModelError(f"model path is a directory, not a GGUF file: {p}", fix)
+        raise ModelError(f"{noun} path is a directory, not a GGUF file: {p}", fix)
     try:
         size = p.stat().st_size
         with p.open("rb") as fh:
             magic = fh.read(4)
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {p}: {exc.strerror or exc}",
-                         "check the file's permissions") from None
-    if magic != b"GGUF":
-        raise ModelError(f"not a GGUF model file: {p} (starts with {magic!r})",
-                         "convert the checkpoint with `codefill quantize` or download a .gguf build")
-    try:
+        if magic != b"GGUF":
+            raise ModelError(f"not a GGUF {noun} file: {p} (starts with {magic!r})", other_format)
         header = read_header(p)
     except (GGUFFormatError, OverflowError, MemoryError) as exc:
-        raise ModelError(f"truncated or corrupted GGUF file: {p} ({exc})",
-                         "download or convert the model again") from None
+        raise ModelError(f"truncated or corrupted {damaged}: {p} ({exc})", redo) from None
     except OSError as exc:
-        raise ModelError(f"cannot read model file {p}: {exc.strerror or exc}",
+        raise ModelError(f"cannot read {noun} file {p}: {exc.strerror or exc}",
                          "check the file's permissions") from None
-    meta = header.metadata
     if header.tensors:
         end = max(t.offset + t.n_bytes for t in header.tensors)
         if end > size:
-            raise ModelError(f"truncated GGUF file: {p} has {size} bytes, its tensors need {end}",
-                             "download or convert the model again")
+            raise ModelError(f"truncated {damaged}: {p} has {size} bytes, its tensors need {end}",
+                             redo)
+    return header, size
+
+
+def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
+    """Describe the GGUF at ``path``; raise :class:`ModelError` when it cannot be used."""
+    p = Path(path).expanduser()
+    fix = "pass --model with a .gguf file, or leave it out to use the embedded default model"
+    header, size = read_gguf_file(
+        p, "model", fix=fix, damaged="GGUF file", redo="download or convert the model again",
+        other_format="convert the checkpoint with `codefill quantize` or download a .gguf build")
+    meta = header.metadata
 
     arch = meta.get(gguf.Keys.General.ARCHITECTURE)
     if not isinstance(arch, str) or not arch:
