@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lsprotocol import types  # noqa: E402
 
 from lsp_server.server import plain  # noqa: E402
-from tests.lsp_harness import Harness  # noqa: E402
+from bench.common import Harness  # noqa: E402
 
 PER_DIR = 100
 SETTINGS = {"completion": {"debounce_min_ms": 0, "log_level": "info"},
@@ -102,14 +102,13 @@ def run(n_files: int, tmp: Path | None = None, *, keystrokes: int = 6, timeout_s
     tmp = Path(tempfile.mkdtemp(prefix="codefill-big-tree-", dir=tmp_dir)) if tmp is None else tmp
     root = tmp / "ws"
     record = tmp / "prompts.jsonl"
-    env = {**(env or {}), "CODEFILL_RECORD_PROMPTS": str(record)}
     figures: dict[str, Any] = {"files": n_files, "load_start": os.getloadavg()}
     try:
         t0 = time.monotonic()
         generate_tree(root, n_files)
         figures["generate_s"] = round(time.monotonic() - t0, 1)
         before = tree_state(root)
-        figures.update(_session(root, env, keystrokes, timeout_s, complete_after))
+        figures.update(_session(root, env or {}, record, keystrokes, timeout_s, complete_after))
         after = tree_state(root)
         figures["written"] = sorted(os.path.relpath(p, root) for p in set(before) | set(after)
                                     if before.get(p) != after.get(p))
@@ -122,9 +121,9 @@ def run(n_files: int, tmp: Path | None = None, *, keystrokes: int = 6, timeout_s
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _session(root: Path, env: dict[str, str], keystrokes: int, timeout_s: float,
+def _session(root: Path, env: dict[str, str], record: Path, keystrokes: int, timeout_s: float,
              complete_after: bool) -> dict[str, Any]:
-    h = Harness(root, settings=SETTINGS, env=env)
+    h = Harness(root, settings=SETTINGS, env=env, record_prompts=record)
     status_ms: list[float] = []
     completion_ms: list[float] = []
     rss: list[int] = []

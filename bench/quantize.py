@@ -108,7 +108,7 @@ def build_llama_quantize(cache: Path) -> Path:
 
 
 def make_checkpoint(path: Path, layers: int, hidden: int) -> None:
-    from quantize.synthetic import make_config, write_checkpoint
+    from bench.common import make_config, write_checkpoint
 
     if (path / "config.json").exists():
         return

@@ -34,7 +34,7 @@ started fresh for each run with the same model and flags:
   to the cursor, suffix = the rest and 64 lines (see ``LlamaVim``).
 
 Without --model the remote runs use the embedded model with FIM token ids added
-(tests/remote_servers.fim_test_model: /infill refuses a model without FIM tokens).
+(bench/common.fim_test_model: /infill refuses a model without FIM tokens).
 
 Reported: p50/p95 keystroke→suggestion latency (requests that returned a suggestion), model
 calls per keystroke, prompt tokens evaluated per model request, cache hit rate.
@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lsprotocol import types  # noqa: E402
 
-from tests.lsp_harness import Harness  # noqa: E402
+from bench.common import Harness  # noqa: E402
 
 
 @dataclass
@@ -326,7 +326,7 @@ async def replay_direct(url: str, span: str, before: str, after: str, delays: li
 
 
 def run_remote(args: argparse.Namespace) -> None:
-    from tests.remote_servers import fim_test_model, start_llama_server
+    from bench.common import fim_test_model, start_llama_server
 
     model = Path(args.model) if args.model else fim_test_model()
     # llama.vim's recommended server setup (llama-server --fim-qwen-*-default): batch and

@@ -47,19 +47,3 @@ def split_at(text: str, line: int, col: int, *, base: int = 1, name: str = "the 
                             f"columns are {base}-based: use --col {base}..{length + base}")
     offset = sum(len(x) + 1 for x in lines[:row]) + (col - base)
     return text[:offset], text[offset:]
-
-
-# File extension → LSP languageId, for the CLI (editors send the languageId themselves).
-_LANGUAGE_IDS: dict[str, str] = {
-    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript",
-    ".cjs": "javascript", ".jsx": "javascriptreact", ".ts": "typescript",
-    ".tsx": "typescriptreact", ".go": "go", ".rs": "rust", ".c": "c", ".h": "c", ".cc": "cpp",
-    ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".java": "java", ".kt": "kotlin", ".lua": "lua",
-    ".rb": "ruby", ".sh": "shellscript", ".bash": "shellscript", ".cs": "csharp",
-    ".swift": "swift", ".php": "php", ".sql": "sql", ".css": "css", ".scala": "scala",
-}
-
-
-def language_of(path: str | Path) -> str:
-    """The LSP languageId for a file name ("" when unknown)."""
-    return _LANGUAGE_IDS.get(Path(path).suffix.lower(), "")

@@ -2,8 +2,8 @@
 
 ``codegemma-2b`` holds the published CodeGemma 2B dimensions; the small ones are for tests and
 laptop-scale training. The HF config written on save starts from the published CodeGemma 2B
-config.json (``quantize.synthetic.CODEGEMMA_2B_CONFIG``) with the dimensions overridden, so the
-keys are exactly the ones ``codefill quantize`` reads.
+config.json (:data:`CODEGEMMA_2B_CONFIG`) with the dimensions overridden, so the keys are
+exactly the ones ``codefill quantize`` reads.
 """
 
 from __future__ import annotations
@@ -11,7 +11,33 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from quantize.synthetic import CODEGEMMA_2B_CONFIG
+# config.json of google/codegemma-2b as published; a saved config overrides the dimensions.
+CODEGEMMA_2B_CONFIG: dict[str, Any] = {
+    "architectures": ["GemmaForCausalLM"],
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "bos_token_id": 2,
+    "eos_token_id": 1,
+    "head_dim": 256,
+    "hidden_act": "gelu_pytorch_tanh",
+    "hidden_activation": None,
+    "hidden_size": 2048,
+    "initializer_range": 0.02,
+    "intermediate_size": 16384,
+    "max_position_embeddings": 8192,
+    "model_type": "gemma",
+    "num_attention_heads": 8,
+    "num_hidden_layers": 18,
+    "num_key_value_heads": 1,
+    "pad_token_id": 0,
+    "rms_norm_eps": 1e-06,
+    "rope_scaling": None,
+    "rope_theta": 10000.0,
+    "torch_dtype": "bfloat16",
+    "transformers_version": "4.39.0.dev0",
+    "use_cache": True,
+    "vocab_size": 256000,
+}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Module and parameter names are Hugging Face's (``model.layers.0.self_attn.q_proj.weight`` …), so
 a state dict is the HF checkpoint layout as is (see :mod:`model.checkpoint`). Quirks that set Gemma
-apart from Llama, each of which the numpy reference (``quantize/reference.py``) checks:
+apart from Llama, each of which the numpy reference (``tests/gemma_reference.py``) checks:
 RMSNorm scales by ``1 + w`` (weights stored around 0) and runs in float32; embeddings are
 multiplied by √hidden; the MLP is GeGLU with the tanh GELU; multi-query/grouped attention with
 ``head_dim`` independent of ``hidden/heads``; tied input/output embeddings.

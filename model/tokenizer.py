@@ -11,6 +11,7 @@ markers are reserved as Gemma's vocabulary has them. Pieces may span newlines
 from __future__ import annotations
 
 import io
+import json
 import random
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -26,6 +27,28 @@ def reserved_symbols() -> list[str]:
     """User-defined symbols, in the order Gemma's vocabulary lists them (prefix, middle, suffix,
     file separator), from the daemon's CodeGemma template."""
     return [CODEGEMMA.sentinels[r][0] for r in FIM_ROLES] + list(TURN_MARKERS)
+
+
+def write_tokenizer_config(directory: Path, pieces: list[str]) -> None:
+    """tokenizer_config.json as Gemma's: the special tokens and the reserved symbols in
+    ``added_tokens_decoder`` (``<pad>``, ``<eos>``, ``<bos>``, ``<unk>`` and the turn markers
+    flagged special, the FIM sentinels not). ``pieces``: the vocabulary, by id."""
+    reserved = reserved_symbols()
+    decoder = {}
+    for text in ["<pad>", "<eos>", "<bos>", "<unk>", *reserved]:
+        if text in pieces:
+            decoder[str(pieces.index(text))] = {
+                "content": text, "lstrip": False, "normalized": False, "rstrip": False,
+                "single_word": False,
+                "special": text.startswith("<") and text not in reserved or
+                text in TURN_MARKERS}
+    cfg = {"add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": decoder,
+           "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>",
+           "unk_token": "<unk>", "clean_up_tokenization_spaces": False,
+           "model_max_length": 1000000000000000019884624838656, "sp_model_kwargs": {},
+           "spaces_between_special_tokens": False, "tokenizer_class": "GemmaTokenizer",
+           "use_default_system_prompt": False}
+    (directory / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
 
 
 class SentencePieceTokenizer:
@@ -93,8 +116,6 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 4096,
     fallback still encodes them (as UTF-8 bytes), so nothing is ever <unk>.
     """
     import sentencepiece as spm
-
-    from quantize.synthetic import write_tokenizer_config
 
     chunks = list(_chunks(texts, 2000))
     if not chunks:

@@ -515,7 +515,7 @@ def test_language_server_loads_refuses_and_recovers_adapters(embedded_model: Pat
 
     from lsprotocol import types
 
-    from tests.lsp_harness import Harness
+    from bench.common import Harness
 
     good = write_adapter(tmp_path / "fim.gguf", random_pairs(embedded_model), alpha=8.0,
                          base=embedded_model).path

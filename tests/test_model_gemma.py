@@ -24,7 +24,7 @@ from model.config import CONFIGS, GemmaConfig  # noqa: E402
 from model.gemma import GemmaForCausalLM, lm_loss  # noqa: E402
 from model.lora import apply_lora  # noqa: E402
 from model.tokenizer import SentencePieceTokenizer, train_tokenizer  # noqa: E402
-from quantize.reference import gemma_logits  # noqa: E402
+from tests.gemma_reference import gemma_logits  # noqa: E402
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 CODE = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1)"

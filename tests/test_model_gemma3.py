@@ -33,7 +33,7 @@ from model.gemma3 import (FULL, GEMMA3_270M, SLIDING, Gemma3Config,  # noqa: E40
 from model.gguf_load import (GGUFLoadError, config_from_metadata, hf_name,  # noqa: E402
                              load_gemma3_gguf, read_tensor_index)
 from model.tokenizer import SentencePieceTokenizer, train_tokenizer  # noqa: E402
-from quantize.reference import gemma_logits  # noqa: E402
+from tests.gemma_reference import gemma_logits  # noqa: E402
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 CODE = ("def bisect_left(a, x, lo=0, hi=None):\n    if lo < 0:\n        raise ValueError('lo')\n"

@@ -2,7 +2,7 @@
 
 The checkpoints are built here (random weights, a SentencePiece BPE tokenizer trained on the
 spot with the FIM sentinels as user-defined symbols); llama.cpp's logits are compared with an
-independent float64 numpy forward pass of the HF model (quantize.reference).
+independent float64 numpy forward pass of the HF model (tests/gemma_reference.py).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from quantize.convert import convert_checkpoint  # noqa: E402
 from quantize.evaluate import evaluate  # noqa: E402
 from quantize.llama_quantize import quantize_gguf, read_imatrix  # noqa: E402
 from quantize.pipeline import QuantizeJob, output_paths, run  # noqa: E402
-from quantize.reference import gemma_logits  # noqa: E402
+from tests.gemma_reference import gemma_logits  # noqa: E402
 from quantize.report import format_table  # noqa: E402
-from quantize.synthetic import make_config, write_checkpoint  # noqa: E402
+from bench.common import make_config, write_checkpoint  # noqa: E402
 
 # CodeGemma 2B's shape in miniature: multi-query attention (1 KV head), head_dim > hidden/heads.
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,

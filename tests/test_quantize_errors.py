@@ -22,7 +22,7 @@ pytest.importorskip("safetensors")
 from lsp_server.cli.main import main  # noqa: E402
 from quantize import outputs  # noqa: E402
 from quantize.safetensors_io import SafetensorsCheckpoint  # noqa: E402
-from quantize.synthetic import make_config, save_safetensors, write_checkpoint  # noqa: E402
+from bench.common import make_config, save_safetensors, write_checkpoint  # noqa: E402
 
 TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=1, head_dim=32, vocab_size=0, max_position_embeddings=512)

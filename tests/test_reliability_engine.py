@@ -1,8 +1,8 @@
 """The engine thread raising mid-generation, through the real server and the real model.
 
-The engine's test hook CODEFILL_TEST_ENGINE_FAULT="N,K" (lsp_server/engine/llama_engine.py,
-`fault_hook`) makes the decode raise after N generated tokens in the next K generations, the way
-llama-cpp-python raises when `llama_decode` fails. The editor must get a clear message, the
+The server runs with the engine hook `Harness(engine_fault="N,K")` (bench/common.py,
+`install_engine_hooks`), which makes the decode raise after N generated tokens in the next K
+generations, the way llama-cpp-python raises when `llama_decode` fails. The editor must get a clear message, the
 server must stay up, and the next request must be served — from a clean KV cache: greedy
 decoding of the same prompt then gives the same tokens the failed generation had streamed.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lsp_harness import Harness
+from bench.common import Harness
 from tests.test_server import CODE, CURSOR, merged
 
 pytestmark = pytest.mark.model
@@ -33,7 +33,7 @@ def test_engine_raising_mid_generation_is_reported_and_the_server_recovers(
         tmp_path: Path) -> None:
     h = Harness(tmp_path, settings=merged({"completion": {"mode": "multi"},
                                            "prompt": {"max_tokens": 24}}),
-                env={"CODEFILL_TEST_ENGINE_FAULT": f"{FAULT_AFTER},2"})
+                engine_fault=f"{FAULT_AFTER},2")
     h.start()
     try:
         uri = h.open(tmp_path / "fib.py", CODE)

@@ -1,6 +1,6 @@
 """Filesystem faults and boundaries, end to end: the real `codefill serve` over stdio with
-repository context on, the real model, prompts recorded by the engine's test mode
-(CODEFILL_RECORD_PROMPTS; docs/reliability.md).
+repository context on, the real model, prompts recorded by the engine hook
+(``Harness(record_prompts=…)``, bench/common.py; docs/reliability.md).
 
 Three workspaces:
 
@@ -41,9 +41,9 @@ import pytest
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from bench.common import Harness
 from lsp_server.models.resolve import _xdg
 from tests.conftest import REPO
-from tests.lsp_harness import Harness
 from tests.test_server import merged
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -173,11 +173,10 @@ def snapshot(root: Path, hash_limit: int = 64 << 20) -> dict[str, tuple]:
     return out
 
 
-def server_env(home: Path, record: Path) -> dict[str, str]:
+def server_env(home: Path) -> dict[str, str]:
     """A fake $HOME; the model cache and data dirs stay where they are (absolute)."""
     return {"HOME": str(home), "XDG_CACHE_HOME": str(_xdg("XDG_CACHE_HOME", ".cache")),
-            "XDG_DATA_HOME": str(_xdg("XDG_DATA_HOME", ".local/share")),
-            "CODEFILL_RECORD_PROMPTS": str(record)}
+            "XDG_DATA_HOME": str(_xdg("XDG_DATA_HOME", ".local/share"))}
 
 
 def make_home(home: Path) -> None:
@@ -300,7 +299,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     try:
         s.before, s.home_before = snapshot(root), snapshot(home)
         h = PrefixedHarness(root, prefix, settings=merged({"prompt": {"max_tokens": 2}}),
-                            env=server_env(home, record))
+                            env=server_env(home), record_prompts=record)
         h.start()
         try:
             deadline = time.monotonic() + 120
@@ -480,7 +479,7 @@ def race(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     try:
         h = PrefixedHarness(root, prefix, settings=merged({"prompt": {"max_tokens": 2},
                                                            "context": {"watch": False}}),
-                            env=server_env(home, record))
+                            env=server_env(home), record_prompts=record)
         h.start()
         try:
             deadline = time.monotonic() + 120
@@ -552,7 +551,7 @@ def test_many_files_appearing_while_watching_do_not_block_the_editor(tmp_path: P
         home = tmp_path / "home"
         home.mkdir()
         h = Harness(root, settings=merged({"prompt": {"max_tokens": 2}}),
-                    env=server_env(home, tmp_path / "prompts.jsonl"))
+                    env=server_env(home), record_prompts=tmp_path / "prompts.jsonl")
         h.start()
         try:
             deadline = time.monotonic() + 120
@@ -589,7 +588,7 @@ def test_huge_tree_bounded_and_never_blocking(tmp_path: Path) -> None:
     n = int(os.environ.get("CODEFILL_TEST_TREE_FILES", "20000"))
     home = tmp_path / "home"
     home.mkdir()
-    env = server_env(home, tmp_path / "unused.jsonl")
+    env = server_env(home)
     # In memory when there is a tmpfs (generating the tree on a busy disk is the slow part).
     shm = Path("/dev/shm")
     base = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() and os.access(shm, os.W_OK) \

@@ -2,7 +2,8 @@
 that import and mention those files, many completions with repository context through the real
 server — and no canary in any prompt the engine was given.
 
-Prompts are seen through the engine's test mode, CODEFILL_RECORD_PROMPTS (docs/reliability.md).
+Prompts are seen through the engine hook `Harness(record_prompts=…)` (bench/common.py,
+docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lsp_harness import Harness
+from bench.common import Harness
 from tests.test_server import merged
 
 pytestmark = pytest.mark.model
@@ -85,7 +86,7 @@ def test_no_canary_reaches_any_prompt(tmp_path: Path) -> None:
     plant(root)
     record = tmp_path / "prompts.jsonl"
     h = Harness(root, settings=merged({"prompt": {"max_tokens": 4}}),
-                env={"CODEFILL_RECORD_PROMPTS": str(record)})
+                record_prompts=record)
     h.start()
     try:
         st = h.wait_state({"ready"})

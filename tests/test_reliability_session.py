@@ -1,8 +1,8 @@
 """One real editing session through `codefill serve`, checked for process hygiene and sync:
 
 - random incremental edits (non-BMP characters, CRLF and LF documents) sent over stdio, and the
-  server's view compared with the client's through the prompt it gives the model (the engine's
-  CODEFILL_RECORD_PROMPTS test mode): the text before the cursor is the client's text;
+  server's view compared with the client's through the prompt it gives the model (recorded by
+  the engine hook ``Harness(record_prompts=…)``): the text before the cursor is the client's text;
 - no file is created, changed or deleted anywhere in the workspace (tree snapshot before/after);
 - no network connection is attempted (an audit hook, installed in the server process through a
   ``sitecustomize`` on PYTHONPATH, records every ``socket.connect``/``getaddrinfo``).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lsp_harness import Harness
+from bench.common import Harness
 from tests.test_reliability_sync import Edit, apply, boundaries, position
 from tests.test_server import merged
 
@@ -90,8 +90,9 @@ def test_session_hygiene_and_sync(tmp_path: Path) -> None:
     net_log = tmp_path / "net.jsonl"
     record = tmp_path / "prompts.jsonl"
     env = {"PYTHONPATH": os.pathsep.join([str(guard_dir), os.environ.get("PYTHONPATH", "")]),
-           "CODEFILL_TEST_NET_LOG": str(net_log), "CODEFILL_RECORD_PROMPTS": str(record)}
-    h = Harness(root, settings=merged({"prompt": {"max_tokens": 4}}), env=env)
+           "CODEFILL_TEST_NET_LOG": str(net_log)}
+    h = Harness(root, settings=merged({"prompt": {"max_tokens": 4}}), env=env,
+                record_prompts=record)
     h.start()
     rng = random.Random(9)
     checks = []

@@ -424,7 +424,7 @@ def test_language_server_completes_through_llama_server(proxy: FaultProxy, tmp_p
                                                         ) -> None:
     import json
 
-    from tests.lsp_harness import Harness
+    from bench.common import Harness
 
     root = tmp_path / "ws"
     (root / "geometry").mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""The remote-engine test infrastructure itself (tests/remote_servers.py).
+"""The remote-engine test infrastructure itself (the servers of bench/common.py, the proxy of
+tests/remote_servers.py).
 
 Real servers on 127.0.0.1 — llama.cpp's llama-server (built by scripts/build-llama-server) and
 llama-cpp-python's OpenAI-compatible server — answer the requests the remote engines make, and
@@ -20,18 +21,17 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.remote_servers import (
+from bench.common import (
     FIM_TOKENS,
-    FaultProxy,
     RunningServer,
     fim_test_model,
     llama_server_binary,
     openai_server_available,
-    sse_data,
     start_llama_server,
     start_openai_server,
     why_no_llama_server,
 )
+from tests.remote_servers import FaultProxy, sse_data
 
 needs_llama_server = pytest.mark.skipif(llama_server_binary() is None,
                                         reason=why_no_llama_server() or "llama-server")

@@ -113,35 +113,6 @@ def common_prefix_len(a: np.ndarray, b: np.ndarray) -> int:
     return int(diff[0]) if diff.size else n
 
 
-def record_prompt(llama: Any, tokens: list[int]) -> None:
-    """Test mode: with CODEFILL_RECORD_PROMPTS=/path/file.jsonl set, append every submitted
-    prompt (detokenized) as one JSON line, so tests can check what reaches the model — e.g. that
-    no secret ever does (tests/test_reliability_secrets.py, docs/reliability.md). Off (one
-    environment lookup) otherwise."""
-    path = os.environ.get("CODEFILL_RECORD_PROMPTS")
-    if not path:
-        return
-    import json
-
-    text = (llama.detokenize(list(tokens), special=True).decode("utf-8", errors="replace")
-            if llama is not None else None)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"pid": os.getpid(), "n_tokens": len(tokens), "prompt": text}) + "\n")
-
-
-def fault_hook() -> list[int] | None:
-    """Test hook: with CODEFILL_TEST_ENGINE_FAULT="N" (or "N,K") set when the engine starts, the
-    decode raises after N generated tokens, in the next K generations (default 1), as llama.cpp
-    does when ``llama_decode`` fails — the "engine thread raising mid-generation" fault of
-    docs/reliability.md (tests/test_reliability_engine.py). Off otherwise: one ``is None`` check
-    per generated token."""
-    spec = os.environ.get("CODEFILL_TEST_ENGINE_FAULT")
-    if not spec:
-        return None
-    after, _, times = spec.partition(",")
-    return [max(1, int(after)), int(times or 1)]
-
-
 class LlamaEngine:
     """Loads a GGUF model on a worker thread and serves generation requests in order."""
 
@@ -173,7 +144,6 @@ class LlamaEngine:
         self._jobs: "queue.Queue[TokenStream | None]" = queue.Queue()
         self._ready = threading.Event()
         self._llama: Any = None
-        self._fault = fault_hook()
         self._thread = threading.Thread(target=self._run, name="codefill-engine", daemon=True)
         self._thread.start()
 
@@ -197,7 +167,6 @@ class LlamaEngine:
                listener: Callable[[TokenEvent | None], None] | None = None) -> TokenStream:
         """Queue ``request``; its tokens arrive on the returned stream (and at ``listener``)."""
         stream = TokenStream(request, listener=listener)
-        record_prompt(self._llama, request.tokens)
         if self.state == "closed":
             stream._finish(StopReason.ERROR, "engine is closed")
         else:
@@ -341,20 +310,9 @@ class LlamaEngine:
                 return self._end(stream, StopReason.TIME_BUDGET)
             if llm.n_tokens + 1 >= self.n_ctx:
                 return self._end(stream, StopReason.CONTEXT_FULL)
-            if self._fault is not None and stats.n_generated == self._fault[0]:
-                self._inject_fault()
             # Evaluate the emitted token so that the cache holds prompt + generation: a follow-up
             # request that continues this text reuses all of it.
             llm.eval([token])
-
-    def _inject_fault(self) -> None:
-        """The test hook (see :func:`fault_hook`)."""
-        assert self._fault is not None
-        self._fault[1] -= 1
-        if self._fault[1] <= 0:
-            self._fault = None
-        raise RuntimeError("llama_decode returned -1 (fault injected by "
-                           "CODEFILL_TEST_ENGINE_FAULT)")
 
     @staticmethod
     def _pick(logits: np.ndarray, temperature: float, rng: np.random.Generator | None) -> int:
