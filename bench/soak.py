@@ -36,15 +36,16 @@ import json
 import os
 import queue
 import random
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RawServer  # noqa: E402
+
 SEEDS = ["def total(items):\n    result = 0\n    for x in items:\n        ",
          "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n        ",
          "import os\n\n\ndef list_files(path):\n    return os.",
@@ -59,35 +60,11 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-class Soak:
+class Soak(RawServer):
     def __init__(self, root: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "lsp_server.cli.main", "serve"],
-                                     cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
+        super().__init__()
         self.root = root
-        self.replies: "queue.Queue[dict]" = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
         self.next_id = 0
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
-        while True:
-            header = out.readline()
-            if not header:
-                self.replies.put({"eof": True})
-                return
-            if header.startswith(b"Content-Length:"):
-                length = int(header.split(b":")[1])
-                while out.readline().strip():
-                    pass
-                self.replies.put(json.loads(out.read(length)))
-
-    def send(self, obj: dict[str, Any]) -> None:
-        body = json.dumps(obj).encode()
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
 
     def request(self, method: str, params: Any) -> str:
         self.next_id += 1
@@ -119,8 +96,7 @@ def run(n_requests: int, seed: int = 0, max_outstanding: int = 6,
             return _run(s, rng, n_requests, max_outstanding, t0, timeout_s, progress, switch,
                         max_chars)
         finally:
-            s.proc.kill()
-            s.proc.wait()
+            s.close()
 
 
 def _run(s: Soak, rng: random.Random, n_requests: int, max_outstanding: int, t0: float,

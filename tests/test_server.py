@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import queue
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +14,7 @@ from typing import Iterator
 import pytest
 from lsprotocol import types
 
-from bench.common import NEOVIM_CAPABILITIES, Harness
+from bench.common import NEOVIM_CAPABILITIES, Harness, RawServer
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.model
@@ -452,51 +450,6 @@ def test_oversized_content_length_is_skipped_and_the_stream_resyncs(tmp_path: Pa
     finally:
         proc.kill()
         proc.wait()
-
-
-class RawServer:
-    """`codefill serve` driven with raw bytes, for malformed JSON-RPC."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "lsp_server.cli.main", "serve"],
-                                     cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
-        self.replies: "queue.Queue[dict]" = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
-        while True:
-            header = out.readline()
-            if not header:
-                return
-            if header.startswith(b"Content-Length:"):
-                length = int(header.split(b":")[1])
-                while out.readline().strip():
-                    pass
-                self.replies.put(json.loads(out.read(length)))
-
-    def send_bytes(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-
-    def send(self, obj: object) -> None:
-        body = json.dumps(obj).encode()
-        self.send_bytes(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-
-    def reply(self, msg_id: object, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = self.replies.get(timeout=max(0.01, deadline - time.monotonic()))
-            if msg.get("id") == msg_id and "method" not in msg:
-                return msg
-        raise TimeoutError(msg_id)
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture(scope="module")
