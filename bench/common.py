@@ -9,6 +9,8 @@ programs that must run without the test suite, the tests may use anything in the
 * :class:`Harness`: a real LSP client (pygls) driving the real ``codefill serve`` process over
   stdio. The client lives on an asyncio loop in a background thread so that synchronous code can
   share one server: ``h.run(coro)`` runs a coroutine on that loop and returns its value.
+* :class:`RawServer`: the same process driven with raw JSON-RPC bytes (malformed messages,
+  long soaks).
 * Engine hooks: ``python -m bench.common [--record-prompts FILE] [--engine-fault N[,K]] serve``
   is ``codefill serve`` with the in-process engine patched (:func:`install_engine_hooks`);
   ``Harness(record_prompts=…, engine_fault=…)`` starts the server that way.
@@ -26,6 +28,7 @@ import fcntl
 import http.client
 import json
 import os
+import queue
 import socket
 import struct
 import subprocess
@@ -259,6 +262,55 @@ class Harness:
 
     def counters(self) -> dict[str, int]:
         return self.status()["completion"]["counters"]
+
+
+class RawServer:
+    """`codefill serve` driven over stdio with raw JSON-RPC bytes, no client library (malformed
+    messages, long soaks). A reader thread puts every message the server writes (replies, its own
+    requests and notifications) on ``replies``, then ``{"eof": True}`` when its stdout closes."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "lsp_server.cli.main", "serve"],
+                                     cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        self.replies: "queue.Queue[dict]" = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        assert out is not None
+        while True:
+            header = out.readline()
+            if not header:
+                self.replies.put({"eof": True})
+                return
+            if header.startswith(b"Content-Length:"):
+                length = int(header.split(b":")[1])
+                while out.readline().strip():  # other headers, then the blank line
+                    pass
+                self.replies.put(json.loads(out.read(length)))
+
+    def send_bytes(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, obj: object) -> None:
+        body = json.dumps(obj).encode()
+        self.send_bytes(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def reply(self, msg_id: object, timeout: float = 30) -> dict:
+        """The reply to request ``msg_id``; what comes before it is dropped."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.replies.get(timeout=max(0.01, deadline - time.monotonic()))
+            if msg.get("id") == msg_id and "method" not in msg:
+                return msg
+        raise TimeoutError(msg_id)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 # ---------------------------------------------------------------------------------------------
