@@ -13,14 +13,7 @@ from lsp_server.context import WorkspaceIndex
 from lsp_server.context.graph import DependencyGraph
 from lsp_server.context.imports import python as py_imports
 from lsp_server.context.imports.rust import expand_use
-
-
-def write_tree(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root
+from tests.test_context_selection import write_tree
 
 
 def graph_of(root: Path) -> DependencyGraph:
