@@ -25,6 +25,7 @@ permission cases are skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -213,6 +214,32 @@ def complete_lines(h: Harness, uri: str, text: str, n: int) -> int:
     return done
 
 
+def wait_index_ready(h: Harness, states: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The first status with the context index ready (within 120 s); with ``states``, each
+    status before it must be in one of them."""
+    deadline = time.monotonic() + 120
+    while (st := h.status())["context"]["state"] != "ready":
+        if states:
+            assert st["context"]["state"] in states, st["context"]
+        assert time.monotonic() < deadline, st
+        time.sleep(0.2)
+    return st
+
+
+@contextlib.contextmanager
+def scratch_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory for a generated tree: in memory when there is a tmpfs (generating the tree on
+    a busy disk is the slow part), else ``tmp_path``."""
+    shm = Path("/dev/shm")
+    base = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() and os.access(shm, os.W_OK) \
+        else tmp_path
+    try:
+        yield base
+    finally:
+        if base != tmp_path:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 # --- the hostile workspace ------------------------------------------------------------------
 def plant_hostile(root: Path, home: Path) -> None:
     (root / ".git").mkdir()
@@ -285,6 +312,20 @@ class Session:
     logs: list[str] = field(default_factory=list)
 
 
+@contextlib.contextmanager
+def serving(s: Session, h: Harness, root: Path, home: Path, record: Path) -> Iterator[None]:
+    """Run ``h`` for the block; then keep its exit code and logs in ``s`` and, when the block
+    finished, the files after it and the recorded prompts."""
+    h.start()
+    try:
+        yield
+    finally:
+        s.exit_code = h.stop()
+        s.logs = list(h.logs)
+    s.after, s.home_after = snapshot(root), snapshot(home)
+    s.prompts = prompts_of(record)
+
+
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
     base = tmp_path_factory.mktemp("hostile")
@@ -300,14 +341,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         s.before, s.home_before = snapshot(root), snapshot(home)
         h = PrefixedHarness(root, prefix, settings=merged({"prompt": {"max_tokens": 2}}),
                             env=server_env(home), record_prompts=record)
-        h.start()
-        try:
-            deadline = time.monotonic() + 120
-            while (st := h.status())["context"]["state"] != "ready":
-                assert st["context"]["state"] in ("indexing", "idle"), st["context"]
-                assert time.monotonic() < deadline, st
-                time.sleep(0.2)
-            s.statuses.append(st)
+        with serving(s, h, root, home, record):
+            s.statuses.append(wait_index_ready(h, ("indexing", "idle")))
             uri = h.open(root / "app.py", APP)
             s.requests += complete_lines(h, uri, APP, 2)
             # A completion in a reachable module too (its own prompt).
@@ -345,11 +380,6 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             h.change(uri, (0, 0), (0, 0), "# edited\n")
             s.requests += complete_lines(h, uri, "# edited\n" + late + APP, 1)
             s.statuses.append(h.status())
-        finally:
-            s.exit_code = h.stop()
-            s.logs = list(h.logs)
-        s.after, s.home_after = snapshot(root), snapshot(home)
-        s.prompts = prompts_of(record)
         yield s
     finally:
         (root / "perm_file.py").chmod(0o644)
@@ -480,13 +510,8 @@ def race(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         h = PrefixedHarness(root, prefix, settings=merged({"prompt": {"max_tokens": 2},
                                                            "context": {"watch": False}}),
                             env=server_env(home), record_prompts=record)
-        h.start()
-        try:
-            deadline = time.monotonic() + 120
-            while (st := h.status())["context"]["state"] != "ready":
-                assert time.monotonic() < deadline, st
-                time.sleep(0.2)
-            s.statuses.append(st)
+        with serving(s, h, root, home, record):
+            s.statuses.append(wait_index_ready(h))
             # The index holds every file; now the disk changes under it (nobody tells it).
             (root / "gone.py").unlink()
             (root / "moved.py").rename(root / "moved_elsewhere.py")
@@ -505,11 +530,6 @@ def race(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             uri = h.open(root / "app.py", RACE_APP)
             s.requests += complete_lines(h, uri, RACE_APP, 2)
             s.statuses.append(h.status())
-        finally:
-            s.exit_code = h.stop()
-            s.logs = list(h.logs)
-        s.after, s.home_after = snapshot(root), snapshot(home)
-        s.prompts = prompts_of(record)
         yield s
     finally:
         if (root / "locked_later.py").exists():
@@ -541,10 +561,7 @@ def test_directory_swapped_for_a_symlink_out_of_the_root(race: Session) -> None:
 def test_many_files_appearing_while_watching_do_not_block_the_editor(tmp_path: Path) -> None:
     """A 1,000-file workspace; 1,000 more files are copied in (a checkout, an unpacked archive)
     while the server watches. The editor's status requests must keep being answered."""
-    shm = Path("/dev/shm")
-    base = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() and os.access(shm, os.W_OK) \
-        else tmp_path
-    try:
+    with scratch_dir(tmp_path) as base:
         root = base / "ws"
         big_tree.generate_tree(root, 1000)
         big_tree.generate_tree(base / "incoming", 1000)
@@ -554,11 +571,7 @@ def test_many_files_appearing_while_watching_do_not_block_the_editor(tmp_path: P
                     env=server_env(home), record_prompts=tmp_path / "prompts.jsonl")
         h.start()
         try:
-            deadline = time.monotonic() + 120
-            while (st := h.status())["context"]["state"] != "ready":
-                assert time.monotonic() < deadline, st
-                time.sleep(0.2)
-            assert st["context"]["files"] == 1000
+            assert wait_index_ready(h)["context"]["files"] == 1000
             shutil.copytree(base / "incoming", root / "incoming")
             t0 = time.monotonic()
             latencies: list[float] = []
@@ -572,9 +585,6 @@ def test_many_files_appearing_while_watching_do_not_block_the_editor(tmp_path: P
             settled = time.monotonic() - t0
         finally:
             assert h.stop() == 0
-    finally:
-        if base != tmp_path:
-            shutil.rmtree(base, ignore_errors=True)
     print(f"\n1,000 files copied in: indexed after {settled:.1f} s; status max "
           f"{max(latencies):.1f} s over {len(latencies)} polls; load {os.getloadavg()[0]:.1f}")
     assert st["context"]["files"] == 2000
@@ -589,16 +599,9 @@ def test_huge_tree_bounded_and_never_blocking(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     env = server_env(home)
-    # In memory when there is a tmpfs (generating the tree on a busy disk is the slow part).
-    shm = Path("/dev/shm")
-    base = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() and os.access(shm, os.W_OK) \
-        else tmp_path
-    try:
+    with scratch_dir(tmp_path) as base:
         f = big_tree.run(n, base, keystrokes=2, timeout_s=max(240, n / 400), env=env,
                          complete_after=False)  # the benchmark measures that one
-    finally:
-        if base != tmp_path:
-            shutil.rmtree(base, ignore_errors=True)
     print(f"\nhuge tree: {f}")
     assert f["exit_code"] == 0 and f["model_state"] == "ready"
     assert "indexing" in f["states"] and f["states"][-1] == "ready", f["states"]
