@@ -25,6 +25,7 @@ from model.gemma import GemmaForCausalLM, lm_loss  # noqa: E402
 from model.lora import apply_lora  # noqa: E402
 from model.tokenizer import SentencePieceTokenizer, train_tokenizer  # noqa: E402
 from tests.gemma_reference import gemma_logits  # noqa: E402
+from tests.test_model_gemma3 import llama_logits  # noqa: E402
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 CODE = "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1)"
@@ -168,10 +169,7 @@ def test_lora_starts_as_base_trains_adapters_only_and_merges(tiny: GemmaForCausa
 def test_llama_cpp_logits_equal_torch_after_codefill_quantize(
         tiny: GemmaForCausalLM, tok_dir: Path, tok: SentencePieceTokenizer, tmp_path: Path
 ) -> None:
-    import gguf
-
     from lsp_server.cli.main import main as codefill
-    from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx
     from lsp_server.models.gguf_info import read_model_info
     from lsp_server.prompt.detect import detect_template
 
@@ -179,16 +177,8 @@ def test_llama_cpp_logits_equal_torch_after_codefill_quantize(
     out = tmp_path / "tiny-f32.gguf"
     assert codefill(["quantize", str(ck), "--out", str(out), "--type", "F32"]) == 0
     assert detect_template(read_model_info(out)).template.name == "codegemma"
-    f32 = int(gguf.GGMLQuantizationType.F32)
-    llm = _llama_factory(model_path=str(out), n_ctx=256, logits_all=True, verbose=False,
-                         use_extra_bufts=not cpu_has_amx(), type_k=f32, type_v=f32)
-    try:
-        ids = llm.tokenize(CODE.encode(), add_bos=True, special=False)
-        assert ids == [tok.bos_id] + tok.tokenize(CODE)  # llama.cpp tokenizes as we trained
-        llm.eval(ids)
-        got = np.array(llm.scores[: len(ids)], dtype=np.float64)
-    finally:
-        llm.close()
+    ids, got = llama_logits(out, CODE)
+    assert ids == [tok.bos_id] + tok.tokenize(CODE)  # llama.cpp tokenizes as we trained
     with torch.no_grad():
         ours = tiny(torch.tensor([ids]))[0].double().numpy()
     assert np.abs(ours).max() > 1.0

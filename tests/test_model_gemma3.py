@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -168,23 +169,13 @@ def test_llama_cpp_logits_equal_torch_and_gguf_loads_back(
         tiny: Gemma3ForCausalLM, tok_dir: Path, ids: list[int], tmp_path: Path) -> None:
     """Our Gemma 3 → HF checkpoint → codefill quantize F32 → llama.cpp: the same logits, with
     llama.cpp's own sliding-window masking; and the GGUF loads back into torch exactly."""
-    import gguf
-
     from lsp_server.cli.main import main as codefill
-    from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx
 
     ck = save_pretrained(tiny, tmp_path / "ck", tokenizer_dir=tok_dir, name="tiny-gemma3")
     out = tmp_path / "tiny-gemma3-f32.gguf"
     assert codefill(["quantize", str(ck), "--out", str(out), "--type", "F32"]) == 0
-    f32 = int(gguf.GGMLQuantizationType.F32)
-    llm = _llama_factory(model_path=str(out), n_ctx=256, logits_all=True, verbose=False,
-                         use_extra_bufts=not cpu_has_amx(), type_k=f32, type_v=f32)
-    try:
-        assert llm.tokenize(CODE.encode(), add_bos=True, special=False) == ids
-        llm.eval(ids)
-        got = np.array(llm.scores[: len(ids)], dtype=np.float64)
-    finally:
-        llm.close()
+    llama_ids, got = llama_logits(out, CODE)
+    assert llama_ids == ids
     ours = logits(tiny, ids)
     assert np.abs(ours).max() > 1.0
     # Measured 9.2e-4 (logits up to 1.8): float32 on both sides, but llama.cpp's CPU GELU rounds
@@ -271,7 +262,10 @@ def torch_270m(embedded_model: Path) -> Gemma3ForCausalLM:
     return load_gemma3_gguf(embedded_model)
 
 
-def _llama_logits(path: Path, text: str, n: int) -> tuple[list[int], np.ndarray]:
+def llama_logits(path: Path, text: str, n: int | None = None,
+                 **llama: Any) -> tuple[list[int], np.ndarray]:
+    """llama.cpp's tokens of ``text`` (BOS first, the first ``n``) and its logits (float64) at
+    each, for the GGUF at ``path``; ``llama`` goes to the Llama constructor."""
     import gguf
 
     from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx
@@ -279,7 +273,7 @@ def _llama_logits(path: Path, text: str, n: int) -> tuple[list[int], np.ndarray]
     f32 = int(gguf.GGMLQuantizationType.F32)
     # F32 KV cache: keeps llama.cpp's K/V out of the comparison's error budget.
     llm = _llama_factory(model_path=str(path), n_ctx=256, logits_all=True, verbose=False,
-                         n_threads=2, use_extra_bufts=not cpu_has_amx(), type_k=f32, type_v=f32)
+                         use_extra_bufts=not cpu_has_amx(), type_k=f32, type_v=f32, **llama)
     try:
         ids = llm.tokenize(text.encode(), add_bos=True, special=False)[:n]
         llm.eval(ids)
@@ -304,7 +298,7 @@ def test_embedded_270m_matches_llama_cpp_q4_k_m(embedded_model: Path,
     is failed by every planted bug tried (docs/adapter-training-notes.md: query scale 1/√160
     instead of 1/√256 gives KL 0.067, top-1 84 %, a disagreement with a 0.63 lead, correlation
     0.967)."""
-    ids, ref = _llama_logits(embedded_model, SNIPPET, 64)
+    ids, ref = llama_logits(embedded_model, SNIPPET, 64, n_threads=2)
     assert len(ids) == 64
     with torch.no_grad():
         got = torch_270m(torch.tensor([ids]))[0].double().numpy()
@@ -335,7 +329,7 @@ def test_embedded_270m_matches_llama_cpp_on_the_same_f32_weights(
     assert llama_cpp.llama_model_quantize(str(embedded_model).encode(), str(out).encode(),
                                           ctypes.byref(params)) == 0
     try:
-        ids, ref = _llama_logits(out, SNIPPET, 64)
+        ids, ref = llama_logits(out, SNIPPET, 64, n_threads=2)
     finally:
         out.unlink()  # 1 GB
     with torch.no_grad():
