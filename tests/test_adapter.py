@@ -23,6 +23,7 @@ import gguf
 import numpy as np
 import pytest
 
+from lsp_server.completion.completer import complete_text
 from lsp_server.config import Config
 from lsp_server.errors import ModelError
 from lsp_server.models import adapter as adapter_mod
@@ -491,7 +492,7 @@ def test_session_and_complete_with_adapter(embedded_model: Path, tmp_path: Path)
         # The adapter's preferred order is SPM: the middle continues the prefix.
         assert text.endswith("<|fim_prefix|><|fim_suffix|>\n<|fim_middle|>def add(a, b):\n"
                              "    return "), text
-        r = s.complete("def add(a, b):\n    return ", "\n", path="m.py", max_tokens=4)
+        r = complete_text(s, "def add(a, b):\n    return ", "\n", path="m.py", max_tokens=4)
         assert r.stats.n_prompt == len(p.tokens)
     proc = codefill("complete", str(DEMO), "--line", "23", "--col", "16", "--max-tokens", "4",
                     "--time-budget-ms", "120000", "--adapter", str(good), "--verbose",

@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("sentencepiece")
 pytest.importorskip("safetensors")
 
+from lsp_server.completion.completer import complete_text  # noqa: E402
 from lsp_server.config import Config  # noqa: E402
 from lsp_server.completion.session import ModelSession  # noqa: E402
 from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx  # noqa: E402
@@ -310,7 +311,7 @@ def test_quantized_model_generates_in_the_daemon(small: tuple[Ckpt, Path],
     config.engine.context_size = 256
     with ModelSession(config) as s:
         assert s.template.name == "codegemma"
-        c = s.complete("def add(a, b):\n    return ", "\n", max_tokens=8, single_line=False)
+        c = complete_text(s, "def add(a, b):\n    return ", "\n", max_tokens=8, single_line=False)
         assert c.stats.n_generated > 0 or c.stop == "stop_token"
         assert c.prompt.tokens[0] == s.info.special_ids["bos"]
         assert s.info.special_ids["fim_pre"] in c.prompt.tokens

@@ -198,7 +198,7 @@ class Pipeline:
                     self.counters.typing_through += bool(typed)
                     self.counters.cache_hits += not typed
                     return Suggestion(text, "typing_through" if typed else "cache",
-                                      "cached", single)
+                                      "cached", ctx.single_line)
             elif isinstance(entry.job, Job) and len(entry.text) >= len(typed):
                 # Adopt a running generation only once its text covers what was typed since it
                 # began. A job that has not caught up (still evaluating its prompt, say) is a

@@ -131,11 +131,16 @@ class RemoteSession(CompletionBackend):
             stops = tuple(s for s in self.template.stops if not s.startswith("\u2581"))
             return RemoteRequest(prefix=req.prefix, suffix=req.suffix,
                                  prompt=tok.render(prompt.tokens), stop=stops, **common)
-        # The server lays out FIM: send the text nearest the cursor that fits. The context files
-        # were selected within context_allowance(budget), so they all fit.
+        # The server lays out FIM: send the text nearest the cursor that fits. Context selected
+        # within context_allowance(budget) always fits; like assemble, the layout still skips a
+        # file that would overrun the context share (a caller may pass any files).
         tok = TextTokenizer()
-        context = list(req.context)
-        used = sum(len(f.text) + len(f.path) + 2 for f in context)
+        context, used = [], 0
+        for f in req.context:
+            cost = len(f.text) + len(f.path) + 2
+            if used + cost <= budget.context_allowance(0):
+                context.append(f)
+                used += cost
         rest = budget.total - used
         suffix_chars = int(rest * budget.suffix_share)
         prefix_cap = rest

@@ -326,12 +326,7 @@ class LlamaEngine:
 
     def _end(self, stream: TokenStream, reason: StopReason) -> None:
         s = stream.stats
-        c = self.counters
-        c.prompt_tokens += s.n_prompt
-        c.reused_tokens += s.n_reused
-        c.evaluated_tokens += s.n_evaluated
-        c.generated_tokens += s.n_generated
-        c.cancelled += reason is StopReason.CANCELLED
+        self.counters.add(s, reason)
         _requests_log.debug("request %s: prompt %d, reused %d, evaluated %d, generated %d",
                             reason.value, s.n_prompt, s.n_reused, s.n_evaluated, s.n_generated)
         stream._finish(reason)
