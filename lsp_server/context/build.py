@@ -14,7 +14,7 @@ from typing import Callable
 
 from .gate import ReadGate
 from .graph import DependencyGraph
-from .imports import language_of
+from .imports import resolver_for
 from .scan import FileStat
 
 _PROGRESS_EVERY = 2000
@@ -59,7 +59,7 @@ class InitialBuild:
             if should_stop():
                 return
             text = None
-            if language_of(st.rel) is not None:
+            if resolver_for(st.rel) is not None:
                 text = self.gate.read_disk(st.rel)
                 if text is None:
                     scanner.skipped["binary, secret or unreadable"] = \

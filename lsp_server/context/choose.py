@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Sequence
 from ..config import ContextConfig
 from ..prompt.assemble import ContextFile
 from .graph import DependencyGraph
-from .imports import language_of
+from .imports import resolver_for
 from .outline import OutlineItem, outline
 from .packing import PackLimits, Source, identifiers, pack, reserve
 from .pairing import test_partner
@@ -37,7 +37,7 @@ class Chosen:
 
 def file_outline(path: str, text: str) -> list[OutlineItem]:
     """The outline of a file in the language its name says (plain-text rules otherwise)."""
-    lang = language_of(path)
+    lang = resolver_for(path)
     return outline(lang.name if lang else None, text)
 
 

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from .imports import ImportRef, language_of
+from .imports import ImportRef, resolver_for
 from .tree import FileTree
 
 log = logging.getLogger("codefill.context")
@@ -69,11 +69,11 @@ class DependencyGraph:
         """Add or change a file; returns whether any edge changed."""
         gen = self.generation
         keys = self.tree.add(path)
-        if text is None or language_of(path) is None:
+        if text is None or resolver_for(path) is None:
             keys += self.tree.changed(path)
             self._after(keys, skip=())
             return self.generation != gen
-        lang = language_of(path)
+        lang = resolver_for(path)
         assert lang is not None
         old = self.nodes.get(path)
         fp = lang.fingerprint(text)
@@ -112,7 +112,7 @@ class DependencyGraph:
 
     # -- internals ---------------------------------------------------------------------------
     def _parse(self, path: str, text: str, fingerprint: str | None = None) -> None:
-        lang = language_of(path)
+        lang = resolver_for(path)
         if lang is None:
             return
         try:
@@ -141,7 +141,7 @@ class DependencyGraph:
 
     def _resolve(self, path: str) -> None:
         node = self.nodes.get(path)
-        lang = language_of(path)
+        lang = resolver_for(path)
         if node is None or lang is None:
             return
         edges: dict[str, ImportRef] = {}

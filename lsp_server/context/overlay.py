@@ -16,7 +16,7 @@ from .choose import file_outline
 from .filters import has_secret_content
 from .gate import ReadGate
 from .graph import DependencyGraph
-from .imports import language_of
+from .imports import resolver_for
 from .outline import OutlineItem
 from .scan import FileStat
 
@@ -101,7 +101,7 @@ class BufferOverlay:
         self._buffer_seq += 1
         self.buffers[rel] = (self._buffer_seq, text)
         if self.gate.indexable(rel):
-            self.graph.update(rel, text if language_of(rel) else None)
+            self.graph.update(rel, text if resolver_for(rel) else None)
 
     def clear_buffer(self, rel: str) -> None:
         if self.buffers.pop(rel, None) is None:

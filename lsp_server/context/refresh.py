@@ -23,7 +23,7 @@ from typing import Callable, ContextManager, Iterable
 
 from .gate import ReadGate
 from .graph import DependencyGraph
-from .imports import language_of
+from .imports import resolver_for
 from .scan import FileStat
 
 log = logging.getLogger("codefill.context")
@@ -112,7 +112,7 @@ class Refresh:
         if st.rel in self.buffers and not force:
             return  # the editor's text wins; the disk version matters again on close
         text = None
-        if language_of(st.rel) is not None:
+        if resolver_for(st.rel) is not None:
             text = self.read(st.rel)
             if text is None:
                 self.drop(st.rel)

@@ -17,7 +17,7 @@ from ..config import ContextConfig
 from .choose import choose_context
 from .gate import ReadGate
 from .graph import DependencyGraph
-from .imports import language_of
+from .imports import resolver_for
 from .outline import OutlineItem
 from .packing import Source, TokenCounter
 from .selection import ContextSelection
@@ -56,7 +56,7 @@ class CachedSelection:
 
     def select(self, rel: str, text: str, counter: TokenCounter, budget: int, repo_name: str,
                multi_root: bool) -> ContextSelection:
-        lang = language_of(rel)
+        lang = resolver_for(rel)
         fp = lang.fingerprint(text) if lang else ""
         tracked = self.gate.indexable(rel) and lang is not None
         if tracked:
@@ -93,7 +93,7 @@ class CachedSelection:
 
     def _detached(self, rel: str, text: str) -> tuple[list[str], list[str]]:
         """Imports of a file that is not in the index (ignored, unsaved elsewhere)."""
-        lang = language_of(rel)
+        lang = resolver_for(rel)
         if lang is None:
             return [], []
         tree = self.graph.tree

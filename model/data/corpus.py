@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from lsp_server.config import ContextConfig
-from lsp_server.context.imports import language_of
+from lsp_server.context.imports import resolver_for
 from lsp_server.context.gate import ReadGate
 from lsp_server.prompt.templates import TEMPLATES
 
@@ -58,7 +58,7 @@ def read_corpus(root: str | os.PathLike[str], *, max_file_bytes: int = 256 * 102
         if include is not None and not include(st.rel):
             skip("not included")
             continue
-        if source_only and language_of(st.rel) is None:
+        if source_only and resolver_for(st.rel) is None:
             skip("not source")
             continue
         text = gate.read_disk(st.rel)

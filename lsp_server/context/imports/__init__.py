@@ -31,9 +31,4 @@ def resolver_for(path: str | os.PathLike[str]) -> Language | None:
     """The import resolver for a file name, None when its language has none."""
     return BY_LANGUAGE_ID.get(language_id_of(path))
 
-
-# The name the workspace index and the import graph call it by.
-language_of = resolver_for
-
-__all__ = ["BY_LANGUAGE_ID", "Extracted", "ImportRef", "LANGUAGES", "Language", "language_of",
-           "resolver_for"]
+__all__ = ["BY_LANGUAGE_ID", "Extracted", "ImportRef", "LANGUAGES", "Language", "resolver_for"]

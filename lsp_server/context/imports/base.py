@@ -42,7 +42,6 @@ Fingerprinter = Callable[[str], str]
 @dataclass(frozen=True)
 class Language:
     name: str
-    extensions: tuple[str, ...]
     extract: Extractor
     resolve: Resolver
     fingerprint: Fingerprinter

@@ -47,5 +47,4 @@ def resolve(ref: ImportRef, importer: str, tree: FileTree) -> tuple[str, ...]:
     return (cands[0],)
 
 
-LANGUAGE = Language("c", (".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".hxx", ".ipp",
-                          ".inl", ".m", ".mm"), extract, resolve, fingerprint)
+LANGUAGE = Language("c", extract, resolve, fingerprint)

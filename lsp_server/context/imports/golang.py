@@ -55,4 +55,4 @@ def resolve(ref: ImportRef, importer: str, tree: FileTree) -> tuple[str, ...]:
     return tuple(f for f in files if f != importer)
 
 
-LANGUAGE = Language("go", (".go",), extract, resolve, fingerprint)
+LANGUAGE = Language("go", extract, resolve, fingerprint)

@@ -170,5 +170,4 @@ def resolve(ref: ImportRef, importer: str, tree: FileTree) -> tuple[str, ...]:
     return ()
 
 
-LANGUAGE = Language("javascript", (".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".mts", ".cts"),
-                    extract, resolve, fingerprint)
+LANGUAGE = Language("javascript", extract, resolve, fingerprint)

@@ -70,4 +70,4 @@ def resolve(ref: ImportRef, importer: str, tree: FileTree) -> tuple[str, ...]:
     return ()
 
 
-LANGUAGE = Language("jvm", (".java", ".kt", ".kts"), extract, resolve, fingerprint)
+LANGUAGE = Language("jvm", extract, resolve, fingerprint)

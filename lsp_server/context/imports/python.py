@@ -226,4 +226,4 @@ def resolve(ref: ImportRef, importer: str, tree: FileTree) -> tuple[str, ...]:
     return ()
 
 
-LANGUAGE = Language("python", (".py", ".pyi"), extract, resolve, fingerprint)
+LANGUAGE = Language("python", extract, resolve, fingerprint)

@@ -134,4 +134,4 @@ def resolve(ref: ImportRef, importer: str, tree: FileTree) -> tuple[str, ...]:
     return (target,) if target and target != importer else ()
 
 
-LANGUAGE = Language("rust", (".rs",), extract, resolve, fingerprint)
+LANGUAGE = Language("rust", extract, resolve, fingerprint)
