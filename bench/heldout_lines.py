@@ -44,7 +44,7 @@ from model.data.repo_select import select_for_target  # noqa: E402
 from model.data.sources import build_corpus  # noqa: E402
 
 EVAL_SHARE = 0.02
-"""The training run's held-out share (``G3Config.eval_share``)."""
+"""The training run's held-out share (``TrainConfig.eval_share``)."""
 LANGUAGE = "python"
 
 

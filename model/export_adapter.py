@@ -18,7 +18,7 @@ applies to the unmodified base model at load, and what the daemon's ``engine.ada
 
 Only the layers' projections (q, k, v, o, gate, up, down) can be exported. Norms are skipped by
 llama.cpp's loader, and ``token_embd`` cannot be adapted for Gemma 3: its output projection is the
-same tensor, llama.cpp applies the pair there too and aborts (docs/default-model.md). Module names
+same tensor, llama.cpp applies the pair there too and aborts (docs/adapter-training-notes.md). Module names
 map to GGUF names through the quantizer's HF → GGUF table for Gemma 3 (quantize/tensor_map.py),
 and anything else is refused by name. The base model is read (header only) to check every pair's
 shape against the tensor it adapts.
@@ -78,7 +78,7 @@ def gguf_tensor_name(module: str) -> str:
         raise AdapterExportError(
             f"LoRA on {module!r} cannot be exported: Gemma 3's output projection is the token "
             "embedding, and llama.cpp applies a token_embd adapter to it too and aborts "
-            f"(docs/default-model.md); adapt model.layers.N.{{{known}}} only")
+            f"(docs/adapter-training-notes.md); adapt model.layers.N.{{{known}}} only")
     m = _LAYER.fullmatch(name)
     if m and m.group(2) in _MODULES:
         return _MODULES[m.group(2)].format(bid=int(m.group(1))) + ".weight"
@@ -249,7 +249,7 @@ class Checkpoint:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """The LoRA of a torch checkpoint: model/train_gemma3.py's ``step-N.pt`` (``lora``,
+    """The LoRA of a torch checkpoint: the Gemma 3 FIM recipes' ``step-N.pt`` (``lora``,
     ``lora_alpha``, ``trained_tokens``, ``config.template``, ``meta.base_bytes``),
     model/train.py's ``trainer_state.pt`` (``model``, ``config.lora_alpha``, ``history``) or a
     bare state dict."""
@@ -285,7 +285,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model.export_adapter", description=(
-        "Write the LoRA of a torch checkpoint (model/train_gemma3.py's step-N.pt, "
+        "Write the LoRA of a torch checkpoint (a Gemma 3 FIM recipe's step-N.pt, "
         "model/train.py's trainer_state.pt, or any state dict with <module>.lora_A / .lora_B) "
         "as a llama.cpp LoRA GGUF for engine.adapter."))
     p.add_argument("checkpoint", type=Path)

@@ -22,7 +22,7 @@ Unchanged from Gemma 1: embeddings × √hidden, tied output embedding, tanh-GEL
 rotate-half RoPE, float32 norms. ``position_ids`` / ``segment_ids`` work as in model/gemma.py.
 
 The logits can be computed at selected positions only (``logits_at``): with a 262k vocabulary
-the output projection of a 270M model costs more than all 18 layers (see docs/default-model.md),
+the output projection of a 270M model costs more than all 18 layers (docs/adapter-training-notes.md),
 and FIM training needs the loss on the middle span only.
 """
 

@@ -6,7 +6,7 @@ Gemma 3 270M, shipped in this package once one is trained) that llama.cpp applie
 llama.cpp would refuse with a bare "failed to initialize LoRA adapter" (its reason only in its
 log) — not a GGUF, not an adapter, another architecture, tensors the base model does not have or
 has in another shape — and what would abort the whole process: a ``token_embd`` pair on a model
-whose output projection is tied to the embedding (Gemma 3; docs/default-model.md). Adapters
+whose output projection is tied to the embedding (Gemma 3; docs/adapter-training-notes.md). Adapters
 exported by codefill (model/export_adapter.py, docs/training.md) also name their base model,
 which is checked, and their FIM template, which the session uses when ``prompt.template`` is
 ``auto``.

@@ -54,7 +54,7 @@ class FimTemplate:
     """Start the prompt with BOS when the model's tokenizer adds one."""
     text_sentinels: bool = False
     """Sentinels are spelled as ordinary text (several tokens each), for models taught FIM by
-    an adapter that cannot add vocabulary entries (docs/default-model.md); never detected from
+    an adapter that cannot add vocabulary entries (docs/adapter-training-notes.md); never detected from
     a vocabulary, only named by an adapter's metadata or chosen explicitly."""
 
     @property
@@ -147,7 +147,7 @@ TEMPLATES: dict[str, FimTemplate] = {t.name: t for t in (
         # SPM first: there the middle continues the prefix, which Gemma 3 does untrained; in PSM
         # it must jump back from the suffix, which the adapter has not learned yet (HumanEval
         # single-line every 10th, step-110 adapter: SPM 36.5 %, PSM near 5 %, empty middles;
-        # docs/default-model.md). SPM also keeps the KV cache while typing at the cursor.
+        # docs/adapter-training-notes.md). SPM also keeps the KV cache while typing at the cursor.
         layouts={Order.SPM: _SPM, Order.PSM: _PSM},
         # The middle ends with <eos>: one trained token the engine already stops on.
         stops=("<eos>", "<end_of_turn>"),
