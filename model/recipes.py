@@ -28,6 +28,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .lora import DEFAULT_TARGETS
+from .train_state import saved_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -217,8 +218,6 @@ def config_for(name: str, given: Mapping[str, Any]) -> TrainConfig:
     """The settings of a run of recipe ``name``: its defaults, then the options ``given`` (None
     values are not given). When the recipe keeps its settings and ``out_dir`` holds a
     checkpoint, the run continues with the settings saved there, the run-local ones aside."""
-    from .train_state import saved_config
-
     recipe = get_recipe(name)
     cfg = recipe_config(name, **{k: v for k, v in given.items() if v is not None})
     if recipe.keeps_settings and cfg.out_dir:
