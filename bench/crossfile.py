@@ -163,7 +163,8 @@ def main() -> None:
         indexes: dict[str, WorkspaceIndex] = {}
         with ModelSession(config) as session:
             session.engine.wait_ready()
-            completer = Completer(session, config)
+            completer = Completer(session)
+            budget = session.context_allowance(completer.budget())
             t0 = time.perf_counter()
             for i, t in enumerate(tasks):
                 if t.package not in indexes:
@@ -171,8 +172,8 @@ def main() -> None:
                     idx.build()
                     indexes[t.package] = idx
                 cursor = Cursor(t.prefix, t.suffix, t.path, str(tmp / t.package / t.path))
-                sel = Completer(session, config, context=indexes[t.package]).select_context(
-                    cursor, completer.budget())
+                sel = Completer(session, context=indexes[t.package]).select_context(
+                    cursor, completer.budget(), tokens=budget)
                 assert sel is not None
                 row = {**asdict(t), "context_files": [f.path for f in sel.files]}
                 del row["prefix"], row["suffix"]

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         backend.wait_ready()
         count = TokenCounter(backend.tokenizer, capacity=1 << 12)
-        completer = Completer(backend, config)
+        completer = Completer(backend)
         # The daemon's context allowance: exactly what the prompt's layout gives context.
         budget = backend.context_allowance(completer.budget(a.max_tokens))
         ctx_cfg = ContextConfig()

@@ -116,7 +116,7 @@ def exact_match(gguf: Path, tasks: list[dict[str, str]], files: dict[str, str], 
         s.engine.wait_ready()
         assert s.template.name == "codegemma", s.template.name
         count = TokenCounter(s.tokenizer)
-        completer = Completer(s, cfg)
+        completer = Completer(s)
         budget = s.context_allowance(completer.budget())
         for t in tasks:
             ctx = select_for_target(graph, files, t["path"], count, budget).files

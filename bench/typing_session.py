@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
 import sys
 import sysconfig
 import tempfile

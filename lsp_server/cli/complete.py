@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         index = WorkspaceIndex([root], config.context)
         index.build()
     with open_backend(config, progress=progress) as session:
-        result = Completer(session, config, context=index).complete(
+        result = Completer(session, context=index).complete(
             Cursor(prefix, suffix, rel, str(file), language_of(args.file)),
             single_line=args.single_line, max_tokens=args.max_tokens)
     sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     t_index = time.perf_counter() - t0
     rel = file.relative_to(root).as_posix()
     with ModelSession(config, progress=progress if not args.json else None) as session:
-        completer = Completer(session, config, context=index)
+        completer = Completer(session, context=index)
         budget = completer.budget()
         sel = completer.select_context(Cursor(prefix, suffix, rel, str(file)), budget,
                                        tokens=args.budget)

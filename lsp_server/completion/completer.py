@@ -142,14 +142,13 @@ class Generation:
 
 
 class Completer:
-    """Turns cursors into suggestions with one backend, the current settings and an optional
-    repository-context source."""
+    """Turns cursors into suggestions with one backend and an optional repository-context
+    source; the settings are the backend's holder (the same one the server updates)."""
 
-    def __init__(self, backend: CompletionBackend, settings: Settings | Config | None = None,
-                 context: ContextSource | None = None,
+    def __init__(self, backend: CompletionBackend, context: ContextSource | None = None,
                  log_fn: Callable[[str, str], None] | None = None) -> None:
         self.backend = backend
-        self.settings = Settings.of(settings if settings is not None else backend.settings)
+        self.settings: Settings = backend.settings
         self.context = context
         self._log = log_fn or (lambda level, text: log.debug(text))
 

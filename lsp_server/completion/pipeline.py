@@ -149,7 +149,7 @@ class Pipeline:
 
     def completer(self, session: CompletionBackend) -> Completer:
         """The completion path with ``session``, these settings and the context source."""
-        return Completer(session, self.settings, self._context, self._log)
+        return Completer(session, self._context, self._log)
 
     # --- requests ------------------------------------------------------------------------
     async def complete(self, req: CompletionRequest,

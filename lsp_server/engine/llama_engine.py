@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..errors import ModelError
-from .types import (EngineCounters, EngineError, GenerationRequest, StopReason, TokenEvent,
+from .types import (EngineCounters, GenerationRequest, StopReason, TokenEvent,
                     TokenStream)
 
 LlamaFactory = Callable[..., Any]

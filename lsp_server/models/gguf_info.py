@@ -10,7 +10,6 @@ import collections
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import gguf
 
