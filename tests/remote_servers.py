@@ -3,7 +3,7 @@ tests.
 
 Not a test file: the remote-engine tests import it. The servers themselves (llama.cpp's
 ``llama-server``, llama-cpp-python's OpenAI-compatible server, and :func:`fim_test_model`, the
-embedded model with FIM token ids) are started by ``bench/common.py``, which the benchmarks use
+embedded model with FIM token ids) are started by ``bench/common/``, which the benchmarks use
 too. Everything listens on 127.0.0.1 only.
 
 * :class:`FaultProxy`: a stdlib HTTP proxy in front of either server, whose behaviour the test

@@ -1,6 +1,6 @@
 """The engine thread raising mid-generation, through the real server and the real model.
 
-The server runs with the engine hook `Harness(engine_fault="N,K")` (bench/common.py,
+The server runs with the engine hook `Harness(engine_fault="N,K")` (bench/common/engine_hooks.py,
 `install_engine_hooks`), which makes the decode raise after N generated tokens in the next K
 generations, the way llama-cpp-python raises when `llama_decode` fails. The editor must get a clear message, the
 server must stay up, and the next request must be served — from a clean KV cache: greedy

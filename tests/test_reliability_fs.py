@@ -1,6 +1,6 @@
 """Filesystem faults and boundaries, end to end: the real `codefill serve` over stdio with
 repository context on, the real model, prompts recorded by the engine hook
-(``Harness(record_prompts=…)``, bench/common.py; docs/reliability.md).
+(``Harness(record_prompts=…)``, bench/common/engine_hooks.py; docs/reliability.md).
 
 Three workspaces:
 

@@ -2,8 +2,8 @@
 that import and mention those files, many completions with repository context through the real
 server — and no canary in any prompt the engine was given.
 
-Prompts are seen through the engine hook `Harness(record_prompts=…)` (bench/common.py,
-docs/reliability.md).
+Prompts are seen through the engine hook `Harness(record_prompts=…)`
+(bench/common/engine_hooks.py, docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The remote-engine test infrastructure itself (the servers of bench/common.py, the proxy of
+"""The remote-engine test infrastructure itself (the servers of bench/common/, the proxy of
 tests/remote_servers.py).
 
 Real servers on 127.0.0.1 — llama.cpp's llama-server (built by scripts/build-llama-server) and
