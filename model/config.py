@@ -40,6 +40,14 @@ CODEGEMMA_2B_CONFIG: dict[str, Any] = {
 }
 
 
+def check_attention_shape(heads: int, kv_heads: int, head_dim: int) -> None:
+    """Shapes every Gemma attention needs: whole query groups per KV head, RoPE on pairs."""
+    if heads % kv_heads:
+        raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+    if head_dim % 2:
+        raise ValueError("head_dim must be even (RoPE rotates pairs)")
+
+
 @dataclass(frozen=True)
 class GemmaConfig:
     vocab_size: int
@@ -58,10 +66,7 @@ class GemmaConfig:
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
-        if self.head_dim % 2:
-            raise ValueError("head_dim must be even (RoPE rotates pairs)")
+        check_attention_shape(self.num_attention_heads, self.num_key_value_heads, self.head_dim)
 
     def with_vocab(self, vocab_size: int) -> "GemmaConfig":
         return replace(self, vocab_size=vocab_size)

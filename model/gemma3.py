@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import check_attention_shape
 from .gemma import IGNORE_INDEX, MLP, RMSNorm, apply_rope, rope_cos_sin
 
 SLIDING, FULL = "sliding_attention", "full_attention"
@@ -73,10 +74,7 @@ class Gemma3Config:
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
-        if self.head_dim % 2:
-            raise ValueError("head_dim must be even (RoPE rotates pairs)")
+        check_attention_shape(self.num_attention_heads, self.num_key_value_heads, self.head_dim)
         if self.layer_types is not None and (
                 len(self.layer_types) != self.num_hidden_layers
                 or not set(self.layer_types) <= {SLIDING, FULL}):

@@ -16,6 +16,7 @@ import random
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from lsp_server.prompt.tokens import LlamaTokenizer
 from lsp_server.prompt.templates import TEMPLATES
 
 CODEGEMMA = TEMPLATES["codegemma"]
@@ -141,13 +142,13 @@ def train_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 4096,
     return path
 
 
-class GGUFTokenizer:
-    """The daemon's ``Tokenizer`` protocol over a GGUF's own vocabulary, through llama.cpp.
+class GGUFTokenizer(LlamaTokenizer):
+    """The daemon's tokenizer (:class:`~lsp_server.prompt.tokens.LlamaTokenizer`) over a
+    GGUF's own vocabulary, without the weights.
 
     For models that ship only as GGUF (the embedded Gemma 3 270M: no ``tokenizer.model``).
-    llama.cpp loads the vocabulary alone (``vocab_only``: no weights, ~1 s) and tokenizes as the
-    daemon's ``LlamaTokenizer`` does (``add_bos=False``, special-token text not parsed), with
-    the special ids and BOS rule from the same ``ModelInfo`` the daemon reads, so a training
+    llama.cpp loads the vocabulary alone (``vocab_only``: no weights, ~1 s); tokenizing is the
+    daemon's own code with the special ids and BOS rule of the same ``ModelInfo``, so a training
     example and a prompt for the same text are the same tokens.
     """
 
@@ -157,23 +158,14 @@ class GGUFTokenizer:
 
         self.path = str(path)
         self.info = read_model_info(self.path)
-        self._llama = _llama_factory(model_path=self.path, n_ctx=64, vocab_only=True,
-                                     verbose=False, use_extra_bufts=not cpu_has_amx())
+        super().__init__(_llama_factory(model_path=self.path, n_ctx=64, vocab_only=True,
+                                        verbose=False, use_extra_bufts=not cpu_has_amx()),
+                         self.info)
         ids = self.info.special_ids
-        self.bos_id: int | None = ids.get("bos")
         self.eos_id: int | None = ids.get("eos")
         self.pad_id: int = ids.get("pad", 0)
-        self.add_bos = self.info.add_bos
         self.vocab_size: int = len(self.info.token_types) if self.info.token_types else \
             int(self._llama.n_vocab())
-
-    def tokenize(self, text: str) -> list[int]:
-        if not text:
-            return []
-        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-
-    def token_id(self, piece: str) -> int | None:
-        return self.info.token_id(piece)
 
     def decode(self, ids: list[int]) -> str:
         return self._llama.detokenize(ids).decode("utf-8", errors="replace")

@@ -20,27 +20,10 @@ from ..prompt.assemble import Budget, ContextFile, Prompt, assemble, fixed_token
     resolve_sentinels
 from ..prompt.detect import Detection, choose_template
 from ..prompt.templates import TEMPLATES, Order, chosen_order
+from ..prompt.tokens import LlamaTokenizer
 from .backend import CompletionBackend, InfillRequest, Listener
 
 __all__ = ["LlamaTokenizer", "ModelSession", "stop_ids_for"]
-
-
-class LlamaTokenizer:
-    """:class:`~lsp_server.prompt.tokens.Tokenizer` backed by llama.cpp and the GGUF vocabulary."""
-
-    def __init__(self, llama: Any, info: ModelInfo) -> None:
-        self._llama = llama
-        self._info = info
-        self.bos_id: int | None = info.special_ids.get("bos")
-        self.add_bos = info.add_bos
-
-    def tokenize(self, text: str) -> list[int]:
-        if not text:
-            return []
-        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-
-    def token_id(self, piece: str) -> int | None:
-        return self._info.token_id(piece)
 
 
 def choose_session_template(info: ModelInfo, adapter: AdapterInfo | None,
