@@ -155,18 +155,21 @@ def test_setup(setup_results: Results, name: str) -> None:
 
 
 @pytest.mark.model
+@pytest.mark.timeout(660)  # bad_results runs the spec with timeout=600
 @pytest.mark.parametrize("name", BAD_CASES)
 def test_bad_input(bad_results: Results, name: str) -> None:
     check(bad_results, name)
 
 
 @pytest.mark.model
+@pytest.mark.timeout(1560)  # e2e_results runs the spec with timeout=1500
 @pytest.mark.parametrize("name", E2E_CASES)
 def test_e2e(e2e_results: Results, name: str) -> None:
     check(e2e_results, name)
 
 
 @pytest.mark.model
+@pytest.mark.timeout(1560)  # e2e_results runs the spec with timeout=1500
 def test_e2e_screenshot(e2e_results: Results) -> None:
     """The ghost-text case left a screenshot of the child Neovim (SVG) for the docs."""
     check(e2e_results, E2E_CASES[1])

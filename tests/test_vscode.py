@@ -90,12 +90,14 @@ def test_commands_are_contributed() -> None:
 
 
 @needs_npm
+@pytest.mark.timeout(1260)  # two npm runs of up to 600 s each
 def test_typecheck_and_lint() -> None:
     npm("typecheck")
     npm("lint")
 
 
 @needs_npm
+@pytest.mark.timeout(660)  # npm's own timeout is 600 s
 def test_unit_tests() -> None:
     proc = npm("test")
     assert "# fail 0" in proc.stdout and "# pass " in proc.stdout, proc.stdout
@@ -111,6 +113,7 @@ def vsix() -> Path:
     return path
 
 
+@pytest.mark.timeout(660)  # the vsix fixture's npm run has 600 s
 def test_vsix_contents(vsix: Path) -> None:
     with zipfile.ZipFile(vsix) as z:
         names = set(z.namelist())
@@ -136,6 +139,7 @@ def _e2e_missing() -> str | None:
 
 
 @pytest.mark.model
+@pytest.mark.timeout(1560)  # the vsix fixture's npm run (600 s) and the e2e driver (900 s)
 def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
     """Real VS Code, real server, embedded model: type, see ghost text, Tab, check the file;
     a remote engine that fails and recovers (settings change, no restart); then crash the
