@@ -4,15 +4,17 @@
   client would wait forever).
 * Finished notification handlers are forgotten (pygls keeps one future per notification).
 * Requests after ``shutdown`` get InvalidRequest, as the spec asks.
-* stdin bodies above ``MAX_CONTENT_LENGTH`` are read and thrown away instead of parsed.
+* Bodies above ``MAX_CONTENT_LENGTH`` are read and thrown away instead of parsed, on stdin
+  (:class:`CappedStdin`) and on TCP (:class:`CappedStreamReader`) alike.
 * :func:`plain` turns the namedtuples pygls makes of untyped params back into dicts and lists.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable, Generator
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidRequest
@@ -76,6 +78,47 @@ class CodefillProtocol(LanguageServerProtocol):
         super().handle_message(message)
 
 
+# What pygls gets instead of a skipped body: a "$/" notification nobody handles, which the spec
+# lets servers ignore silently.
+SKIPPED_MESSAGE = b'{"jsonrpc": "2.0", "method": "$/codefill/skippedOversizedMessage"}'
+_DISCARD_CHUNK = 1 << 20
+
+# Yields how many bytes to read next and is sent what was read; returns the body for pygls.
+BodyReading = Generator[int, bytes, bytes]
+
+
+def _discard_body(n: int) -> BodyReading:
+    """Read an oversized body of ``n`` bytes in chunks and throw it away, so that the stream
+    stays in sync; b"" (end of stream) if it ends first. One loop for both transports: the
+    drivers below do the reading, blocking or awaited."""
+    log.error("message of %d bytes exceeds the %d byte limit; skipped", n, MAX_CONTENT_LENGTH)
+    left = n
+    while left > 0:
+        chunk = yield min(left, _DISCARD_CHUNK)
+        if not chunk:
+            return b""
+        left -= len(chunk)
+    return SKIPPED_MESSAGE
+
+
+def _drive(reading: BodyReading, read: Callable[[int], bytes]) -> bytes:
+    try:
+        size = next(reading)
+        while True:
+            size = reading.send(read(size))
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _drive_async(reading: BodyReading, read: Callable[[int], Any]) -> bytes:
+    try:
+        size = next(reading)
+        while True:
+            size = reading.send(await read(size))
+    except StopIteration as stop:
+        return stop.value
+
+
 class CappedStdin:
     """stdin for pygls that refuses to read absurd Content-Length bodies into memory."""
 
@@ -88,15 +131,32 @@ class CappedStdin:
     def read(self, n: int) -> bytes:
         if n <= MAX_CONTENT_LENGTH:
             return self.raw.read(n)
-        log.error("message of %d bytes exceeds the %d byte limit; skipped", n, MAX_CONTENT_LENGTH)
-        left = n
-        while left > 0:  # discard in chunks so the stream stays in sync
-            chunk = self.raw.read(min(left, 1 << 20))
-            if not chunk:
+        return _drive(_discard_body(n), self.raw.read)
+
+
+class CappedStreamReader:
+    """An asyncio StreamReader (a TCP connection) for pygls' ``run_async``, with the same cap as
+    :class:`CappedStdin`. A header line over the StreamReader's limit (64 KiB) is dropped
+    rather than ending the connection with an exception; end of stream reads as b"", which
+    ends pygls' loop."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+
+    async def readline(self) -> bytes:
+        try:
+            return await self.reader.readline()
+        except ValueError:  # the line overran the limit; asyncio has dropped what it buffered
+            log.error("header line over the stream's limit; skipped")
+            return b"X-Codefill-Skipped: header line too long\r\n"  # ignored by pygls
+
+    async def readexactly(self, n: int) -> bytes:
+        if n <= MAX_CONTENT_LENGTH:
+            try:
+                return await self.reader.readexactly(n)
+            except asyncio.IncompleteReadError:
                 return b""
-            left -= len(chunk)
-        # A "$/" notification nobody handles: the spec lets servers ignore it silently.
-        return b'{"jsonrpc": "2.0", "method": "$/codefill/skippedOversizedMessage"}'
+        return await _drive_async(_discard_body(n), self.reader.read)
 
 
 def plain(value: Any) -> Any:

@@ -230,10 +230,12 @@ def create_server() -> CodefillServer:
 
 
 def serve(tcp: str | None = None) -> None:
-    """Run the server on stdio (or on HOST:PORT for debugging)."""
+    """Run the server on stdio (or on TCP: ``PORT`` binds 127.0.0.1, ``HOST:PORT`` HOST)."""
+    if tcp:
+        from .transport import parse_tcp_address, serve_tcp
+        address = parse_tcp_address(tcp)  # a bad value fails before anything starts
     server = create_server()
     if tcp:
-        host, _, port = tcp.rpartition(":")
-        server.start_tcp(host or "127.0.0.1", int(port))
+        serve_tcp(server, *address)
     else:
         server.start_io(CappedStdin(sys.stdin.buffer), sys.stdout.buffer)

@@ -6,13 +6,15 @@ import argparse
 import logging
 import sys
 
-from ..errors import CodefillError
+from ..transport import parse_tcp_address
 
-HELP = "run the language server on stdio (or --tcp HOST:PORT for debugging)"
+HELP = "run the language server on stdio (or --tcp [HOST:]PORT for debugging)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    p.add_argument("--tcp", metavar="[HOST:]PORT",
+                   help="listen on TCP instead of stdio; 127.0.0.1 unless HOST is given (the "
+                        "server has no authentication: a non-loopback HOST exposes your code)")
     # vscode-languageclient appends --stdio for its stdio transport; stdio is the default.
     p.add_argument("--stdio", action="store_true", help="use stdio (the default)")
     p.add_argument("--log-file", metavar="PATH", help="write the server's own log here")
@@ -21,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..server import serve
 
-    if args.tcp and ":" not in args.tcp:
-        raise CodefillError(f"--tcp needs HOST:PORT, got {args.tcp!r}", "e.g. --tcp 127.0.0.1:2087")
+    if args.tcp is not None:
+        parse_tcp_address(args.tcp)  # a bad value is a one-line error before anything loads
     if args.log_file:
         logging.basicConfig(filename=args.log_file, level=logging.DEBUG if args.debug else
                             logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -30,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     elif not args.debug:
         # stdout carries the protocol; keep library chatter off stderr too unless asked.
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    serve(args.tcp)
+    serve(args.tcp)  # pygls and the model load from here on
     return 0
