@@ -90,6 +90,15 @@ class ModelHost:
             return
         self._loaded_with = loading_with
         self._set("ready", session.label)
+        if self._load_settings(self.config) != loading_with:
+            # The settings changed while loading (the client's answer came in meanwhile).
+            self.start()
+
+    def why_unavailable(self) -> str:
+        """Why there is no model to complete with, in words for the user."""
+        if self.state == "failed":
+            return f"the model failed to load: {self.error}"
+        return f"the model is not loaded yet ({self.state})"
 
     def needs_reload(self) -> bool:
         """The engine, remote or template settings changed since the model was loaded (the

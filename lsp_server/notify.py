@@ -25,6 +25,7 @@ class ClientNotifier:
         self.ls = ls
         self.settings = settings
         self._progress_token: str | None = None
+        self._last_state: tuple[str, str] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def message(self, kind: types.MessageType, text: str) -> None:
@@ -51,24 +52,36 @@ class ClientNotifier:
         else:
             self.message(kind, text)
 
-    async def begin_progress(self, title: str, message: str) -> None:
-        """Open a progress report where the client supports one (best effort)."""
+    async def begin_progress(self, title: str, message: str, timeout: float = 5.0) -> None:
+        """Open a progress report where the client supports one (best effort; nothing waits on
+        it: a client that never answers the create request gets no progress, and a load that
+        finished meanwhile ends the report at once)."""
         self.loop = asyncio.get_running_loop()
         caps = self.ls.client_capabilities.window
         if caps is None or not caps.work_done_progress:
             return
         token = f"codefill-load-{uuid.uuid4().hex[:8]}"
         try:
-            await self.ls.work_done_progress.create_async(token)
+            await asyncio.wait_for(self.ls.work_done_progress.create_async(token), timeout)
             self.ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(
                 title=title, message=message, cancellable=False))
             self._progress_token = token
-        except Exception:
+        except Exception as exc:
+            log.info("window/workDoneProgress/create failed: %s", exc or type(exc).__name__)
             self._progress_token = None
+            return
+        if self._last_state is not None and self._last_state[0] in ("ready", "failed"):
+            self._report(*self._last_state)
 
     def model_state(self, state: str, detail: str) -> None:
         """The model host's state changes: logged, shown as progress, failures as an error."""
         self.log("info", f"model {state}: {detail}")
+        self._last_state = (state, detail)
+        self._report(state, detail)
+        if state == "failed":
+            self.message(types.MessageType.Error, f"codefill: {detail}")
+
+    def _report(self, state: str, detail: str) -> None:
         token = self._progress_token
         if token is not None:
             try:
@@ -81,8 +94,6 @@ class ClientNotifier:
                     self._progress_token = None
             except Exception:
                 pass
-        if state == "failed":
-            self.message(types.MessageType.Error, f"codefill: {detail}")
 
     def remote_health(self, state: str, detail: str) -> None:
         """A remote engine stopped or started answering (called from engine threads)."""

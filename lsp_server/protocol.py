@@ -1,7 +1,8 @@
 """JSON-RPC and transport fixes around pygls: what a careless or hostile client cannot do.
 
 * Requests whose params do not validate get an InvalidParams reply (pygls drops them, so the
-  client would wait forever).
+  client would wait forever); a malformed reply to a server → client request fails the request
+  instead of leaving it unanswered.
 * Finished notification handlers are forgotten (pygls keeps one future per notification).
 * Requests after ``shutdown`` get InvalidRequest, as the spec asks.
 * Bodies above ``MAX_CONTENT_LENGTH`` are read and thrown away instead of parsed, on stdin
@@ -36,6 +37,13 @@ class CodefillProtocol(LanguageServerProtocol):
         except JsonRpcException as exc:
             if isinstance(data, dict) and "id" in data and "method" in data:
                 self._send_response(data["id"], error=exc.to_response_error())
+            elif isinstance(data, dict) and "id" in data:
+                # A malformed reply to one of our requests (workspace/configuration answered
+                # with null, say): pygls drops it, so whoever awaits it would wait forever.
+                future = self._request_futures.pop(data["id"], None)
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+                    exc.reported_by_caller = True  # type: ignore[attr-defined] # logged there
             raise
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

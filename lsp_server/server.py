@@ -32,8 +32,7 @@ log = logging.getLogger("codefill.server")
 
 
 class CodefillServer(LanguageServer):
-    """pygls server plus the codefill components it glues together; all of them read the
-    same settings holder."""
+    """pygls server plus the codefill components it glues, all reading one settings holder."""
 
     def __init__(self) -> None:
         super().__init__("codefill", __version__,
@@ -45,8 +44,14 @@ class CodefillServer(LanguageServer):
                               on_health=self.notify.remote_health)
         self.context = WorkspaceContext(self.settings)
         self.pipeline = Pipeline(self.settings, lambda: self.host.ready, self.notify.log,
-                                 context=self.context, unavailable=self._why_no_model)
-        self.parent_watch: asyncio.Task | None = None
+                                 context=self.context, unavailable=self.host.why_unavailable)
+        self._tasks: set[asyncio.Task] = set()  # background work, referenced until it ends
+
+    def background(self, work: Any) -> None:
+        """Run a coroutine without awaiting it (a reference is kept until it ends)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def apply_settings(self, data: Any, source: str) -> None:
         """Validate and apply a settings table; report problems; rebuild and reload as needed."""
@@ -72,22 +77,25 @@ class CodefillServer(LanguageServer):
             result = plain(await asyncio.wait_for(self.workspace_configuration_async(
                 types.ConfigurationParams(items=[types.ConfigurationItem(section="codefill")])),
                 timeout=5))
-        except Exception as exc:
-            log.info("workspace/configuration failed: %s", exc)
+            if not (isinstance(result, list) and result
+                    and (result[0] is None or isinstance(result[0], dict))):
+                raise ValueError(f"answered {str(result)[:80]!r}, not a list of settings tables")
+        except Exception as exc:  # failed, malformed or no answer: keep what we have
+            why = str(exc) or type(exc).__name__
+            log.info("workspace/configuration failed: %s", why)
+            self.notify.log("info", f"codefill: workspace/configuration: {why}; using the "
+                                    "settings we have")
             return
-        if isinstance(result, list) and result and isinstance(result[0], dict):
+        if isinstance(result[0], dict):
             self.apply_settings(result[0], "workspace/configuration")
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Protocol-level errors (bad JSON, bad params) go to the log, not to a popup: the
         request already got its error reply, and the user can do nothing about a client bug."""
+        if getattr(error, "reported_by_caller", False):
+            return
         log.warning("protocol error (%s): %s", getattr(source, "__name__", source), error)
         self.notify.log("warning", f"codefill: protocol error: {error}")
-
-    def _why_no_model(self) -> str:
-        if self.host.state == "failed":
-            return f"the model failed to load: {self.host.error}"
-        return f"the model is not loaded yet ({self.host.state})"
 
     def _buffers(self) -> list[tuple[Any, str]]:
         return [(p, d.source) for d in list(self.workspace.text_documents.values())
@@ -115,14 +123,18 @@ def initialize(ls: CodefillServer, params: types.InitializeParams) -> None:
         folders = [params.root_uri]
     ls.context.roots = [r for r in map(uri_path, folders) if r is not None]
     ls.apply_settings(section(plain(params.initialization_options)), "initializationOptions")
-    ls.parent_watch = watch_parent(params.process_id)
+    if (watch := watch_parent(params.process_id)) is not None:
+        ls._tasks.add(watch)
 
 
 async def initialized(ls: CodefillServer, params: types.InitializedParams) -> None:
+    # Nothing in loading the model waits on the client: it starts with the settings we have
+    # (initializationOptions, else the defaults); the pulled ones reload it only if they change
+    # what it was loaded with.
+    ls.host.start()
+    ls.background(ls.notify.begin_progress("codefill", "loading the model"))
     await ls.pull_settings()
     ls.context.start(ls._buffers())
-    await ls.notify.begin_progress("codefill", "loading the model")
-    ls.host.start()
 
 
 async def did_change_configuration(ls: CodefillServer,
@@ -184,9 +196,7 @@ async def codefill_complete(ls: CodefillServer, params: Any) -> dict[str, Any] |
 
 def did_accept(ls: CodefillServer, params: Any) -> None:
     where = PositionParams.parse(params)
-    req = request_at(ls.workspace, ls.context.roots, where.uri, where.position) \
-        if where is not None else None
-    if req is not None:
+    if where and (req := request_at(ls.workspace, ls.context.roots, where.uri, where.position)):
         ls.pipeline.accepted(req)
 
 
@@ -218,8 +228,7 @@ HANDLERS: tuple[tuple[str, Callable[..., Any], Any], ...] = (
     ("codefill/didAccept", did_accept, None),
     ("codefill/status", status, None),
     (types.SHUTDOWN, shutdown, None),
-)
-"""(LSP method, handler, registration options): what the server answers."""
+)  # (LSP method, handler, registration options): what the server answers
 
 
 def create_server() -> CodefillServer:
