@@ -151,6 +151,11 @@ class CompletionConfig:
                                 "from in-flight generations (off only to measure what it saves).")
     speculative: bool = setting(True, "After a suggestion is accepted, generate the next one in "
                                       "the background so it is ready when asked for.")
+    secret_files_allowed: str = setting(
+        "", "File names that look like secrets (the index's secret rules: .env*, keys, "
+            "certificates, credential files) in which codefill completes anyway: comma-separated "
+            "globs matched against the file name, e.g. '.env.example'. No other such document "
+            "ever reaches a model; secret values inside any text are masked either way.")
     log_level: str = setting("info", "Level of the server's window/logMessage output; 'debug' logs "
                                      "each request's decisions.",
                              choices=("error", "warning", "info", "debug"))

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..completion.backend import CompletionBackend
 from ..completion.completer import Completer, Cursor
 from ..completion.factory import open_backend
+from ..completion.privacy import refusal
 from ..completion.session import ModelSession
 from ..context import WorkspaceIndex
 from ..errors import CodefillError
@@ -61,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
         config.context.watch = False
         index = WorkspaceIndex([root], config.context)
         index.build()
+    why = refusal(str(file), text, config)
+    if why is not None:  # a secret document: no model is loaded, nothing is sent
+        sys.stdout.write("\n")
+        print(f"codefill: no suggestion: {why}", file=sys.stderr)
+        return 0
     with open_backend(config, progress=progress) as session:
         result = Completer(session, context=index).complete(
             Cursor(prefix, suffix, rel, str(file), language_of(args.file)),

@@ -24,7 +24,9 @@ from ..engine.types import EngineError, GenerationStats, StopReason, TokenStream
 from ..prompt.assemble import Budget, ContextFile
 from ..prompt.tokens import Tokenizer
 from ..settings import Settings
+from ..errors import CodefillError
 from .backend import Completion, CompletionBackend, InfillRequest, Listener
+from .privacy import mask_secrets, refusal
 from .rules import SuggestionContext, decide_single_line, first_cut, postprocess
 
 log = logging.getLogger("codefill.completion")
@@ -79,6 +81,10 @@ def suggestion_context(cursor: Cursor, config: Config, single_line: bool | None 
     if single_line is None:
         single_line = auto_single_line(config)(cursor.prefix, cursor.suffix, cursor.language)
     return SuggestionContext.around(cursor.prefix, cursor.suffix, cursor.language, single_line)
+
+
+class SecretDocument(CodefillError):
+    """The document must not reach a model (:func:`~lsp_server.completion.privacy.refusal`)."""
 
 
 class Generation:
@@ -177,13 +183,19 @@ class Completer:
                 context: Sequence[ContextFile] | None = None, temperature: float = 0.0,
                 seed: int = 0) -> tuple[InfillRequest, Selection | None]:
         """The generation request for ``cursor``: budget, context, limits from the settings.
-        ``context`` given: those files instead of asking the context source."""
+        ``context`` given: those files instead of asking the context source. A secret document
+        raises :class:`SecretDocument`; secret values in any text are masked."""
+        why = refusal(cursor.file_path or cursor.path, cursor.prefix + cursor.suffix, self.config)
+        if why is not None:
+            raise SecretDocument(why)
         n = max_tokens or self.config.prompt.max_tokens
         budget = self.backend.budget(n)
         sel = self.select_context(cursor, budget) if context is None else None
         files = tuple(context) if context is not None else tuple(sel.files) if sel else ()
         return InfillRequest(
-            prefix=cursor.prefix, suffix=cursor.suffix, path=cursor.path, context=files,
+            prefix=mask_secrets(cursor.prefix), suffix=mask_secrets(cursor.suffix),
+            path=cursor.path, context=tuple(ContextFile(f.path, mask_secrets(f.text))
+                                            for f in files),
             max_tokens=n, budget=budget,
             time_budget_s=self.config.engine.time_budget_ms / 1000,
             temperature=temperature, seed=seed), sel

@@ -23,6 +23,7 @@ from ..settings import Settings
 from .backend import CompletionBackend
 from .cache import CacheEntry, SuggestionCache, make_entry
 from .debounce import TypingPace
+from .privacy import refusal
 from .completer import Completer, ContextSource, Cursor, Generation, suggestion_context
 from .rules import SuggestionContext, postprocess
 
@@ -184,6 +185,9 @@ class Pipeline:
             return Suggestion("", reason=f"completions are off for language '{req.language}'")
         if not 0 <= req.offset <= len(req.text):
             return Suggestion("", reason="cursor outside the document")
+        why = refusal(req.file_path or req.path, req.text, self.config)
+        if why is not None:  # a secret document: no cache, no model, local or remote
+            return Suggestion("", reason=why)
         prefix, suffix = req.text[:req.offset], req.text[req.offset:]
         seq = self._seq[req.uri] = self._seq.get(req.uri, 0) + 1
         self.pace.note(req.uri)
@@ -400,7 +404,8 @@ class Pipeline:
         uri, text, offset = req.uri, req.text, req.offset
         session = self._session()
         if (not self.config.completion.speculative or session is None
-                or self._jobs.get(uri) or not 0 <= offset <= len(text)):
+                or self._jobs.get(uri) or not 0 <= offset <= len(text)
+                or refusal(req.file_path or req.path, text, self.config)):
             return
         prefix, suffix = text[:offset], text[offset:]
         if self.cache.lookup(uri, prefix, suffix) is not None:

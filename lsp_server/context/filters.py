@@ -73,6 +73,48 @@ def has_secret_content(text: str) -> bool:
                for literals, rx in _SECRET_CONTENT)
 
 
+# Secret values inside ordinary text, masked before any text reaches a prompt: the token formats
+# above, a whole private-key block, and a quoted value assigned to a credential-like name
+# (group "value" is what is masked; without the group, the whole match).
+_SECRET_VALUES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    (("PRIVATE KEY-----",), re.compile(
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)", re.S)),
+    *_SECRET_CONTENT[1:],
+    (("xox",), re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b")),
+    (("AIza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    ((), re.compile(r"(?i)(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
+                    r"private[_-]?key|auth)[\w-]*[\"']?\s*[:=]\s*[\"'](?P<value>[^\"'\s]{8,})[\"']")),
+)
+SECRET_MASK = "<redacted>"
+"""What a masked secret value reads as in a prompt."""
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every secret value (:data:`_SECRET_VALUES`) replaced by ``SECRET_MASK``."""
+    spans: list[tuple[int, int]] = []
+    for literals, rx in _SECRET_VALUES:
+        if literals and not any(lit in text for lit in literals):
+            continue
+        for m in rx.finditer(text):
+            spans.append(m.span("value") if "value" in rx.groupindex else m.span())
+    if not spans:
+        return text
+    out, at = [], 0
+    for start, end in sorted(spans):
+        if end <= at:
+            continue
+        out += [text[at:max(start, at)], SECRET_MASK]
+        at = end
+    return "".join(out) + text[at:]
+
+
+def is_key_document(text: str) -> bool:
+    """Whether a document is a private key, whatever its name (its first line opens one)."""
+    first = text.lstrip()[:100]
+    return first.startswith("-----BEGIN ") and "PRIVATE KEY-----" in first.split("\n", 1)[0]
+
+
 def is_binary_name(name: str) -> bool:
     lower = name.lower()
     return any(lower.endswith(ext) for ext in BINARY_EXTENSIONS)
