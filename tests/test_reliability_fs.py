@@ -45,6 +45,7 @@ from pygls.lsp.client import LanguageClient
 from bench.common import Harness
 from lsp_server.models.resolve import _xdg
 from tests.conftest import REPO
+from tests.test_reliability_secrets import account_for_every_request
 from tests.test_server import merged
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -198,8 +199,10 @@ def prompts_of(record: Path) -> list[str]:
     return [json.loads(line)["prompt"] for line in record.read_text().splitlines()]
 
 
-def complete_lines(h: Harness, uri: str, text: str, n: int) -> int:
-    """codefill/complete at the end of the last ``n`` non-empty lines (distinct prompts)."""
+def complete_lines(h: Harness, uri: str, text: str, n: int,
+                   replies: list[dict[str, Any]] | None = None) -> int:
+    """codefill/complete at the end of the last ``n`` non-empty lines (distinct prompts); the
+    replies are appended to ``replies``."""
     lines = text.split("\n")
     done = 0
     for row in range(len(lines) - 1, -1, -1):
@@ -208,6 +211,8 @@ def complete_lines(h: Harness, uri: str, text: str, n: int) -> int:
         reply = h.request("codefill/complete", {"textDocument": {"uri": uri}, "position": {
             "line": row, "character": len(lines[row])}})
         assert reply is not None and "text" in reply, reply
+        if replies is not None:
+            replies.append(reply)
         done += 1
         if done >= n:
             break
@@ -308,6 +313,8 @@ class Session:
     mid_before: dict[str, tuple] = field(default_factory=dict)
     mid_after: dict[str, tuple] = field(default_factory=dict)
     requests: int = 0
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    """The codefill/complete replies, in order."""
     exit_code: int | None = None
     logs: list[str] = field(default_factory=list)
 
@@ -344,11 +351,11 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
         with serving(s, h, root, home, record):
             s.statuses.append(wait_index_ready(h, ("indexing", "idle")))
             uri = h.open(root / "app.py", APP)
-            s.requests += complete_lines(h, uri, APP, 2)
+            s.requests += complete_lines(h, uri, APP, 2, s.replies)
             # A completion in a reachable module too (its own prompt).
             for rel in ("sub/leaf.py",):
                 text = (root / rel).read_text()
-                s.requests += complete_lines(h, h.open(root / rel, text), text, 1)
+                s.requests += complete_lines(h, h.open(root / rel, text), text, 1, s.replies)
             s.statuses.append(h.status())
             s.phase1 = len(prompts_of(record))
             # Phase 2: new hostile entries appear while the server watches; a legitimate new
@@ -371,14 +378,14 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             late = ("import late_ok\nimport late_link\nfrom late_dir import mod\n"
                     "from late_locked import mod as mod2\nfrom late_loop import control\n")
             h.change(uri, (0, 0), (0, 0), late)
-            s.requests += complete_lines(h, uri, late + APP, 1)
+            s.requests += complete_lines(h, uri, late + APP, 1, s.replies)
             s.phase2 = len(prompts_of(record))
             # Phase 3: the user opens the out-of-root files through the workspace's symlinks
             # (editors keep the symlinked path), then completes in app.py again.
             h.open(root / "home" / "settings.py", (home / "settings.py").read_text())
             h.open(root / "homecfg.py", (home / "settings.py").read_text())
             h.change(uri, (0, 0), (0, 0), "# edited\n")
-            s.requests += complete_lines(h, uri, "# edited\n" + late + APP, 1)
+            s.requests += complete_lines(h, uri, "# edited\n" + late + APP, 1, s.replies)
             s.statuses.append(h.status())
         yield s
     finally:
@@ -391,7 +398,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
 def test_hostile_workspace_nothing_leaks(hostile: Session) -> None:
     s = hostile
     assert s.exit_code == 0
-    assert len(s.prompts) >= s.requests // 2 > 0, (len(s.prompts), s.requests)
+    assert s.requests == len(s.replies) == 5
+    account_for_every_request(s.replies, s.prompts, s.statuses[-1]["completion"]["counters"])
     assert any(CONTROL in p for p in s.prompts), "no repository context reached a prompt"
     prompts = s.prompts[:s.phase2]  # phase 3 (out-of-root buffers): the test below
     leaks = {name: sum(canary in p.replace("\0", "") for p in prompts)
@@ -528,7 +536,7 @@ def race(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             os.symlink(home / "pkg", root / "movedpkg")
             s.before, s.home_before = snapshot(root), snapshot(home)
             uri = h.open(root / "app.py", RACE_APP)
-            s.requests += complete_lines(h, uri, RACE_APP, 2)
+            s.requests += complete_lines(h, uri, RACE_APP, 2, s.replies)
             s.statuses.append(h.status())
         yield s
     finally:
@@ -539,7 +547,8 @@ def race(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
 def test_files_changed_between_index_and_read(race: Session) -> None:
     s = race
     assert s.exit_code == 0
-    assert len(s.prompts) >= s.requests // 2 > 0
+    assert s.requests == len(s.replies) == 2
+    account_for_every_request(s.replies, s.prompts, s.statuses[-1]["completion"]["counters"])
     assert any(CONTROL in p for p in s.prompts), "no repository context reached a prompt"
     names = [n for n in ("swapped", "grown", "flipped", "locked")
              if not (s.perms_skip and n == "locked")]

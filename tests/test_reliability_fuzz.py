@@ -120,6 +120,7 @@ def test_random_params_for_every_method(raw: tuple[RawServer, str], method: str,
     msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
     if as_request and method in REQUESTS:
         msg["id"] = f"r{next(_seq)}"
+        _count("fuzzed request")
     server.send(msg)
     _count(f"random params: {method}")
     if "id" in msg:
@@ -136,6 +137,7 @@ def test_near_valid_params_for_every_method(raw: tuple[RawServer, str], method: 
     msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
     if method in REQUESTS:
         msg["id"] = f"n{next(_seq)}"
+        _count("fuzzed request")
     server.send(msg)
     _count(f"near-valid params: {method}")
     if "id" in msg:
@@ -183,5 +185,44 @@ def test_half_sent_message_then_eof(tmp_path: Path) -> None:
     _count("half-sent message then EOF")
 
 
-def test_zz_report_tally() -> None:
+# What each test of this module adds to TALLY: the keys (a prefix, for the per-method ones) and
+# how many (one per hypothesis example, or one per run).
+EXPECTED = {
+    "test_random_byte_bodies": ("random bytes body", FUZZ.max_examples),
+    "test_random_params_for_every_method": ("random params: ", FUZZ.max_examples),
+    "test_near_valid_params_for_every_method": ("near-valid params: ", FUZZ.max_examples),
+    "test_random_envelopes": ("random envelope", FUZZ.max_examples),
+    "test_half_sent_message_then_the_rest": ("half-sent message", 1),
+    "test_half_sent_message_then_eof": ("half-sent message then EOF", 1),
+}
+
+
+def test_zz_report_tally(request: pytest.FixtureRequest) -> None:
+    """The tally of the tests of this module in this session (it runs last), printed
+    (docs/reliability.md) and checked: every example of every fuzz test that ran was sent (40
+    each), and every fuzzed request (one with an id) got exactly one reply, a result or an
+    error. Alone, it checks that the tally is empty."""
     print("\nfuzz tally:", json.dumps(TALLY, indent=1, sort_keys=True))
+    ran = {item.originalname for item in request.session.items
+           if item.module is request.module and item.originalname != "test_zz_report_tally"}
+
+    def total(key: str) -> int:
+        if key.endswith(": "):
+            return sum(n for k, n in TALLY.items() if k.startswith(key))
+        return TALLY.get(key, 0)
+
+    for name, (key, n) in EXPECTED.items():
+        assert total(key) == (n if name in ran else 0), (name, key, TALLY)
+    known = [key for key, _ in EXPECTED.values()]
+    assert all(k in ("fuzzed request", "result reply", "error reply")
+               or any(k == key or key.endswith(": ") and k.startswith(key) for key in known)
+               for k in TALLY), TALLY
+    # Each fuzzed request (one with an id) got exactly one reply, a result or an error.
+    if ran & {"test_random_params_for_every_method", "test_near_valid_params_for_every_method"}:
+        assert TALLY.get("fuzzed request", 0) > 0, TALLY
+    assert TALLY.get("result reply", 0) + TALLY.get("error reply", 0) \
+        == TALLY.get("fuzzed request", 0), TALLY
+    # Only the registered methods were fuzzed (drawn at random: not every one in 40 examples).
+    for prefix in ("random params: ", "near-valid params: "):
+        assert {k[len(prefix):] for k in TALLY if k.startswith(prefix)} \
+            <= set(REQUESTS + NOTIFICATIONS), TALLY

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any, Sequence
 
 import pytest
 
@@ -50,6 +51,54 @@ def connect():
     key = open(KEY_FILE).read()
     token = api_key()
     return helpers.'''
+
+
+# How a ``codefill/complete`` reply accounts for the prompts the engine was given
+# (lsp_server/completion/pipeline.py, ``Suggestion.source``):
+#   "model": the request started a generation job, whose Completer.start submitted exactly one
+#       prompt to the engine (recorded by the engine hook before the reply is sent);
+#   "cache", "typing_through", "in_flight": answered from a generation an earlier request
+#       started: no prompt of its own;
+#   "none": nothing ran, and the reason says why (below): no prompt.
+# Jobs no request asked for are speculative ones after an accept (counters.speculative).
+PROMPT_SOURCES = {"model"}
+REUSE_SOURCES = {"cache", "typing_through", "in_flight"}
+NOTHING_RAN = ("completions are disabled", "completions are off for language ",
+               "cursor outside the document", "superseded by a newer request")
+# Why a request that reached a generation may come back empty.
+EMPTY_AFTER_GENERATION = ("nothing left after post-processing (", "the document changed")
+
+
+def account_for_every_request(replies: Sequence[dict[str, Any] | None], prompts: Sequence[Any],
+                              counters: dict[str, int]) -> dict[str, int]:
+    """Every ``codefill/complete`` request of a session (sent one at a time, each waited for)
+    is accounted for: its reply names where the text came from, an empty reply has a known
+    reason, no request failed or was cancelled, and the prompts recorded are exactly the
+    generations the requests started (plus speculative ones, if any ran). ``counters``: the
+    server's completion counters at the end. Returns the replies per source."""
+    assert all(r is not None for r in replies), replies
+    by_source: dict[str, int] = {}
+    for r in replies:
+        assert r is not None
+        by_source[r["source"]] = by_source.get(r["source"], 0) + 1
+        if r["source"] == "none":
+            assert not r["text"] and r["reason"].startswith(NOTHING_RAN), r
+        else:
+            assert r["source"] in PROMPT_SOURCES | REUSE_SOURCES, r
+            assert r["text"] or r["reason"].startswith(EMPTY_AFTER_GENERATION), r
+    n = len(replies)
+    assert counters["requests"] == n, (counters, n)
+    assert counters["served"] == sum(bool(r["text"]) for r in replies if r), counters
+    assert counters["served"] + counters["empty"] == n, counters
+    assert counters["cancelled_requests"] == 0, counters
+    n_model = sum(by_source.get(s, 0) for s in PROMPT_SOURCES)
+    assert counters["model_calls"] == n_model + counters["speculative"], (counters, by_source)
+    # One prompt per generation: exactly one per "model" reply; a speculative job may have
+    # been cancelled before it submitted its prompt.
+    assert n_model <= len(prompts) <= counters["model_calls"], (len(prompts), counters, by_source)
+    if counters["speculative"] == 0:
+        assert len(prompts) == n_model
+    return by_source
 
 
 def plant(root: Path) -> None:
@@ -97,33 +146,34 @@ def test_no_canary_reaches_any_prompt(tmp_path: Path) -> None:
         uri = h.open(root / "app.py", APP)
         lines = APP.split("\n")
         # Many completions at different places (different prompts: no cache hits).
-        n_requests = 0
+        replies = []
         for row in range(len(lines) - 1, 2, -1):
             col = len(lines[row])
             if not lines[row].strip():
                 continue
-            h.request("codefill/complete", {"textDocument": {"uri": uri},
-                                            "position": {"line": row, "character": col}})
-            n_requests += 1
-            if n_requests >= 12:
+            replies.append(h.request("codefill/complete", {
+                "textDocument": {"uri": uri}, "position": {"line": row, "character": col}}))
+            if len(replies) >= 12:
                 break
         # And in the other source files.
         for rel in ("helpers.py", "test_app.py", "config/loader.py"):
             text = (root / rel).read_text()
             u = h.open(root / rel, text)
             last = text.rstrip("\n").split("\n")
-            h.request("codefill/complete", {"textDocument": {"uri": u}, "position": {
-                "line": len(last) - 1, "character": len(last[-1])}})
-            n_requests += 1
+            replies.append(h.request("codefill/complete", {
+                "textDocument": {"uri": u},
+                "position": {"line": len(last) - 1, "character": len(last[-1])}}))
         status = h.status()
     finally:
         assert h.stop() == 0
     prompts = [json.loads(line)["prompt"] for line in record.read_text().splitlines()]
-    assert len(prompts) >= n_requests // 2, (len(prompts), n_requests, status)
+    n_requests = len(replies)
+    assert n_requests == 15
+    by_source = account_for_every_request(replies, prompts, status["completion"]["counters"])
     assert all(p is not None for p in prompts)
     # Not vacuous: repository context is in the prompts, and the canaries' importer is too.
     assert any(LEGIT in p for p in prompts), "no repository context reached a prompt"
     assert any("import local_settings" in p for p in prompts)
     leaks = {name: sum(canary in p for p in prompts) for name, canary in CANARIES.items()}
-    print(f"\n{len(prompts)} prompts from {n_requests} requests; leaks: {leaks}")
+    print(f"\n{len(prompts)} prompts from {n_requests} requests ({by_source}); leaks: {leaks}")
     assert not any(leaks.values()), leaks

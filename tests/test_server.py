@@ -223,7 +223,7 @@ def test_accept_is_inferred_from_the_document(h: Harness) -> None:
     h.run(_set(h, {}))
 
 
-def test_repository_context_reaches_the_prompt(h: Harness) -> None:
+def test_repository_context_reaches_the_prompt(h: Harness, tmp_path: Path) -> None:
     indexed = h.status()["context"]["source_files"]
     (h.root / "geometry").mkdir(exist_ok=True)
     (h.root / "geometry" / "__init__.py").write_text("")
@@ -241,6 +241,28 @@ def test_repository_context_reaches_the_prompt(h: Harness) -> None:
     h.inline(uri, 3, 9)
     lines = [m for m in h.logs if "geometry/main.py: context" in m]
     assert lines and "context ok, 1 file(s)" in lines[-1], h.logs[-10:]
+    assert not any("sk-canary" in m for m in h.logs)
+    # The same workspace and cursor through a server that records its prompts: the one file of
+    # context is shapes.py, and the .env canary beside it never reaches the prompt.
+    record = tmp_path / "prompts.jsonl"
+    rec = Harness(h.root, settings=merged({"prompt": {"max_tokens": 4}}), record_prompts=record)
+    rec.start()
+    try:
+        deadline = time.monotonic() + 60
+        while rec.status()["context"]["state"] != "ready":
+            assert time.monotonic() < deadline, rec.status()["context"]
+            time.sleep(0.1)
+        u = rec.open(h.root / "geometry" / "main.py",
+                     "from geometry.shapes import Square\n\nsq = Square(3)\nprint(sq.")
+        reply = rec.request("codefill/complete", {"textDocument": {"uri": u},
+                                                  "position": {"line": 3, "character": 9}})
+    finally:
+        assert rec.stop() == 0
+    prompts = [json.loads(x)["prompt"] for x in record.read_text().splitlines()]
+    assert reply is not None and reply["source"] == "model" and len(prompts) == 1, (reply, prompts)
+    assert "self.side = side" in prompts[0], prompts[0]
+    assert "sk-canary" not in prompts[0] and "API_KEY" not in prompts[0], prompts[0]
+    assert not any("sk-canary" in m for m in rec.logs)
 
 
 def test_settings_change_applies_without_restart(h: Harness) -> None:
@@ -421,21 +443,31 @@ def test_shutdown_then_exit_code_and_requests_after_shutdown(tmp_path: Path) -> 
     h.loop.call_soon_threadsafe(h.loop.stop)
 
 
-def test_oversized_content_length_is_skipped_and_the_stream_resyncs(tmp_path: Path) -> None:
-    """Raw stdio: a body over the limit is discarded, the next message is answered."""
-    env = {**os.environ, "CODEFILL_MAX_MESSAGE_BYTES": "100000"}
-    proc = subprocess.Popen([sys.executable, "-m", "lsp_server.cli.main", "serve"], cwd=REPO,
-                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
+@pytest.mark.parametrize(("cap", "size"), [(100_000, 300_000), (None, 64 * 1024 * 1024 + 1)],
+                         ids=["100kB-override", "default-64MiB"])
+def test_oversized_content_length_is_skipped_and_the_stream_resyncs(
+        tmp_path: Path, cap: int | None, size: int) -> None:
+    """Raw stdio: a body over the limit is discarded, the next message is answered. Once with a
+    100 kB override, once with the real default (64 MiB, no override): that body, one byte over
+    the cap, is streamed in 1 MiB chunks, and the server's peak memory must not grow by it."""
+    env = {k: v for k, v in os.environ.items() if k != "CODEFILL_MAX_MESSAGE_BYTES"}
+    if cap is not None:
+        env["CODEFILL_MAX_MESSAGE_BYTES"] = str(cap)
+    limit = cap if cap is not None else 64 * 1024 * 1024
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "lsp_server.cli.main", "serve"], cwd=REPO,
+                                env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=err)
     assert proc.stdin is not None and proc.stdout is not None
-    try:
-        big = b'{"jsonrpc": "2.0", "method": "x", "params": "' + b"y" * 300_000 + b'"}'
-        proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(big) + big)
-        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "initialize",
-                           "params": {"capabilities": {}, "processId": None}}).encode()
+    seen: list[dict] = []
+
+    def send(msg: dict) -> None:
+        body = json.dumps(msg).encode()
         proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
         proc.stdin.flush()
-        seen = []
+
+    def reply(msg_id: int) -> dict:
         while True:
             header = proc.stdout.readline()
             assert header.startswith(b"Content-Length: "), (header, seen)
@@ -443,13 +475,40 @@ def test_oversized_content_length_is_skipped_and_the_stream_resyncs(tmp_path: Pa
             while proc.stdout.readline().strip():  # other headers, then the blank line
                 pass
             seen.append(json.loads(proc.stdout.read(length)))
-            if seen[-1].get("id") == 7:
-                break
-        assert "capabilities" in seen[-1]["result"]
+            if seen[-1].get("id") == msg_id:
+                return seen[-1]
+
+    def peak_rss_kb() -> int:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+    try:
+        send({"jsonrpc": "2.0", "id": 6, "method": "initialize",
+              "params": {"capabilities": {}, "processId": None}})
+        assert "capabilities" in reply(6)["result"]
+        before = peak_rss_kb()
+        # A well-formed message, one byte over the cap, streamed: never one big string here.
+        head, tail = b'{"jsonrpc": "2.0", "method": "x", "params": "', b'"}'
+        proc.stdin.write(b"Content-Length: %d\r\n\r\n" % size + head)
+        left, chunk = size - len(head) - len(tail), b"y" * (1 << 20)
+        while left > 0:
+            proc.stdin.write(chunk[:left])
+            left -= min(left, len(chunk))
+        proc.stdin.write(tail)
+        send({"jsonrpc": "2.0", "id": 7, "method": "codefill/status", "params": {}})
+        assert reply(7)["result"]["version"]
+        grown_mb = (peak_rss_kb() - before) / 1024
         assert not any(m.get("method") == "window/showMessage" for m in seen), seen
+        print(f"\n{size}-byte body over a {limit}-byte cap: skipped; peak RSS "
+              f"{before / 1024:.1f} MB, +{grown_mb:.1f} MB")
+        assert size > limit and grown_mb < 16, (size, limit, grown_mb)
     finally:
         proc.kill()
         proc.wait()
+    assert f"message of {size} bytes exceeds the {limit} byte limit; skipped" \
+        in stderr.read_text(), stderr.read_text()[-2000:]
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,12 @@
-"""Engine hooks: prompt recording and decode faults, patched into a server process.
+"""Engine hooks: prompt recording, decode faults and a file-open audit, installed in a server
+process.
 
-``python -m bench.common [--record-prompts FILE] [--engine-fault N[,K]] serve …`` (:func:`main`,
-run by ``bench/common/__main__.py``) is ``codefill serve`` with the in-process engine patched
-(:func:`install_engine_hooks`); :func:`hook_args` gives those options, and
-``Harness(record_prompts=…, engine_fault=…)`` starts the server that way.
+``python -m bench.common [--audit-opens FILE] [--record-prompts FILE] [--engine-fault N[,K]]
+serve …`` (:func:`main`, run by ``bench/common/__main__.py``) is ``codefill serve`` with the
+in-process engine patched (:func:`install_engine_hooks`) and, with ``--audit-opens``, every file
+the process opens logged (:func:`install_open_audit`, installed before codefill is imported);
+:func:`hook_args` gives those options, and ``Harness(record_prompts=…, engine_fault=…)`` starts
+the server that way (``harness.hooks = hook_args(…, audit_opens=…)`` adds the audit).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from typing import Any
 
 
@@ -21,6 +25,43 @@ def record_prompt(path: str, llama: Any, tokens: list[int]) -> None:
             if llama is not None else None)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"pid": os.getpid(), "n_tokens": len(tokens), "prompt": text}) + "\n")
+
+
+def install_open_audit(path: str | os.PathLike[str]) -> None:
+    """Log every ``open`` audit event of this process (``open()``, ``io.open``, ``os.open``,
+    ``pathlib`` reads) to ``path``, one JSON line each: ``{"path": absolute path, "read": whether
+    it was opened for reading}``; the first line is ``{"audit": "installed", "pid": …}``.
+
+    The log is opened once, before the hook exists, and written with ``os.write`` (no audit
+    event), so the hook never sees its own writes. Opens of a bare file descriptor carry no path
+    and are not logged; a relative path is made absolute against the working directory at the
+    time of the open. Files opened by C code (llama.cpp's model file) raise no audit event.
+    """
+    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, (json.dumps({"audit": "installed", "pid": os.getpid()}) + "\n").encode())
+    accmode, wronly = os.O_ACCMODE, os.O_WRONLY
+    busy = threading.local()
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event != "open" or getattr(busy, "on", False):
+            return
+        busy.on = True
+        try:
+            target, mode, flags = args
+            if isinstance(target, int):
+                return
+            name = os.path.abspath(os.fsdecode(target))
+            if isinstance(mode, str):
+                read = "r" in mode or "+" in mode
+            else:
+                read = (flags or 0) & accmode != wronly
+            os.write(fd, (json.dumps({"path": name, "read": read}) + "\n").encode())
+        except Exception:  # an audit hook that raises would fail the open itself
+            pass
+        finally:
+            busy.on = False
+
+    sys.addaudithook(hook)
 
 
 def install_engine_hooks(*, record_prompts: str | os.PathLike[str] | None = None,
@@ -77,23 +118,29 @@ def install_engine_hooks(*, record_prompts: str | os.PathLike[str] | None = None
 
 
 def hook_args(*, record_prompts: str | os.PathLike[str] | None = None,
-              engine_fault: str | None = None) -> list[str]:
+              engine_fault: str | None = None,
+              audit_opens: str | os.PathLike[str] | None = None) -> list[str]:
     """The options of :func:`main` for these hooks ([] for none)."""
-    args = ["--record-prompts", os.fspath(record_prompts)] if record_prompts else []
+    args = ["--audit-opens", os.fspath(audit_opens)] if audit_opens else []
+    args += ["--record-prompts", os.fspath(record_prompts)] if record_prompts else []
     return args + (["--engine-fault", engine_fault] if engine_fault else [])
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.common [--record-prompts FILE] [--engine-fault N[,K]] serve …``:
-    ``codefill`` with the engine hooks installed (the hook options come first; the rest is
-    codefill's command line)."""
+    """``python -m bench.common [--audit-opens FILE] [--record-prompts FILE] [--engine-fault
+    N[,K]] serve …``: ``codefill`` with the hooks installed (the hook options come first; the
+    rest is codefill's command line). The open audit is installed before codefill is imported,
+    so it sees every file the server opens from its start."""
     args = list(sys.argv[1:] if argv is None else argv)
     hooks: dict[str, str] = {}
-    while args and args[0] in ("--record-prompts", "--engine-fault"):
+    while args and args[0] in ("--audit-opens", "--record-prompts", "--engine-fault"):
         if len(args) < 2:
             raise SystemExit(f"{args[0]} needs a value")
         hooks[args[0][2:].replace("-", "_")] = args[1]
         del args[:2]
+    audit = hooks.pop("audit_opens", None)
+    if audit:
+        install_open_audit(audit)
     install_engine_hooks(**hooks)
     from lsp_server.cli.main import main as codefill
 
