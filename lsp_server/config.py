@@ -9,6 +9,7 @@ replaces each invalid value by its default with a message, so a bad setting neve
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -47,8 +48,12 @@ class EngineConfig:
     batch_size: int = setting(512, "Tokens evaluated per llama.cpp decode call while reading the "
                                    "prompt; cancellation is checked between batches.",
                               min=8, max=8192)
-    gpu_layers: int = setting(0, "Layers offloaded to the GPU (llama.cpp n_gpu_layers); -1 "
-                                 "offloads all. Ignored by CPU-only builds.", min=-1, max=10000)
+    gpu_layers: int | str = setting(
+        "auto", "Layers offloaded to the GPU (llama.cpp n_gpu_layers): 'auto' offloads all of "
+                "them when llama.cpp was built with a GPU backend and the model fits in the "
+                "GPU's free memory, else none; -1 all; 0 none (CPU only); N the first N. A GPU "
+                "that runs out of memory falls back to the CPU with a message (docs/gpu.md).",
+        min=-1, max=10000, choices=("auto",))
     extra_buffers: str = setting("auto", "llama.cpp's extra CPU weight buffers (weight repacking, "
                                          "AMX): 'on', 'off', or 'auto' = off on CPUs with AMX, "
                                          "where llama.cpp's AMX matmul crashes (llama.cpp#20824).",
@@ -212,6 +217,8 @@ class Config:
 
 
 def _type_ok(value: Any, typ: Any) -> bool:
+    if isinstance(typ, types.UnionType):
+        return any(_type_ok(value, t) for t in typing.get_args(typ))
     if typ is bool:
         return isinstance(value, bool)
     if typ is int:
@@ -228,16 +235,20 @@ def _type_ok(value: Any, typ: Any) -> bool:
 
 def _check(value: Any, f: dataclasses.Field, typ: Any, name: str) -> str | None:
     """Return why ``value`` is invalid for field ``f``, or None when it is valid."""
-    if not _type_ok(value, typ):
-        kind = "a table of true/false values" if typ is dict else typ.__name__
-        return f"setting '{name}' must be {kind}, got {value!r}"
     meta = f.metadata
-    if "min" in meta and value < meta["min"]:
+    if not _type_ok(value, typ):
+        kind = "a table of true/false values" if typ is dict else \
+            f"a number or one of {', '.join(meta['choices'])}" \
+            if isinstance(typ, types.UnionType) else typ.__name__
+        return f"setting '{name}' must be {kind}, got {value!r}"
+    numeric = isinstance(value, (int, float))  # bounds hold for numbers, choices for names
+    if "min" in meta and numeric and value < meta["min"]:
         return f"setting '{name}' must be ≥ {meta['min']}, got {value!r}"
-    if "max" in meta and value > meta["max"]:
+    if "max" in meta and numeric and value > meta["max"]:
         return f"setting '{name}' must be ≤ {meta['max']}, got {value!r}"
-    if "choices" in meta and value not in meta["choices"]:
-        return f"setting '{name}' must be one of {', '.join(meta['choices'])}, got {value!r}"
+    if "choices" in meta and not numeric and value not in meta["choices"]:
+        either = "a number or " if isinstance(typ, types.UnionType) else ""
+        return f"setting '{name}' must be {either}one of {', '.join(meta['choices'])}, got {value!r}"
     return None
 
 

@@ -90,6 +90,8 @@ class ModelHost:
             return
         self._loaded_with = loading_with
         self._set("ready", session.label)
+        for warning in session.warnings:
+            self._notify("warning", warning)
         if self._load_settings(self.config) != loading_with:
             # The settings changed while loading (the client's answer came in meanwhile).
             self.start()

@@ -76,10 +76,13 @@ class ClientNotifier:
     def model_state(self, state: str, detail: str) -> None:
         """The model host's state changes: logged, shown as progress, failures as an error."""
         self.log("info", f"model {state}: {detail}")
-        self._last_state = (state, detail)
-        self._report(state, detail)
+        if state != "warning":
+            self._last_state = (state, detail)
+            self._report(state, detail)
         if state == "failed":
             self.message(types.MessageType.Error, f"codefill: {detail}")
+        elif state == "warning":
+            self.message(types.MessageType.Warning, f"codefill: {detail}")
 
     def _report(self, state: str, detail: str) -> None:
         token = self._progress_token

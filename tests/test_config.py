@@ -29,7 +29,7 @@ def test_invalid_values_are_reported_and_replaced() -> None:
     text = "\n".join(problems)
     assert "'engine.threads' must be int, got 'many'" in text
     assert "'engine.context_size' must be ≥ 256, got 10" in text
-    assert "'engine.gpu_layers' must be int, got True" in text
+    assert "'engine.gpu_layers' must be a number or one of auto, got True" in text
     assert "unknown setting 'engine.bogus'" in text
     assert "'prompt.fim_order' must be one of auto, psm, spm, got 'mps'" in text
     assert "'prompt.max_tokens' must be int" in text

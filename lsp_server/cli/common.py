@@ -22,7 +22,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=0, help="CPU threads (0: automatic)")
     g.add_argument("--ctx-size", type=int, default=4096, help="context window in tokens")
     g.add_argument("--batch-size", type=int, default=512, help="prompt batch size in tokens")
-    g.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to a GPU")
+    g.add_argument("--gpu-layers", type=_gpu_layers, default="auto",
+                   help="layers to offload to a GPU: auto (all when a GPU build has the memory, "
+                        "else none), -1 all, 0 none, or N (docs/gpu.md)")
 
 
 def add_remote_options(p: argparse.ArgumentParser) -> None:
@@ -36,6 +38,15 @@ def add_remote_options(p: argparse.ArgumentParser) -> None:
                    help="model name sent to the --remote server")
     g.add_argument("--openai-fim", choices=("suffix", "raw"), default="suffix",
                    help="send prompt+suffix, or a raw FIM prompt built with --template")
+
+
+def _gpu_layers(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number, got {value!r}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

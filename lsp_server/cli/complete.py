@@ -99,6 +99,7 @@ def _report(session: CompletionBackend, r) -> None:  # noqa: ANN001 - Completion
         f"prompt     {len(p.tokens)} tokens: context {p.n_context}, prefix {p.n_prefix}"
         f"{' (truncated)' if p.prefix_truncated else ''}, suffix {p.n_suffix}"
         f"{' (truncated)' if p.suffix_truncated else ''}, special {p.n_special}",
+        f"offload    {session.engine.gpu_layers} GPU layers ({session.engine.offload})",
         f"kv cache   reused {s.n_reused}, evaluated {s.n_evaluated}",
         f"generated  {s.n_generated} tokens, stop: {r.stop}",
         f"timings    model load {t['model_load'] * 1000:.0f} ms, prompt eval "

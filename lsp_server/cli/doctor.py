@@ -52,6 +52,24 @@ def _llama_cpp() -> Check:
                                     f"GPU offload {'available' if gpu else 'not built in (CPU only)'}")
 
 
+def _gpu() -> Check:
+    """The GPU backend, its devices and their free memory; a warning when the machine has a GPU
+    this CPU-only build cannot use."""
+    from ..engine.gpu import devices, supports_offload, system_gpu
+
+    found = devices() if supports_offload() else []
+    if found:
+        return Check("gpu", True, "; ".join(d.describe() for d in found)
+                     + " (engine.gpu_layers 'auto' offloads when the model fits)")
+    present = system_gpu()
+    if present is not None:
+        return Check("gpu", True, f"this machine has {present}, but llama.cpp was built for the "
+                                  "CPU only", "install a GPU build of llama-cpp-python "
+                                  "(docs/gpu.md); until then everything runs on the CPU",
+                     warn=True)
+    return Check("gpu", True, "none (CPU only; engine.gpu_layers 'auto' means 0)")
+
+
 def _cpu() -> Check:
     import llama_cpp
 
@@ -119,6 +137,10 @@ def _model(path: str, load: bool) -> list[Check]:
     try:
         with session:
             result = complete_text(session, "def add(a, b):\n    return", "", max_tokens=4)
+        checks.append(Check("offload", True, f"{session.engine.gpu_layers} GPU layers "
+                                             f"({session.engine.offload})",
+                            "lower engine.gpu_layers or engine.context_size (docs/gpu.md)"
+                            if session.warnings else "", warn=bool(session.warnings)))
         checks.append(Check("generation", True,
                             f"loaded in {session.engine.load_seconds or 0:.2f} s, "
                             f"{result.stats.n_generated} token(s) in "
@@ -134,7 +156,7 @@ def _model(path: str, load: bool) -> list[Check]:
 
 def run(args: argparse.Namespace) -> int:
     checks: list[Check] = [_python(), lib := _llama_cpp()]
-    steps: list[Callable[[], Check]] = [_cpu] if lib.ok else []
+    steps: list[Callable[[], Check]] = [_cpu, _gpu] if lib.ok else []
     checks += [step() for step in steps] + [_threads(), _cache()]
     if lib.ok:
         checks += _model(args.model, not args.skip_load)

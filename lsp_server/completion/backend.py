@@ -121,6 +121,11 @@ class CompletionBackend(abc.ABC):
     def load_seconds(self) -> float:
         return 0.0
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about how the backend runs, once it is ready."""
+        return []
+
     def __enter__(self) -> "CompletionBackend":
         return self
 

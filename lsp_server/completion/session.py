@@ -114,6 +114,11 @@ class ModelSession(CompletionBackend):
         return f"{self.model_path.name}{adapter} ({self.template.name})"
 
     @property
+    def warnings(self) -> list[str]:
+        """What the user should know about how the model runs (a GPU that fell back to the CPU)."""
+        return [self.engine.offload] if self.engine.offload.startswith("offloading") else []
+
+    @property
     def load_seconds(self) -> float:
         return self.engine.load_seconds or 0.0
 
@@ -140,6 +145,8 @@ class ModelSession(CompletionBackend):
             "template": self.template.name,
             "template_reason": self.detection.reason,
             "context_size": self.engine.n_ctx,
+            "gpu_layers": self.engine.gpu_layers,
+            "offload": self.engine.offload,
             "engine": dict(vars(self.engine.counters)),
         }
 

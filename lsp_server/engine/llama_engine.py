@@ -139,6 +139,10 @@ class LlamaEngine:
         self.state = "loading"
         self.load_error: str | None = None
         self.load_seconds: float | None = None
+        self.gpu_layers = 0
+        """Layers llama.cpp was asked to offload (after ``auto`` was resolved)."""
+        self.offload = ""
+        """How engine.gpu_layers was resolved, and a GPU failure that fell back to the CPU."""
         self._factory = llama_factory or _llama_factory
         self._on_state = on_state
         self._jobs: "queue.Queue[TokenStream | None]" = queue.Queue()
@@ -193,20 +197,41 @@ class LlamaEngine:
         if self._on_state:
             self._on_state(state, detail)
 
+    def _open(self, gpu_layers: int) -> Any:
+        lora = {"lora_path": str(self.lora_path)} if self.lora_path else {}
+        return self._factory(
+            model_path=str(self.model_path), n_ctx=self.n_ctx,
+            n_batch=self.config.batch_size, n_ubatch=self.config.batch_size,
+            n_threads=self.threads, n_threads_batch=self.threads,
+            n_gpu_layers=gpu_layers, logits_all=False,
+            # A full-size sliding-window cache lets SWA models (Gemma 2/3) drop a suffix of
+            # the KV cache, which prefix reuse needs.
+            swa_full=True,
+            use_extra_bufts=self._extra_buffers(), **lora,
+        )
+
+    def _open_with_offload(self) -> Any:
+        """The model with engine.gpu_layers resolved; when offloading fails (the GPU's memory
+        is too small for the weights or the KV cache), the CPU instead, with a message."""
+        from .gpu import resolve_layers
+
+        self.gpu_layers, self.offload = resolve_layers(self.config.gpu_layers, self.model_path)
+        if self.gpu_layers == 0:
+            return self._open(0)
+        try:
+            return self._open(self.gpu_layers)
+        except Exception as exc:  # noqa: BLE001 - out of GPU memory, most likely: try the CPU
+            self.offload = (f"offloading {'all' if self.gpu_layers < 0 else self.gpu_layers} "
+                            f"layers to the GPU failed ({exc}); running on the CPU instead: "
+                            "lower engine.gpu_layers or engine.context_size to use the GPU")
+            log.warning("%s", self.offload)
+            self.gpu_layers = 0
+            return self._open(0)
+
     def _load(self) -> None:
         t0 = time.monotonic()
-        lora = {"lora_path": str(self.lora_path)} if self.lora_path else {}
         try:
-            self._llama = self._factory(
-                model_path=str(self.model_path), n_ctx=self.n_ctx,
-                n_batch=self.config.batch_size, n_ubatch=self.config.batch_size,
-                n_threads=self.threads, n_threads_batch=self.threads,
-                n_gpu_layers=self.config.gpu_layers, logits_all=False,
-                # A full-size sliding-window cache lets SWA models (Gemma 2/3) drop a suffix of
-                # the KV cache, which prefix reuse needs.
-                swa_full=True,
-                use_extra_bufts=self._extra_buffers(), **lora,
-            )
+            self._llama = self._open_with_offload()
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
             self.load_error = f"cannot load model {self.model_path}" + (
                 f" with adapter {self.lora_path}" if self.lora_path else "") + f": {exc}"

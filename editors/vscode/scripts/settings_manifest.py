@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,17 @@ def server_properties(cls: type = Config, prefix: str = "codefill.") -> dict[str
         if typ is dict:
             prop = {"type": ["object", "null"], "default": f.default,
                     "additionalProperties": {"type": "boolean"}}
+        elif isinstance(typ, types.UnionType):  # a number, or one of the named choices
+            number = next(t for t in typing.get_args(typ) if t in (int, float))
+            bounds = {k: meta[k] for k in ("min", "max") if k in meta}
+            prop = {"type": [JSON_TYPES[number], "string"], "default": f.default,
+                    "anyOf": [{"type": JSON_TYPES[number],
+                               **{("minimum" if k == "min" else "maximum"): v
+                                  for k, v in bounds.items()}},
+                              {"type": "string", "enum": list(meta["choices"])}],
+                    "markdownDescription": meta.get("doc", "")}
+            props[name] = prop
+            continue
         else:
             prop = {"type": JSON_TYPES[typ], "default": f.default}
         prop["markdownDescription"] = meta.get("doc", "")
