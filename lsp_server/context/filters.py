@@ -90,10 +90,9 @@ SECRET_MASK = "<redacted>"
 """What a masked secret value reads as in a prompt."""
 
 
-def mask_secrets(text: str) -> str:
-    """``text`` with every secret value (:data:`_SECRET_VALUES`) replaced by ``SECRET_MASK``."""
+def _mask(text: str, rules: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]) -> str:
     spans: list[tuple[int, int]] = []
-    for literals, rx in _SECRET_VALUES:
+    for literals, rx in rules:
         if literals and not any(lit in text for lit in literals):
             continue
         for m in rx.finditer(text):
@@ -107,6 +106,28 @@ def mask_secrets(text: str) -> str:
         out += [text[at:max(start, at)], SECRET_MASK]
         at = end
     return "".join(out) + text[at:]
+
+
+_MASKED_LINES: dict[str, str] = {}
+_MASKED_LINES_MAX = 200_000
+
+
+def _mask_line(line: str) -> str:
+    """One line masked by the single-line rules, remembered: between keystrokes only the
+    cursor's line changes, so masking a whole document costs a dictionary lookup per line."""
+    masked = _MASKED_LINES.get(line)
+    if masked is None:
+        if len(_MASKED_LINES) >= _MASKED_LINES_MAX:
+            _MASKED_LINES.clear()
+        masked = _MASKED_LINES[line] = _mask(line, _SECRET_VALUES[1:])
+    return masked
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every secret value (:data:`_SECRET_VALUES`) replaced by ``SECRET_MASK``."""
+    if _SECRET_VALUES[0][0][0] in text:  # a private-key block spans lines: the whole text
+        text = _mask(text, _SECRET_VALUES[:1])
+    return "\n".join(_mask_line(line) for line in text.split("\n"))
 
 
 def is_key_document(text: str) -> bool:
