@@ -90,7 +90,7 @@ def test_the_request_carries_no_secret_and_secret_documents_build_none() -> None
 
     completer = Completer(_Backend())  # type: ignore[arg-type]
     key = SECRETS["openai"]
-    req, _ = completer.request(
+    req = completer.request(
         Cursor(f"API = \"{key}\"\nx = ", f"\ny = \"{key}\"\n", "app.py", "/ws/app.py"),
         context=[ContextFile("conf.py", f"KEY = '{key}'\n")])
     assert key not in req.prefix + req.suffix + "".join(f.text for f in req.context)

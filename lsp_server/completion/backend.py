@@ -53,8 +53,6 @@ class Completion:
     stop: str
     """Why the suggestion ended: an engine stop reason or the stop rule that cut it."""
     timings: dict[str, float] = field(default_factory=dict)
-    context: Any = None
-    """The context source's selection (files, status, timing), None without one."""
 
 
 class CompletionBackend(abc.ABC):

@@ -62,24 +62,14 @@ class ContextSource(Protocol):
                        budget_tokens: int) -> Selection: ...
 
 
-Mode = Callable[[str, str, str], bool]
-"""(prefix, suffix, language) → single-line?"""
-
-
-def auto_single_line(config: Config) -> Mode:
-    """``completion.mode``: 'single' and 'multi' force it; 'auto' decides per cursor."""
-    mode = config.completion.mode
-    if mode == "auto":
-        return decide_single_line
-    return lambda prefix, suffix, language: mode == "single"
-
-
 def suggestion_context(cursor: Cursor, config: Config, single_line: bool | None = None
                        ) -> SuggestionContext:
     """What the stop rules see at ``cursor``; ``single_line`` None decides by
-    ``completion.mode``."""
+    ``completion.mode`` ('single' and 'multi' force it, 'auto' decides per cursor)."""
     if single_line is None:
-        single_line = auto_single_line(config)(cursor.prefix, cursor.suffix, cursor.language)
+        mode = config.completion.mode
+        single_line = mode == "single" if mode != "auto" else \
+            decide_single_line(cursor.prefix, cursor.suffix, cursor.language)
     return SuggestionContext.around(cursor.prefix, cursor.suffix, cursor.language, single_line)
 
 
@@ -91,13 +81,10 @@ class Generation:
     """One suggestion being generated: the engine's stream, cut by the stop rules as text
     arrives, cleaned by the post-processors when it ends."""
 
-    def __init__(self, stream: TokenStream, ctx: SuggestionContext, request: InfillRequest,
-                 context: Selection | None, disabled: frozenset[str] = frozenset(),
-                 t0: float | None = None) -> None:
+    def __init__(self, stream: TokenStream, ctx: SuggestionContext,
+                 disabled: frozenset[str] = frozenset(), t0: float | None = None) -> None:
         self.stream = stream
         self.ctx = ctx
-        self.request = request
-        self.context = context
         self.disabled = disabled
         self.raw = ""
         """The text so far, cut by the stop rules but not post-processed."""
@@ -136,7 +123,7 @@ class Generation:
         if changed_by:
             stop += f" (post-processed: {', '.join(changed_by)})"
         return Completion(text=text, prompt=self.stream.prompt, stats=stats, stop=stop,
-                          context=self.context, timings={
+                          timings={
                               "model_load": load_seconds,
                               "prompt_build": self._t_started - self.t0,
                               "queued": stats.t_queued,
@@ -181,7 +168,7 @@ class Completer:
 
     def request(self, cursor: Cursor, *, max_tokens: int | None = None,
                 context: Sequence[ContextFile] | None = None, temperature: float = 0.0,
-                seed: int = 0) -> tuple[InfillRequest, Selection | None]:
+                seed: int = 0) -> InfillRequest:
         """The generation request for ``cursor``: budget, context, limits from the settings.
         ``context`` given: those files instead of asking the context source. A secret document
         raises :class:`SecretDocument`; secret values in any text are masked."""
@@ -198,7 +185,7 @@ class Completer:
                                             for f in files),
             max_tokens=n, budget=budget,
             time_budget_s=self.config.engine.time_budget_ms / 1000,
-            temperature=temperature, seed=seed), sel
+            temperature=temperature, seed=seed)
 
     def start(self, cursor: Cursor, ctx: SuggestionContext | None = None, *,
               max_tokens: int | None = None, context: Sequence[ContextFile] | None = None,
@@ -209,14 +196,14 @@ class Completer:
         ``listener`` (called on the engine's thread) or through :meth:`Generation.drain`."""
         t0 = time.monotonic()
         ctx = ctx or suggestion_context(cursor, self.config)
-        req, sel = self.request(cursor, max_tokens=max_tokens, context=context,
-                                temperature=temperature, seed=seed)
+        req = self.request(cursor, max_tokens=max_tokens, context=context,
+                           temperature=temperature, seed=seed)
         stream = self.backend.generate(req, listener=listener)
         tokens = getattr(stream.prompt, "tokens", None)
         if tokens is not None:
             self._log("debug", f"{cursor.path}: prompt {len(tokens)} tokens "
                                f"({getattr(stream.prompt, 'template', '?')})")
-        return Generation(stream, ctx, req, sel, disabled_rules, t0)
+        return Generation(stream, ctx, disabled_rules, t0)
 
     def complete(self, cursor: Cursor, *, single_line: bool | None = None,
                  max_tokens: int | None = None, context: Sequence[ContextFile] | None = None,

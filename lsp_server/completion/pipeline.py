@@ -3,11 +3,11 @@
 Plain asyncio, no LSP types. Per request: cache / typing-through → adaptive debounce → supersede
 older work for the document → one generation job through the completion path
 (:class:`~lsp_server.completion.completer.Completer`: budget, context, prompt, stop rules and
-post-processing, the same code the CLI and the benchmarks run). Jobs are separate from requests: a request waits on a job, a job
-outlives a cancelled request for a short grace period so that the next keystroke can adopt it
-(typing-through an in-flight suggestion whose text already covers what was typed), and a
-document change that contradicts a job's suggestion cancels it at once, so no stale text is
-ever served.
+post-processing, the same code the CLI and the benchmarks run). Jobs are separate from
+requests: a request waits on a job, a job outlives a cancelled request for a short grace period
+so that the next keystroke can adopt it (typing-through an in-flight suggestion whose text
+already covers what was typed), and a document change that contradicts a job's suggestion
+cancels it at once, so no stale text is ever served.
 """
 
 from __future__ import annotations

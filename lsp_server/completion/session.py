@@ -116,7 +116,7 @@ class ModelSession(CompletionBackend):
     @property
     def warnings(self) -> list[str]:
         """What the user should know about how the model runs (a GPU that fell back to the CPU)."""
-        return [self.engine.offload] if self.engine.offload.startswith("offloading") else []
+        return [self.engine.gpu_fallback] if self.engine.gpu_fallback else []
 
     @property
     def load_seconds(self) -> float:

@@ -143,6 +143,8 @@ class LlamaEngine:
         """Layers llama.cpp was asked to offload (after ``auto`` was resolved)."""
         self.offload = ""
         """How engine.gpu_layers was resolved, and a GPU failure that fell back to the CPU."""
+        self.gpu_fallback = ""
+        """Why the model runs on the CPU although layers were to be offloaded ("": it did not)."""
         self._factory = llama_factory or _llama_factory
         self._on_state = on_state
         self._jobs: "queue.Queue[TokenStream | None]" = queue.Queue()
@@ -221,10 +223,11 @@ class LlamaEngine:
         try:
             return self._open(self.gpu_layers)
         except Exception as exc:  # noqa: BLE001 - out of GPU memory, most likely: try the CPU
-            self.offload = (f"offloading {'all' if self.gpu_layers < 0 else self.gpu_layers} "
-                            f"layers to the GPU failed ({exc}); running on the CPU instead: "
-                            "lower engine.gpu_layers or engine.context_size to use the GPU")
-            log.warning("%s", self.offload)
+            self.offload = self.gpu_fallback = (
+                f"offloading {'all' if self.gpu_layers < 0 else self.gpu_layers} layers to the "
+                f"GPU failed ({exc}); running on the CPU instead: lower engine.gpu_layers or "
+                "engine.context_size to use the GPU")
+            log.warning("%s", self.gpu_fallback)
             self.gpu_layers = 0
             return self._open(0)
 
