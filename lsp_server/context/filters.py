@@ -39,13 +39,21 @@ SECRET_NAME_GLOBS: tuple[str, ...] = (
 )
 _SECRET_RE = re.compile("|".join(fnmatch.translate(g) for g in SECRET_NAME_GLOBS), re.IGNORECASE)
 
-# Content that marks a file as a secret whatever its name (checked when the text is read). Each
-# regex runs only when its literal occurs: a plain substring search is ~100x faster on big files.
-_SECRET_CONTENT: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
-    (("PRIVATE KEY-----",), re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")),
+Rule = tuple[tuple[str, ...], re.Pattern[str]]
+"""(literals, regex): the regex runs only when one of its literals occurs (none: always) — a
+plain substring search is ~100x faster on big files."""
+
+_KEY_HEADER = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"
+_TOKEN_FORMATS: tuple[Rule, ...] = (
     (("AKIA",), re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
     (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}\b")),
     (("sk-",), re.compile(r"\bsk-[A-Za-z0-9]{32,}\b")),
+)
+
+# Content that marks a file as a secret whatever its name (checked when the text is read).
+_SECRET_CONTENT: tuple[Rule, ...] = (
+    (("PRIVATE KEY-----",), re.compile(_KEY_HEADER)),
+    *_TOKEN_FORMATS,
 )
 
 # Extensions of files that are binary (or generated blobs) without reading them.
@@ -73,24 +81,25 @@ def has_secret_content(text: str) -> bool:
                for literals, rx in _SECRET_CONTENT)
 
 
-# Secret values inside ordinary text, masked before any text reaches a prompt: the token formats
-# above, a whole private-key block, and a quoted value assigned to a credential-like name
-# (group "value" is what is masked; without the group, the whole match).
-_SECRET_VALUES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
-    (("PRIVATE KEY-----",), re.compile(
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?"
-        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)", re.S)),
-    *_SECRET_CONTENT[1:],
+# Secret values inside ordinary text, masked before any text reaches a prompt: a whole
+# private-key block (it spans lines), and on single lines the token formats above, a few more,
+# and a quoted value assigned to a credential-like name (group "value" is what is masked;
+# without the group, the whole match).
+_KEY_BLOCK: Rule = (("PRIVATE KEY-----",), re.compile(
+    _KEY_HEADER + r".*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)", re.S))
+_LINE_SECRETS: tuple[Rule, ...] = (
+    *_TOKEN_FORMATS,
     (("xox",), re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b")),
     (("AIza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
     ((), re.compile(r"(?i)(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|"
                     r"private[_-]?key|auth)[\w-]*[\"']?\s*[:=]\s*[\"'](?P<value>[^\"'\s]{8,})[\"']")),
 )
+_KEY_DOCUMENT = re.compile(r"\s*" + _KEY_HEADER)
 SECRET_MASK = "<redacted>"
 """What a masked secret value reads as in a prompt."""
 
 
-def _mask(text: str, rules: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]) -> str:
+def _mask(text: str, rules: tuple[Rule, ...]) -> str:
     spans: list[tuple[int, int]] = []
     for literals, rx in rules:
         if literals and not any(lit in text for lit in literals):
@@ -119,21 +128,20 @@ def _mask_line(line: str) -> str:
     if masked is None:
         if len(_MASKED_LINES) >= _MASKED_LINES_MAX:
             _MASKED_LINES.clear()
-        masked = _MASKED_LINES[line] = _mask(line, _SECRET_VALUES[1:])
+        masked = _MASKED_LINES[line] = _mask(line, _LINE_SECRETS)
     return masked
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with every secret value (:data:`_SECRET_VALUES`) replaced by ``SECRET_MASK``."""
-    if _SECRET_VALUES[0][0][0] in text:  # a private-key block spans lines: the whole text
-        text = _mask(text, _SECRET_VALUES[:1])
+    """``text`` with every secret value (:data:`_KEY_BLOCK`, :data:`_LINE_SECRETS`) replaced
+    by ``SECRET_MASK``."""
+    text = _mask(text, (_KEY_BLOCK,))
     return "\n".join(_mask_line(line) for line in text.split("\n"))
 
 
 def is_key_document(text: str) -> bool:
     """Whether a document is a private key, whatever its name (its first line opens one)."""
-    first = text.lstrip()[:100]
-    return first.startswith("-----BEGIN ") and "PRIVATE KEY-----" in first.split("\n", 1)[0]
+    return _KEY_DOCUMENT.match(text) is not None
 
 
 def is_binary_name(name: str) -> bool:

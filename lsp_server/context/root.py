@@ -29,11 +29,7 @@ class RootIndex(InitialBuild, Refresh, BufferOverlay, CachedSelection):
         CachedSelection.__init__(self)
         self.gate = ReadGate(root, config)
         self.root = self.gate.root
-        self.real_root = self.gate.real_root
-        self.rules = self.gate.rules
-        self.scanner = self.gate.scanner
         self.name = name
-        self.config = config
         self.graph = DependencyGraph(self.read)
         self.stats: dict[str, FileStat] = {}
         """Indexed files on disk: rel → size and mtime at the last scan or refresh."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Hashable
 
-from ..config import ContextConfig
 from .choose import choose_context
 from .gate import ReadGate
 from .graph import DependencyGraph
@@ -33,12 +32,11 @@ class _Cached:
 class CachedSelection:
     """Part of :class:`~.root.RootIndex`: context selection for a file of the root.
 
-    Uses the index's ``name``, ``config``, ``gate``, ``graph``, ``read``, ``outline_of`` and
+    Uses the index's ``name``, ``gate``, ``graph``, ``read``, ``outline_of`` and
     ``version`` (:mod:`.overlay`).
     """
 
     name: str
-    config: ContextConfig
     gate: ReadGate
     graph: DependencyGraph
     read: Callable[[str], str | None]
@@ -81,7 +79,7 @@ class CachedSelection:
             return Source(t, lambda: self.outline_of(p, t))
 
         chosen = choose_context(self.graph, rel, text, load=load, count=counter, budget=budget,
-                                config=self.config, start=start, repo_name=repo_name,
+                                config=self.gate.config, start=start, repo_name=repo_name,
                                 label=lambda p: self.label(p, multi_root))
         sel = ContextSelection(files=chosen.files, rows=chosen.rows, budget=budget,
                                used_tokens=sum(r.tokens for r in chosen.rows),

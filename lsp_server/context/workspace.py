@@ -132,7 +132,7 @@ class WorkspaceIndex(ChangeBatches):
         p = os.path.abspath(os.fspath(path))
         best: tuple[RootIndex, str] | None = None
         for r in self.roots:
-            for base in (r.root, r.real_root):
+            for base in (r.root, r.gate.real_root):
                 if p == base or p.startswith(base.rstrip(os.sep) + os.sep):
                     rel = os.path.relpath(p, base).replace(os.sep, "/")
                     if best is None or len(r.root) > len(best[0].root):
@@ -199,7 +199,7 @@ class WorkspaceIndex(ChangeBatches):
         with self._lock:
             skipped: dict[str, int] = {}
             for r in self.roots:
-                for k, v in r.scanner.skipped.items():
+                for k, v in r.gate.scanner.skipped.items():
                     skipped[k] = skipped.get(k, 0) + v
             return IndexStats(
                 state=self.state,

@@ -16,14 +16,11 @@ from lsp_server.context.graph import DependencyGraph
 from lsp_server.context.outline import OutlineItem
 from lsp_server.context.packing import Source
 
-Selected = Chosen
-"""The selection's result: files in prompt order, their rows, every ranked candidate."""
-
 
 def select_for_target(graph: DependencyGraph, texts: Mapping[str, str], target: str,
                       count: Callable[[str], int], budget: int,
                       cfg: ContextConfig | None = None,
-                      outlines: dict[str, list[OutlineItem]] | None = None) -> Selected:
+                      outlines: dict[str, list[OutlineItem]] | None = None) -> Chosen:
     """The context files for ``target`` within ``budget`` tokens, as the daemon selects them.
 
     ``outlines`` memoises outlines by path across calls (the index keeps them in an LRU; an
