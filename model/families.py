@@ -17,7 +17,6 @@ untrained base is evaluated before the first step, as the loss curve's starting 
 from __future__ import annotations
 
 import json
-import sys
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from .data.corpus import Corpus
 from .data.dataset import is_eval_path
+from .train_state import say
 
 if TYPE_CHECKING:
     from .recipes import TrainConfig
@@ -66,10 +66,6 @@ def _autocast(bf16: bool) -> Any:
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # -- Gemma 1 ------------------------------------------------------------------------------------
 
 def _gemma_tokenizer(cfg: "TrainConfig", corpus: Corpus, d: "Dist") -> tuple[Any, Path]:
@@ -80,7 +76,7 @@ def _gemma_tokenizer(cfg: "TrainConfig", corpus: Corpus, d: "Dist") -> tuple[Any
         return SentencePieceTokenizer.from_checkpoint(src), src
     tdir = Path(cfg.out_dir) / "tokenizer"
     if d.main and not (tdir / "tokenizer.model").is_file():
-        _say(f"training a {cfg.vocab_size}-piece tokenizer on {len(corpus.files)} files")
+        say(f"training a {cfg.vocab_size}-piece tokenizer on {len(corpus.files)} files")
         train_tokenizer((t for p, t in corpus.files.items()
                          if not is_eval_path(p, cfg.eval_share)), tdir, cfg.vocab_size,
                         seed=cfg.seed)
@@ -129,7 +125,7 @@ def _gemma_finish(cfg: "TrainConfig", model: nn.Module, built: Built, result: "T
     if cfg.export:
         result.hf_dir = save_pretrained(model, out / "hf",  # type: ignore[arg-type]
                                         tokenizer_dir=built.tok_dir)
-        _say(f"exported {result.hf_dir} (codefill quantize {result.hf_dir} --out "
+        say(f"exported {result.hf_dir} (codefill quantize {result.hf_dir} --out "
              f"model.gguf --type Q8_0)")
 
 
@@ -148,7 +144,7 @@ def _gemma3_build(cfg: "TrainConfig", corpus: Corpus, d: "Dist") -> Built:
     tok = GGUFTokenizer(path)
     t = time.perf_counter()
     model = load_gemma3_gguf(path)
-    _say(f"base {path} loaded ({time.perf_counter() - t:.0f} s)")
+    say(f"base {path} loaded ({time.perf_counter() - t:.0f} s)")
     return Built(model, tok, None, {"base": os.path.basename(path),
                                     "base_bytes": os.path.getsize(path)})
 

@@ -38,11 +38,10 @@ from .data.loaders import load as load_data
 from .families import FAMILIES, Batch, Built, Family
 from .gemma import IGNORE_INDEX
 from .lora import apply_lora
-from .recipes import RECIPES, TrainConfig, check_config, config_for, get_recipe
-from .train_state import STATE_FILE, Progress
+from .recipes import TrainConfig, check_config, config_for
+from .train_state import Progress
 
-__all__ = ["RECIPES", "STATE_FILE", "TrainConfig", "TrainResult", "config_for", "evaluate",
-           "get_recipe", "lr_at", "train"]
+__all__ = ["TrainConfig", "TrainResult", "config_for", "evaluate", "lr_at", "train"]
 
 
 @dataclass
@@ -173,7 +172,6 @@ def _stream(rows: RowStream, at: Progress) -> Iterator[tuple[Row, tuple[int, int
 
 def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
           corpus: Corpus | None = None, meta: dict[str, Any] | None = None,
-          on_log: Callable[[dict[str, float]], None] | None = None,
           allow_corpus_change: bool = False) -> TrainResult:
     """Run (or resume) the training ``cfg`` describes. ``model``, ``tok`` and ``corpus`` replace
     what the recipe would load (tests, benchmarks); ``meta`` goes into every checkpoint."""
@@ -286,8 +284,6 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
                "grad_norm": gnorm, "tokens": at.trained_tokens, "loss_tokens": at.loss_tokens,
                "tok_s": new_tokens / el, "elapsed": elapsed_before + el}
         at.history.append(rec)
-        if on_log:
-            on_log(rec)
         if at.step % cfg.log_every == 0 or at.step == stop_at:
             d.say(_progress(rec, cfg.steps, el, new_steps))
         if eval_rows and (at.step % cfg.eval_every == 0 or at.step == stop_at):

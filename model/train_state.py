@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import re
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,8 +82,9 @@ def lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+def say(msg: str, *, stamp: bool = False) -> None:
+    """A progress line of the trainer on stderr (``stamp``: with the time of day)."""
+    print((time.strftime("%H:%M:%S ") if stamp else "") + msg, file=sys.stderr, flush=True)
 
 
 def save(out: Path, layout: str, model: nn.Module, opt: torch.optim.Optimizer, at: Progress,
@@ -107,7 +109,7 @@ def save(out: Path, layout: str, model: nn.Module, opt: torch.optim.Optimizer, a
     if layout == "steps":
         for old in checkpoints(out)[:-cfg.keep]:
             old.unlink()
-        _say(f"checkpoint {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        say(f"checkpoint {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if cfg.csv:
         write_csv(Path(cfg.csv), at.history, at.evals)
     return path

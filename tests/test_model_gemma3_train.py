@@ -311,7 +311,7 @@ def test_cli_maps_options_onto_recipes(monkeypatch: pytest.MonkeyPatch, tmp_path
 
     seen: list[TrainConfig] = []
 
-    def fake(cfg: TrainConfig) -> object:
+    def fake(cfg: TrainConfig, **options: object) -> object:
         seen.append(cfg)
         return trainer.TrainResult(step=0)
 

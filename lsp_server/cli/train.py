@@ -65,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after this step, checkpointed; run again to resume")
     p.add_argument("--threads", type=int, help="torch threads per process")
     p.add_argument("--max-files", type=int, help="read at most this many files of the corpus")
+    p.add_argument("--allow-corpus-change", action="store_true",
+                   help="gemma3 recipes: continue although the corpus differs from the run's "
+                        "manifest (the data order changes: the run is no longer reproducible)")
 
 
 _GIVEN = ("model", "init_from", "tokenizer", "vocab_size", "seq_len", "micro_batch",
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         if recipe.family == "gemma" and cfg.init_from is None and cfg.model not in CONFIGS:
             raise CodefillError(f"unknown model config {cfg.model!r}",
                                 f"use one of: {', '.join(CONFIGS)}, or --init-from DIR")
-        result = trainer.train(cfg)
+        result = trainer.train(cfg, allow_corpus_change=args.allow_corpus_change)
     except (ValueError, FileNotFoundError) as exc:
         raise CodefillError(str(exc), "check the corpus, --init-from and --tokenizer paths "
                             "and the sizes given") from None

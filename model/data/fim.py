@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Sequence
 
-from lsp_server.prompt.assemble import Budget, ContextFile, assemble, sentinel_tokens
+from lsp_server.prompt.assemble import Budget, ContextFile, assemble, fixed_tokens, \
+    sentinel_tokens
 from lsp_server.prompt.templates import PREFIX, SUFFIX, TEMPLATES, FimTemplate, Order
 from lsp_server.prompt.tokens import Tokenizer
 
@@ -203,7 +204,5 @@ class Layout:
 
     def overhead(self, path: str) -> int:
         """Tokens an example spends besides its text and context files."""
-        head = 1 if self.template.bos and self.tok.add_bos and self.tok.bos_id is not None \
-            else 0
-        return head + len(self.tok.tokenize(f"{path}\n")) + 1 + \
-            sum(len(self.ids[r]) for r in ("pre", "suf", "mid", "sep"))
+        return fixed_tokens(self.template, self.tok) + len(self.tok.tokenize(f"{path}\n")) + 1 \
+            + len(self.ids["sep"])

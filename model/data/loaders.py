@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..train_state import say
 from .corpus import Corpus, read_corpus
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ class Loaded:
     corpus: Corpus
     meta: dict[str, Any] = field(default_factory=dict)
     """Goes into every checkpoint; ``corpus`` there is the licensed corpus's fingerprint."""
-
-
-def _say(msg: str) -> None:
-    print(time.strftime("%H:%M:%S ") + msg, file=sys.stderr, flush=True)
 
 
 def tree(cfg: "TrainConfig") -> Loaded:
@@ -64,17 +60,19 @@ def licensed(cfg: "TrainConfig", *, allow_change: bool = False) -> Loaded:
             raise ValueError(f"{len(bad)} files of the run's corpus are missing or changed here "
                              f"(e.g. {bad[:3]}): the venv's packages differ from the run's; "
                              "reinstall them or pass --allow-corpus-change")
-        if bad or sc.fingerprint() != manifest["fingerprint"]:
-            _say(f"corpus changed ({len(bad)} files): continuing on {sc.fingerprint()}")
+    fingerprint = sc.fingerprint()  # of the files trained on (after any restriction)
+    if manifest_path.is_file():
+        if bad or fingerprint != manifest["fingerprint"]:
+            say(f"corpus changed ({len(bad)} files): continuing on {fingerprint}", stamp=True)
             with gzip.open(manifest_path, "wt") as fh:
                 json.dump(sc.manifest(), fh)
     else:
         manifest_path.parent.mkdir(parents=True, exist_ok=True)
         with gzip.open(manifest_path, "wt") as fh:
             json.dump(sc.manifest(), fh)
-    _say(f"corpus: {len(sc.corpus.files):,} files, {sc.corpus.n_chars:,} characters, "
-         f"fingerprint {sc.fingerprint()} ({time.perf_counter() - t:.0f} s)")
-    return Loaded(sc.corpus, {"corpus": sc.fingerprint()})
+    say(f"corpus: {len(sc.corpus.files):,} files, {sc.corpus.n_chars:,} characters, "
+        f"fingerprint {fingerprint} ({time.perf_counter() - t:.0f} s)", stamp=True)
+    return Loaded(sc.corpus, {"corpus": fingerprint})
 
 
 def load(kind: str, cfg: "TrainConfig", *, allow_change: bool = False) -> Loaded:
