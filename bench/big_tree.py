@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lsprotocol import types  # noqa: E402
 
-from lsp_server.server import plain  # noqa: E402
+from lsp_server.protocol import plain  # noqa: E402
 from bench.common import Harness  # noqa: E402
 
 PER_DIR = 100

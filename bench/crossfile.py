@@ -164,7 +164,7 @@ def main() -> None:
         with ModelSession(config) as session:
             session.engine.wait_ready()
             completer = Completer(session)
-            budget = session.context_allowance(completer.budget())
+            budget = session.context_allowance(completer.budget())  # for the report
             t0 = time.perf_counter()
             for i, t in enumerate(tasks):
                 if t.package not in indexes:
@@ -173,7 +173,7 @@ def main() -> None:
                     indexes[t.package] = idx
                 cursor = Cursor(t.prefix, t.suffix, t.path, str(tmp / t.package / t.path))
                 sel = Completer(session, context=indexes[t.package]).select_context(
-                    cursor, completer.budget(), tokens=budget)
+                    cursor, completer.budget())
                 assert sel is not None
                 row = {**asdict(t), "context_files": [f.path for f in sel.files]}
                 del row["prefix"], row["suffix"]

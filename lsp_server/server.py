@@ -58,10 +58,10 @@ class CodefillServer(LanguageServer):
         data = plain(data)
         if data is None:
             return
-        change, problems = self.settings.update(data)
+        old, problems = self.settings.update(data)
         for problem in problems:
             self.notify.message(types.MessageType.Warning, f"codefill: {problem} ({source})")
-        if change.context and self.context.started:
+        if old.context != self.settings.config.context and self.context.started:
             self.context.start(self._buffers())  # rebuild (or build, or stop)
         if self.host.state != "idle" and self.host.needs_reload():
             self.pipeline.reset()

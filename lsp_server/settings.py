@@ -12,22 +12,9 @@ and hands the result to :meth:`Settings.replace`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .config import Config, load_config
-
-
-@dataclass(frozen=True)
-class Change:
-    """What a settings update changed, by the parts of the tree components react to."""
-
-    old: Config
-    new: Config
-
-    @property
-    def context(self) -> bool:
-        return self.old.context != self.new.context
 
 
 class Settings:
@@ -40,15 +27,13 @@ class Settings:
     def config(self) -> Config:
         return self._config
 
-    def replace(self, config: Config) -> Change:
-        old, self._config = self._config, config
-        return Change(old, config)
-
-    def update(self, data: Mapping[str, Any] | None) -> tuple[Change, list[str]]:
+    def update(self, data: Mapping[str, Any] | None) -> tuple[Config, list[str]]:
         """Validate an untrusted settings table and make it current; invalid values are
-        replaced by their defaults and reported (one message each)."""
-        config, problems = load_config(data)
-        return self.replace(config), problems
+        replaced by their defaults and reported (one message each). Returns the previous
+        config (to compare with) and the messages."""
+        old = self._config
+        self._config, problems = load_config(data)
+        return old, problems
 
     @staticmethod
     def of(value: "Config | Settings | None") -> "Settings":

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import Harness, hook_args
+from bench.common import Harness
 from tests.test_server import merged
 
 pytestmark = pytest.mark.model
@@ -102,8 +102,8 @@ def test_secret_ignored_and_outside_files_are_never_opened(tmp_path: Path) -> No
     root = tmp_path / "ws"
     outside = plant(root)
     audit, record = tmp_path / "opens.jsonl", tmp_path / "prompts.jsonl"
-    h = Harness(root, settings=merged({"prompt": {"max_tokens": 4}}))
-    h.hooks = hook_args(audit_opens=audit, record_prompts=record)
+    h = Harness(root, settings=merged({"prompt": {"max_tokens": 4}}), audit_opens=audit,
+                record_prompts=record)
     h.start()
     try:
         deadline = time.monotonic() + 120

@@ -4,7 +4,7 @@ Two levels:
 
 - a tiny random Gemma 3 (GQA, a 6-token sliding window on 3 of 4 layers, distinct local/global
   RoPE bases, linear RoPE scaling on the global layers, non-zero norm weights) against the
-  float64 numpy reference (quantize/reference.py, written from transformers' modeling code) and,
+  float64 numpy reference (tests/gemma_reference.py, written from transformers' modeling code) and,
   through ``codefill quantize --type F32``, against llama.cpp — sequences longer than the window,
   so the sliding-window masking of both implementations is exercised;
 - the embedded Gemma 3 270M (Q4_K_M) loaded into torch from its GGUF, against llama.cpp on the

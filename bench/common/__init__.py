@@ -25,24 +25,26 @@ Every name below is importable from ``bench.common`` itself:
 * :mod:`~bench.common.paths`: :data:`REPO`, the repository root.
 """
 
-from .checkpoints import (ARCH_CONFIG_EXTRA, CODE_SAMPLES, bf16_round, corpus_lines, make_config,
-                          random_weights, save_safetensors, train_tokenizer, write_checkpoint)
-from .engine_hooks import hook_args, install_engine_hooks, main, record_prompt
-from .fim_model import FIM_TOKENS, fim_test_model
-from .harness import NEOVIM_CAPABILITIES, VSCODE_CAPABILITIES, Harness
-from .llama_server import (BUILD_SCRIPT, LLAMA_SERVER_ENV, llama_cpp_version, llama_server_binary,
-                           llama_server_dir, start_llama_server, why_no_llama_server)
-from .openai_server import openai_server_available, start_openai_server
-from .paths import REPO
-from .raw_server import RawServer
-from .servers import READY_TIMEOUT, THREADS, RunningServer, free_port
+import importlib
+from typing import Any
 
-__all__ = [
-    "ARCH_CONFIG_EXTRA", "BUILD_SCRIPT", "CODE_SAMPLES", "FIM_TOKENS", "LLAMA_SERVER_ENV",
-    "NEOVIM_CAPABILITIES", "READY_TIMEOUT", "REPO", "THREADS", "VSCODE_CAPABILITIES", "Harness",
-    "RawServer", "RunningServer", "bf16_round", "corpus_lines", "fim_test_model", "free_port",
-    "hook_args", "install_engine_hooks", "llama_cpp_version", "llama_server_binary",
-    "llama_server_dir", "main", "make_config", "openai_server_available", "random_weights",
-    "record_prompt", "save_safetensors", "start_llama_server", "start_openai_server",
-    "train_tokenizer", "why_no_llama_server", "write_checkpoint",
-]
+_HOME = {
+    "make_config": "checkpoints", "save_safetensors": "checkpoints",
+    "write_checkpoint": "checkpoints", "hook_args": "engine_hooks",
+    "FIM_TOKENS": "fim_model", "fim_test_model": "fim_model",
+    "Harness": "harness", "NEOVIM_CAPABILITIES": "harness", "VSCODE_CAPABILITIES": "harness",
+    "llama_server_binary": "llama_server", "start_llama_server": "llama_server",
+    "why_no_llama_server": "llama_server", "openai_server_available": "openai_server",
+    "start_openai_server": "openai_server", "REPO": "paths", "RawServer": "raw_server",
+    "RunningServer": "servers", "free_port": "servers",
+}
+"""Name → the submodule that defines it. Imported on first use, not with the package: ``python
+-m bench.common --audit-opens`` must install its audit hook before codefill is imported."""
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'bench.common' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)

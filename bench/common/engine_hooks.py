@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from typing import Any
 
 
@@ -40,12 +39,10 @@ def install_open_audit(path: str | os.PathLike[str]) -> None:
     fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.write(fd, (json.dumps({"audit": "installed", "pid": os.getpid()}) + "\n").encode())
     accmode, wronly = os.O_ACCMODE, os.O_WRONLY
-    busy = threading.local()
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event != "open" or getattr(busy, "on", False):
+        if event != "open":
             return
-        busy.on = True
         try:
             target, mode, flags = args
             if isinstance(target, int):
@@ -58,8 +55,6 @@ def install_open_audit(path: str | os.PathLike[str]) -> None:
             os.write(fd, (json.dumps({"path": name, "read": read}) + "\n").encode())
         except Exception:  # an audit hook that raises would fail the open itself
             pass
-        finally:
-            busy.on = False
 
     sys.addaudithook(hook)
 

@@ -21,7 +21,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
-from lsp_server.server import plain
+from lsp_server.protocol import plain
 
 from .engine_hooks import hook_args
 from .paths import REPO
@@ -61,16 +61,17 @@ class Harness:
                  settings: dict[str, Any] | None = None,
                  init_options: dict[str, Any] | None = None, process_id: int | None = None,
                  env: dict[str, str] | None = None, record_prompts: Path | None = None,
-                 engine_fault: str | None = None) -> None:
-        """``record_prompts``, ``engine_fault``: start the server with those engine hooks
-        (:func:`install_engine_hooks`); without them it is the plain ``codefill serve``."""
+                 engine_fault: str | None = None, audit_opens: Path | None = None) -> None:
+        """``record_prompts``, ``engine_fault``, ``audit_opens``: start the server with those
+        hooks (:mod:`.engine_hooks`); without them it is the plain ``codefill serve``."""
         self.root = root
         self.capabilities = capabilities
         self.settings = settings if settings is not None else {}
         self.init_options = init_options
         self.process_id = process_id if process_id is not None else os.getpid()
         self.env = env
-        self.hooks = hook_args(record_prompts=record_prompts, engine_fault=engine_fault)
+        self.hooks = hook_args(record_prompts=record_prompts, engine_fault=engine_fault,
+                               audit_opens=audit_opens)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -47,7 +47,9 @@ def _llama_cpp() -> Check:
         return Check("llama.cpp", False, f"llama-cpp-python does not import: {exc}",
                      "pip install --force-reinstall --no-cache-dir llama-cpp-python "
                      "(needs a C++ compiler and cmake)")
-    gpu = bool(llama_cpp.llama_supports_gpu_offload())
+    from ..engine.gpu import supports_offload
+
+    gpu = supports_offload()
     return Check("llama.cpp", True, f"llama-cpp-python {llama_cpp.__version__}, "
                                     f"GPU offload {'available' if gpu else 'not built in (CPU only)'}")
 
@@ -55,9 +57,9 @@ def _llama_cpp() -> Check:
 def _gpu() -> Check:
     """The GPU backend, its devices and their free memory; a warning when the machine has a GPU
     this CPU-only build cannot use."""
-    from ..engine.gpu import devices, supports_offload, system_gpu
+    from ..engine.gpu import devices, system_gpu
 
-    found = devices() if supports_offload() else []
+    found = devices()
     if found:
         return Check("gpu", True, "; ".join(d.describe() for d in found)
                      + " (engine.gpu_layers 'auto' offloads when the model fits)")

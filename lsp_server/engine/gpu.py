@@ -80,7 +80,7 @@ def _ggml() -> tuple[ctypes.CDLL, ctypes.CDLL] | None:
 
 def devices() -> list[Device]:
     """The GPU devices llama.cpp can offload to, with their free memory now ([] on CPU builds)."""
-    libs = _ggml()
+    libs = _ggml() if supports_offload() else None
     if libs is None:
         return []
     base, ggml = libs
@@ -126,7 +126,7 @@ def resolve_layers(setting: int | str, model_path: str | os.PathLike[str],
     if setting != "auto":
         return int(setting), f"engine.gpu_layers = {setting}"
     if found is None:
-        found = devices() if supports_offload() else []
+        found = devices()
     if not found:
         return 0, "auto: no GPU backend in this llama.cpp build"
     need = needed_bytes(os.path.getsize(model_path))
