@@ -32,7 +32,14 @@ def setting(default: Any, doc: str, *, min: float | None = None, max: float | No
 class EngineConfig:
     """How the in-process llama.cpp engine runs the model."""
 
-    model: str = setting("", "Path to a GGUF model file; empty means the embedded default model.")
+    model: str = setting("", "The model: a path to a GGUF file, a registry name such as "
+                             "'qwen2.5-coder-1.5b' or 'qwen2.5-coder-1.5b:Q4_K_M' (pulled first "
+                             "with `codefill models pull NAME`; docs/models.md), or "
+                             "'hf://OWNER/REPO/FILE.gguf'; empty means the embedded default model.")
+    auto_pull: bool = setting(False, "Download a registry model named in engine.model that is not "
+                                     "pulled yet, when the server loads it (off: codefill never "
+                                     "uses the network on its own; the message gives the pull "
+                                     "command).")
     adapter: str = setting("", "Path to a LoRA adapter GGUF (general.type 'adapter') that "
                                "llama.cpp applies to the model at load; 'embedded' means the FIM "
                                "adapter shipped for the embedded model (opt-in: it does not "

@@ -3,10 +3,9 @@
 Everything that decides anything lives in plain modules: the completion pipeline
 (lsp_server/completion/pipeline.py) over the one completion path (completer.py), the model's
 lifecycle (lifecycle.py), the settings holder (settings.py), the workspace context
-(context_host.py). Protocol fixes are in protocol.py, positions and URIs in textsync.py, reply
-shapes in messages.py, client notifications in notify.py. docs/protocol.md documents the
-codefill/* methods; docs/architecture.md the path of one keystroke.
-"""
+(context_host.py), the model picker (model_requests.py). Protocol fixes: protocol.py; positions
+and URIs: textsync.py; replies: messages.py; notifications: notify.py. docs/protocol.md documents
+the codefill/* methods; docs/architecture.md the path of one keystroke."""
 
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from pygls.lsp.server import LanguageServer
 from . import __version__
 from .completion.pipeline import Pipeline, Suggestion
 from .lifecycle import ModelHost, watch_parent
+from .model_requests import MODEL_HANDLERS
 from .messages import PositionParams, complete_reply, completion_list, inline_items
 from .notify import ClientNotifier
 from .protocol import CappedStdin, CodefillProtocol, plain
@@ -228,7 +228,7 @@ HANDLERS: tuple[tuple[str, Callable[..., Any], Any], ...] = (
     ("codefill/didAccept", did_accept, None),
     ("codefill/status", status, None),
     (types.SHUTDOWN, shutdown, None),
-)  # (LSP method, handler, registration options): what the server answers
+) + MODEL_HANDLERS  # (LSP method, handler, registration options): what the server answers
 
 
 def create_server() -> CodefillServer:

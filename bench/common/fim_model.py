@@ -8,7 +8,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from lsp_server.models.resolve import cache_dir, resolve_model
+from lsp_server.models.paths import cache_dir
+from lsp_server.models.resolve import resolve_model
 
 #: FIM roles → reserved ``<unusedN>`` control tokens of the Gemma 3 vocabulary (ids 6…11).
 FIM_TOKENS = {

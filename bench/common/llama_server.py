@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
-from lsp_server.models.resolve import cache_dir
+from lsp_server.models.paths import cache_dir
 
 from .paths import REPO
 from .servers import READY_TIMEOUT, THREADS, RunningServer, _start, _start_retrying

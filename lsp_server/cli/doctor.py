@@ -100,7 +100,7 @@ def _threads() -> Check:
 
 
 def _cache() -> Check:
-    from ..models.resolve import cache_dir
+    from ..models.paths import cache_dir
 
     d = cache_dir()
     try:

@@ -1,4 +1,5 @@
-"""`codefill models`: the models available and what each supports."""
+"""`codefill models`: the models available and what each supports; pull and remove models
+from the registry (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,18 @@ from ..models.resolve import available_models, resolve_model
 from ..prompt.detect import detect_template
 from .common import progress
 
-HELP = "list available models (or describe one GGUF) with family, FIM support, context, size"
+HELP = ("list the models you have and the ones the registry offers; pull or remove one; "
+        "describe one GGUF")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", default="list", choices=tuple(ACTIONS),
+                   help="list (default), pull NAME (download a registry model or "
+                        "hf://OWNER/REPO/FILE.gguf), rm NAME (delete a pulled one)")
+    p.add_argument("name", nargs="?", default="", metavar="NAME",
+                   help="for pull and rm: a registry name, NAME:QUANT, or hf://OWNER/REPO/FILE.gguf")
+    p.add_argument("--available", action="store_true",
+                   help="list only the registry's models (with what is pulled)")
     p.add_argument("--model", metavar="PATH", default="", help="describe this GGUF file only")
     p.add_argument("--adapter", metavar="PATH", default="",
                    help="check this LoRA adapter GGUF against the model (--model, default the "
@@ -86,13 +95,19 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def run(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace) -> int:
+    from .model_registry import registry_rows, registry_table
+
+    if args.available:
+        rows = registry_rows()
+        print(json.dumps(rows, indent=2) if args.json else registry_table(rows))
+        return 0
     if args.adapter:
         info = read_model_info(resolve_model(args.model, progress))
         rows = [describe(info, "--model" if args.model else "embedded default",
                          open_adapter(args.adapter, info))]
     elif args.model:
-        rows = [describe(read_model_info(args.model), "--model")]
+        rows = [describe(read_model_info(resolve_model(args.model)), "--model")]
     else:
         rows = []
         for m in available_models(progress):
@@ -103,6 +118,34 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(rows[0] if args.model or args.adapter else rows, sys.stdout, indent=2)
         print()
-    else:
-        print(_table(rows))
+        return 0
+    print(_table(rows))
+    if not (args.model or args.adapter):
+        print("\nAvailable to pull (codefill models pull NAME; docs/models.md):")
+        print(registry_table(registry_rows()))
     return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from .model_registry import pull_command
+
+    return pull_command(args.name, as_json=args.json)
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from .model_registry import rm_command
+
+    return rm_command(args.name)
+
+
+ACTIONS = {"list": _list, "pull": _pull, "rm": _rm}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action in ("pull", "rm") and not args.name:
+        raise ModelError(f"`codefill models {args.action}` needs a model name",
+                         "see the names with `codefill models --available`")
+    if args.action == "list" and args.name:
+        raise ModelError(f"unexpected {args.name!r} after `codefill models`",
+                         "use `codefill models pull NAME` or `--model PATH`")
+    return ACTIONS[args.action](args)

