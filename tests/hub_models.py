@@ -4,6 +4,7 @@ runs, and vocabulary-only files of other FIM families, served under registry rep
 from __future__ import annotations
 
 import fcntl
+import os
 from pathlib import Path
 
 from lsp_server.models.registry import registry
@@ -58,3 +59,23 @@ def serve_registry_files(hub: FakeHub, vocab_dir: Path) -> dict[str, Path]:
         hub.add_path(f.repo, f.file, path)
         served[m.name] = path
     return served
+
+
+def hub_env(hub: FakeHub, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A user with an empty codefill cache (the embedded model shared from the real one),
+    the hub at ``hub.url``, and no token or hub settings of the machine's."""
+    cache = tmp_path / "cache"
+    models = cache / "codefill" / "models"
+    if not models.exists():
+        from lsp_server.models.resolve import embedded_model_path
+
+        real = embedded_model_path()
+        models.mkdir(parents=True)
+        for p in (real, real.with_name(real.name + ".ok")):
+            (models / p.name).symlink_to(p) if p.suffix != ".ok" else \
+                (models / p.name).write_text(p.read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update({"HF_ENDPOINT": hub.url, "XDG_CACHE_HOME": str(cache),
+                "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"})
+    env.update(extra)
+    return env

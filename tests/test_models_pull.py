@@ -23,7 +23,7 @@ from lsp_server.models.registry import (RegistryFormatError, is_hub_reference, p
                                         registry)
 from tests.conftest import REPO
 from tests.fake_hub import GOOD_TOKEN, FakeHub
-from tests.hub_models import runnable_codegemma, serve_registry_files
+from tests.hub_models import hub_env, runnable_codegemma, serve_registry_files
 
 from lsp_server.models.pull import CHUNK_BYTES as CHUNK  # downloads arrive in chunks of this size
 
@@ -33,26 +33,6 @@ def hub(tmp_path: Path) -> Iterator[FakeHub]:
     with FakeHub() as h:
         serve_registry_files(h, tmp_path / "served")
         yield h
-
-
-def hub_env(hub: FakeHub, tmp_path: Path, **extra: str) -> dict[str, str]:
-    """A user with an empty codefill cache (the embedded model shared from the real one),
-    the hub at ``hub.url``, and no token or hub settings of the machine's."""
-    cache = tmp_path / "cache"
-    models = cache / "codefill" / "models"
-    if not models.exists():
-        from lsp_server.models.resolve import embedded_model_path
-
-        real = embedded_model_path()
-        models.mkdir(parents=True)
-        for p in (real, real.with_name(real.name + ".ok")):
-            (models / p.name).symlink_to(p) if p.suffix != ".ok" else \
-                (models / p.name).write_text(p.read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update({"HF_ENDPOINT": hub.url, "XDG_CACHE_HOME": str(cache),
-                "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_DISABLE_TELEMETRY": "1"})
-    env.update(extra)
-    return env
 
 
 def codefill(env: dict[str, str], *args: str, timeout: float = 180
