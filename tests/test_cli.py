@@ -107,8 +107,12 @@ def test_doctor() -> None:
     proc = codefill("doctor")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("python", "llama.cpp", "cpu features", "threads", "cache dir", "model",
-                 "generation"):
+                 "generation", "recommended"):
         assert f"✓ {name}" in proc.stdout or f"! {name}" in proc.stdout, proc.stdout
+    # The recommendation names a registry model, its speed here, and the pull command.
+    line = next(ln for ln in proc.stdout.splitlines() if "recommended" in ln)
+    assert "prompt tok/s" in line and "generated tok/s" in line, line
+    assert "codefill models pull " in proc.stdout
 
 
 def test_doctor_reports_a_bad_model(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,13 +18,12 @@ import pytest
 from lsprotocol import types
 
 from bench.common import Harness
+from lsp_server.models.pull import CHUNK_BYTES as CHUNK  # downloads arrive in chunks of this size
 from lsp_server.models.registry import (RegistryFormatError, is_hub_reference, parse_registry,
                                         registry)
 from tests.conftest import REPO
 from tests.fake_hub import GOOD_TOKEN, FakeHub
 from tests.hub_models import hub_env, runnable_codegemma, serve_registry_files
-
-from lsp_server.models.pull import CHUNK_BYTES as CHUNK  # downloads arrive in chunks of this size
 
 
 @pytest.fixture
@@ -345,3 +343,46 @@ def test_auto_pull_downloads_what_engine_model_names(hub: FakeHub, tmp_path: Pat
         assert hub.gets(registry()["codegemma-2b"].file().file)
     finally:
         h.stop()
+
+
+def test_docs_show_the_registry() -> None:
+    from lsp_server.models.catalog import docs_with_registry
+
+    doc = (REPO / "docs" / "models.md").read_text()
+    assert doc == docs_with_registry(doc), (
+        "docs/models.md's registry table is stale: run .venv/bin/python -c \"from pathlib import "
+        "Path; from lsp_server.models.catalog import docs_with_registry as d; "
+        "p = Path('docs/models.md'); p.write_text(d(p.read_text()))\"")
+
+
+# --- what to recommend ---------------------------------------------------------------------
+
+GiB = 2 ** 30
+
+
+def test_the_recommendation_follows_the_machine() -> None:
+    from lsp_server.models import catalog
+
+    def pick(**kw: int) -> tuple[str, str] | None:
+        got = catalog.recommend(catalog.Machine(**kw))
+        return (got[0].name, got[1].quant) if got else None
+
+    # A GPU with 8 GiB free takes the largest file that fits in 80 % of it.
+    big = pick(cores=4, memory_bytes=32 * GiB, gpu_free_bytes=8 * GiB)
+    assert big == ("qwen2.5-coder-7b", "Q4_K_M")
+    # On the CPU: what is picked is fast enough, or nothing is and it is the fastest.
+    for cores in (2, 8):
+        name, quant = pick(cores=cores, memory_bytes=16 * GiB) or ("", "")
+        model = registry()[name]
+        prompt, gen = catalog.expected_speed(model, model.files[quant], cores) or (0, 0)
+        live = prompt >= catalog.CPU_FLOOR["prompt_tps"] and gen >= catalog.CPU_FLOOR["gen_tps"]
+        if not live:
+            assert all(catalog.expected_speed(m, f, cores)[1] <= gen  # type: ignore[index]
+                       for m in registry().values() for f in m.files.values())
+    # More cores never recommend a smaller model.
+    small = registry()[pick(cores=2, memory_bytes=16 * GiB)[0]]  # type: ignore[index]
+    large = registry()[pick(cores=8, memory_bytes=16 * GiB)[0]]  # type: ignore[index]
+    assert large.parameters >= small.parameters
+    # Nothing fits in half of 1 GiB of RAM... but the smallest file does in half of 2 GiB.
+    assert pick(cores=2, memory_bytes=1 * GiB) is None
+    assert pick(cores=2, memory_bytes=2 * GiB) is not None

@@ -10,8 +10,9 @@ from ..config import Config, load_config
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and engine")
-    g.add_argument("--model", metavar="PATH", default="",
-                   help="GGUF model file (default: the embedded Gemma 3 270M)")
+    g.add_argument("--model", metavar="MODEL", default="",
+                   help="GGUF model file, pulled registry name (codefill models) or "
+                        "hf://OWNER/REPO/FILE.gguf (default: the embedded Gemma 3 270M)")
     g.add_argument("--adapter", metavar="PATH", default="",
                    help="LoRA adapter GGUF applied to the model ('embedded': the shipped FIM "
                         "adapter; docs/training.md)")

@@ -29,8 +29,9 @@ class Check:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", metavar="PATH", default="", help="check this model instead of the "
-                                                               "embedded default")
+    p.add_argument("--model", metavar="MODEL", default="",
+                   help="check this model (a path, a pulled registry name or hf://…) instead of "
+                        "the embedded default")
     p.add_argument("--skip-load", action="store_true", help="do not load the model and generate")
 
 
@@ -131,7 +132,7 @@ def _model(path: str, load: bool) -> list[Check]:
               Check("template", True, f"{session.template.name}: {session.detection.reason}",
                     "" if session.template.is_fim else
                     "this model has no FIM tokens: suggestions ignore the code after the cursor; "
-                    "a FIM code model (CodeGemma, Qwen2.5-Coder, StarCoder2) works better",
+                    "a FIM code model works better (see 'recommended' below)",
                     warn=not session.template.is_fim)]
     if not load:
         session.close()
@@ -156,12 +157,34 @@ def _model(path: str, load: bool) -> list[Check]:
     return checks
 
 
+def _recommended() -> Check:
+    """The registry model this machine runs well (memory, cores, GPU offload), and its speed."""
+    from ..models import catalog
+    from ..models.pull import pulled
+
+    machine = catalog.Machine.this()
+    best = catalog.recommend(machine)
+    if best is None:
+        return Check("recommended", True, f"no registry model fits in half of this machine's "
+                                          f"{machine.memory_bytes / 2**30:.1f} GiB of RAM; the "
+                                          "embedded model stays the choice")
+    model, f, why = best
+    name = model.name if f.quant == model.default_quant else f"{model.name}:{f.quant}"
+    have = pulled(f) is not None
+    detail = (f"{name} ({model.title}, {f.quant}, {f.size_bytes / 1e9:.1f} GB, needs about "
+              f"{f.memory_bytes / 1e9:.1f} GB): {why}" + ("; pulled" if have else ""))
+    return Check("recommended", True, detail,
+                 "" if have else f"codefill models pull {name}, then set engine.model = "
+                                 f"\"{name}\" (docs/models.md)", warn=not have)
+
+
 def run(args: argparse.Namespace) -> int:
     checks: list[Check] = [_python(), lib := _llama_cpp()]
     steps: list[Callable[[], Check]] = [_cpu, _gpu] if lib.ok else []
     checks += [step() for step in steps] + [_threads(), _cache()]
     if lib.ok:
         checks += _model(args.model, not args.skip_load)
+        checks.append(_recommended())
     failed = 0
     for c in checks:
         mark = "✓" if c.ok and not c.warn else ("!" if c.ok or c.warn else "✗")

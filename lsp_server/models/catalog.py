@@ -147,3 +147,25 @@ def recommend(machine: Machine) -> tuple[RegistryModel, HubFile, str] | None:
         why = "no registry model reaches live speed here; the fastest on"
     return m, f, (f"{why} {machine.cores} CPU thread(s): about {s[0]:.0f} prompt tok/s and "
                   f"{s[1]:.0f} generated tok/s")
+
+
+def registry_markdown() -> str:
+    """The registry as the table in docs/models.md (kept equal by a test)."""
+    lines = ["| name | model | params | quantizations (size; default first) | license | "
+             "template | context | for |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for m in registry().values():
+        order = [m.default_quant] + [q for q in m.files if q != m.default_quant]
+        files = ", ".join(f"[{q}](https://huggingface.co/{m.files[q].repo}) "
+                          f"{m.files[q].size_bytes / 1e9:.2f} GB" for q in order)
+        lic = f"[{m.license}]({m.license_url})" + (" (gated)" if m.gated else "")
+        lines.append(f"| `{m.name}` | {m.title} | {m.parameters / 1e9:.2f}B | {files} | {lic} | "
+                     f"`{m.template}` | {m.context_length:,} | {m.audience} |")
+    return "\n".join(lines) + "\n"
+
+
+def docs_with_registry(text: str) -> str:
+    """docs/models.md's text with the table between its registry markers regenerated."""
+    start, end = "<!-- registry:start -->\n", "<!-- registry:end -->"
+    i, j = text.index(start) + len(start), text.index(end)
+    return text[:i] + registry_markdown() + text[j:]
