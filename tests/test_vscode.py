@@ -1,5 +1,7 @@
 """The VS Code extension (editors/vscode): settings manifest, lint, type check, unit tests,
-.vsix package, and an end-to-end test in a real VS Code (code-server in headless Chromium).
+.vsix package, and end-to-end tests in a real VS Code (code-server in headless Chromium): ghost
+text, remote engine and crashes; choosing a model that is pulled from a local stand-in for the
+Hugging Face hub.
 
 The npm dependencies and the e2e tools are installed by editors/vscode/scripts/setup-tests.sh
 (.ci/run calls it); each test skips and names what is missing when they are not there.
@@ -7,6 +9,8 @@ The npm dependencies and the e2e tools are installed by editors/vscode/scripts/s
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.fake_hub import FakeHub
+from tests.hub_models import RUNNABLE_DIMS, hub_env, serve_registry_files
 
 EXT = REPO / "editors" / "vscode"
 FIXTURE = REPO / "tests" / "editors" / "neovim" / "fixtures" / "fib.py"
@@ -83,7 +89,8 @@ def test_commands_are_contributed() -> None:
     package = json.loads((EXT / "package.json").read_text())
     commands = {c["command"] for c in package["contributes"]["commands"]}
     assert commands == {"codefill.toggle", "codefill.acceptNextWord", "codefill.acceptNextLine",
-                        "codefill.showStatus", "codefill.showLog", "codefill.restartServer"}
+                        "codefill.showStatus", "codefill.showLog", "codefill.restartServer",
+                        "codefill.chooseModel"}
     source = (EXT / "src" / "extension.ts").read_text()
     for command in commands | {"codefill.didAccept"}:
         assert f'"{command}"' in source, f"{command} is not registered"
@@ -124,6 +131,7 @@ def test_vsix_contents(vsix: Path) -> None:
         bundle = z.read("extension/dist/extension.js").decode()
     assert manifest["main"] == "./dist/extension.js"
     assert "codefill/partial" in bundle and "registerProposedFeatures" in bundle
+    assert "codefill/pullModel" in bundle and "codefill/models" in bundle
 
 
 def _e2e_missing() -> str | None:
@@ -188,3 +196,92 @@ def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
     assert result["serversAfterGivingUp"] == 0
     assert "# still typing" in result["fileAfterCrash"].splitlines()
     print(f"ghost text after {result['ghostLatencyS']:.1f} s; timings {result['timings']}")
+
+
+def talkative_codegemma() -> Path:
+    """A tiny CodeGemma-layout GGUF (tests/hub_models.py's dimensions) whose random weights are
+    large enough that its first token is not a stop token: the one hub_models serves answers
+    every FIM prompt with <|fim_middle|> at once (its residual stream echoes the last prompt
+    token), an empty suggestion. Built once into the cache."""
+    from bench.common.checkpoints import make_config, write_checkpoint
+    from lsp_server.models.paths import cache_dir
+    from quantize.convert import convert_checkpoint
+
+    directory = cache_dir() / "test-models"
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / "hub-codegemma-talkative-f32.gguf"
+    with open(directory / ".hub-codegemma-talkative.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.is_file():
+            ckpt = directory / "hub-codegemma-talkative-ckpt"
+            write_checkpoint(ckpt, make_config("GemmaForCausalLM", **RUNNABLE_DIMS), std=0.2)
+            tmp = out.with_suffix(".tmp.gguf")
+            convert_checkpoint(ckpt, tmp, "F32", force=True)
+            tmp.rename(out)
+    return out
+
+
+@pytest.mark.model
+@pytest.mark.timeout(1260)  # the vsix fixture's npm run (600 s) and the e2e driver (600 s)
+def test_e2e_choose_model_pulls_with_progress_cancel_and_resume(vsix: Path, tmp_path: Path) -> None:
+    """codefill: Choose Model in a real VS Code: pick codegemma-2b, cancel its pull in the
+    progress notification, pick it again (the download resumes where it stopped), then the
+    setting is in the user settings.json, the server loads the model and its ghost text shows."""
+    if missing := _e2e_missing():
+        pytest.skip(missing)
+    from lsp_server.models.registry import registry
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    shutil.copy(FIXTURE, workspace / "fib.py")
+    screenshot = ARTIFACTS / "vscode-choose-model.png"
+    model = talkative_codegemma()
+    hub_file = registry()["codegemma-2b"].file()
+    cancel_after_mb = 4
+    with FakeHub() as hub:
+        serve_registry_files(hub, tmp_path / "served")
+        # Slow enough to cancel half-way (about 10 s for the whole file), fast enough to finish.
+        served = hub.add_path(hub_file.repo, hub_file.file, model, rate=4 * 1024 * 1024)
+        env = {**hub_env(hub, tmp_path), "CODE_SERVER": str(CODE_SERVER), "VSIX": str(vsix),
+               "WORKSPACE": str(workspace), "SCREENSHOT": str(screenshot), "CHROMIUM": CHROMIUM,
+               "SERVER_CMD": json.dumps([sys.executable, "-m", "lsp_server.cli.main", "serve"]),
+               "MODEL": "codegemma-2b", "TEMPLATE": "codegemma",
+               "CANCEL_AFTER_MB": str(cancel_after_mb), "GHOST_TIMEOUT_MS": "150000"}
+        proc = subprocess.run(["node", str(EXT / "e2e" / "choose-model.mjs")], cwd=EXT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        gets = hub.gets(hub_file.file)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"no result from the e2e driver:\n{proc.stdout}\n{proc.stderr}"
+    result = json.loads(lines[-1])
+    assert result["ok"], f"{result.get('error')}\n{result.get('codeServerLog', '')}\n{proc.stderr}"
+    # The picker: one row per registry model (not pulled yet), the embedded default current.
+    before = result["pickerRowBefore"]
+    assert before.startswith("codegemma-2b") and "gemma" in before and "pulled" not in before, before
+    assert not any("codegemma-2b" in r and "current" in r for r in result["pickerRows"]), result
+    # Cancelled from the notification: the partial file stays, stops growing, nothing is set.
+    assert "pull cancelled; choosing it again resumes" in result["cancelMessage"], result
+    # (the notification's "4 of 37 MB" is rounded to whole MB)
+    assert result["partialStopped"] and result["partialBytes"] >= (cancel_after_mb - 0.5) * 10**6, \
+        result
+    assert result["partialBytes"] < len(served.data)
+    assert result["ggufAfterCancel"] == 0 and result["settingAfterCancel"] is None, result
+    # Picked again: one more GET that resumes where the partial file ends.
+    assert len(gets) >= 2, [g.range for g in gets]
+    assert gets[0].range is None and gets[-1].range == f"bytes={result['partialBytes']}-", \
+        [g.range for g in gets]
+    pulled = Path(result["ggufAfterPull"][0])
+    assert pulled.name == hub_file.file
+    assert hashlib.sha256(pulled.read_bytes()).hexdigest() == served.sha256
+    assert f"codefill: using codegemma-2b ({pulled})" in result["doneMessage"], result
+    assert result["settingAfterPull"] == "codegemma-2b"
+    # The server loaded it by its registry name, and the picker says so.
+    assert "model ready" in result["statusAfterPull"], result
+    assert str(pulled) in result["statusAfterPull"] and "template codegemma" in result["statusAfterPull"]
+    after = result["pickerRowAfter"]
+    assert "current" in after and "pulled" in after, after
+    # Its ghost text.
+    assert any(g.strip() for g in result["ghost"]), result
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000
+    print(f"cancelled at {result['partialBytes']} bytes; progress {result['progressBeforeCancel']} "
+          f"then {result['progressAfterResume']}; ghost {result['ghost']} after "
+          f"{result['ghostLatencyS']:.1f} s; timings {result['timings']}")

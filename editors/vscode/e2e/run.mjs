@@ -10,21 +10,13 @@
 // Environment: CODE_SERVER (code-server binary), VSIX, WORKSPACE (a copy of the fixture),
 // SERVER_CMD (JSON list for codefill.server.command), SCREENSHOT (PNG path),
 // GHOST_TIMEOUT_MS (default 120000), CHROMIUM (default /usr/bin/chromium).
-import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
-import * as net from "node:net";
-import * as os from "node:os";
 import * as path from "node:path";
-import { chromium } from "playwright-core";
+import {
+  clock, env, freePort, openFile, sleep, startVSCode, stopVSCode, userSettings, waitFor, waitStatusIcon,
+} from "./common.mjs";
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined) {
-    throw new Error(`${name} is not set`);
-  }
-  return v;
-};
 const CODE_SERVER = env("CODE_SERVER");
 const VSIX = env("VSIX");
 const WORKSPACE = env("WORKSPACE");
@@ -33,79 +25,7 @@ const SCREENSHOT = env("SCREENSHOT");
 const GHOST_TIMEOUT_MS = Number(env("GHOST_TIMEOUT_MS", "120000"));
 const CHROMIUM = env("CHROMIUM", "/usr/bin/chromium");
 
-const t0 = Date.now();
-const timings = {};
-const mark = (name) => { timings[name] = (Date.now() - t0) / 1000; };
-const log = (msg) => process.stderr.write(`[e2e ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
-
-async function waitHttp(url, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const r = await fetch(url);
-      if (r.ok) {
-        return;
-      }
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`code-server did not answer ${url} within ${timeoutMs} ms`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** Poll fn until it returns a truthy value. */
-async function waitFor(fn, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) {
-      return v;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-/** The codefill status bar item's icon ("check", "warning", "error", …) and its aria label. */
-function statusIcon(page) {
-  return page.evaluate(() => {
-    const el = [...document.querySelectorAll(".statusbar-item")].find((e) => e.textContent?.includes("codefill"));
-    const icon = el?.querySelector("[class*='codicon-']");
-    const cls = icon ? [...icon.classList].find((c) => c.startsWith("codicon-") && c !== "codicon-modifier-spin") : "";
-    return { icon: cls ? cls.slice("codicon-".length) : "",
-      label: el?.getAttribute("aria-label") || el?.querySelector("[aria-label]")?.getAttribute("aria-label") || "" };
-  });
-}
-
-async function waitStatusIcon(page, icon, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const st = await statusIcon(page);
-    if (st.icon === icon) {
-      return st;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`the status bar did not show ${icon} within ${timeoutMs} ms (it shows ${JSON.stringify(st)})`);
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const { timings, mark, log } = clock();
 
 /** A stand-in for llama-server: /props, and one non-streamed /infill answer to every request. */
 function fakeLlamaServer(port) {
@@ -147,70 +67,22 @@ function serverPids(pgid) {
   return pids;
 }
 
-const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "codefill-vscode-e2e-"));
-const userData = path.join(scratch, "user-data");
-const extensions = path.join(scratch, "extensions");
-fs.mkdirSync(path.join(userData, "User"), { recursive: true });
-fs.writeFileSync(path.join(userData, "User", "settings.json"), JSON.stringify({
-  "telemetry.telemetryLevel": "off",
-  "update.mode": "none",
-  "extensions.autoUpdate": false,
-  "extensions.autoCheckUpdates": false,
-  "workbench.enableExperiments": false,
-  "workbench.startupEditor": "none",
-  "workbench.tips.enabled": false,
-  "security.workspace.trust.enabled": false,
-  "editor.inlineSuggest.enabled": true,
-  // Keep the suggest widget out of the way: Tab must go to the inline suggestion.
-  "editor.quickSuggestions": { other: "off", comments: "off", strings: "off" },
-  "editor.suggestOnTriggerCharacters": false,
-  "editor.wordBasedSuggestions": "off",
-  "files.autoSave": "off",
-  "codefill.server.command": SERVER_CMD,
-}, null, 2));
-
-let codeServer;
-let browser;
+let vscode;
 let engine;
 const result = { ok: false };
 try {
-  const install = spawnSync(CODE_SERVER, ["--install-extension", VSIX, "--force",
-    "--extensions-dir", extensions, "--user-data-dir", userData], { encoding: "utf8", timeout: 300_000 });
-  if (install.status !== 0) {
-    throw new Error(`--install-extension failed (${install.status}): ${install.stdout}${install.stderr}`);
+  try {
+    vscode = await startVSCode({ codeServer: CODE_SERVER, vsix: VSIX, workspace: WORKSPACE, chromiumPath: CHROMIUM,
+      settings: userSettings(SERVER_CMD), mark, log });
+  } catch (err) {
+    vscode = err.vscode;
+    throw err;
   }
-  mark("installed");
-  const port = await freePort();
-  codeServer = spawn(CODE_SERVER, ["--bind-addr", `127.0.0.1:${port}`, "--auth", "none",
-    "--user-data-dir", userData, "--extensions-dir", extensions, "--disable-telemetry",
-    "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
-    WORKSPACE], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  const serverLog = [];
-  codeServer.stdout.on("data", (d) => serverLog.push(String(d)));
-  codeServer.stderr.on("data", (d) => serverLog.push(String(d)));
-  result.codeServerLog = serverLog;
-  await waitHttp(`http://127.0.0.1:${port}/healthz`, 120_000);
-  mark("code-server up");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(120_000);
-  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(WORKSPACE)}`);
-  await page.waitForSelector(".monaco-workbench", { timeout: 180_000 });
-  mark("workbench");
-  log("workbench loaded");
+  const codeServer = vscode.proc;
+  const page = vscode.page;
   // Open fib.py with Quick Open.
   await page.waitForTimeout(1500);
-  await page.keyboard.press("Control+P");
-  await page.waitForSelector(".quick-input-widget input");
-  await page.keyboard.type("fib.py", { delay: 30 });
-  await page.waitForSelector(".quick-input-list .monaco-list-row");
-  await page.keyboard.press("Enter");
-  await page.waitForSelector(".monaco-editor .view-lines:has-text('fibonacci')");
+  await openFile(page, "fib.py", "fibonacci");
   mark("file open");
   log("fib.py open");
   // The status bar item shows the model state; wait for ready (a check icon).
@@ -313,7 +185,7 @@ try {
   for (let i = 0; i < 4; i++) {
     const pid = await waitFor(() => serverPids(codeServer.pid).find((p) => !killed.includes(p)), 90_000,
       `a codefill server process (start ${i + 1})`);
-    await new Promise((r) => setTimeout(r, 1500)); // let it get through initialize
+    await sleep(1500); // let it get through initialize
     process.kill(pid, "SIGKILL");
     killed.push(pid);
     log(`killed server ${pid} (${i + 1}/4)`);
@@ -345,9 +217,8 @@ try {
 } catch (err) {
   result.error = err instanceof Error ? `${err.message}\n${err.stack}` : String(err);
   try {
-    const pages = browser ? browser.contexts().flatMap((c) => c.pages()) : [];
-    if (pages[0]) {
-      await pages[0].screenshot({ path: SCREENSHOT.replace(/\.png$/, "-failure.png") });
+    if (vscode?.page) {
+      await vscode.page.screenshot({ path: SCREENSHOT.replace(/\.png$/, "-failure.png") });
       result.failureScreenshot = SCREENSHOT.replace(/\.png$/, "-failure.png");
     }
   } catch {
@@ -355,31 +226,13 @@ try {
   }
 } finally {
   result.timings = timings;
-  if (browser) {
-    await browser.close().catch(() => {});
-  }
   if (engine) {
     engine.close();
   }
-  if (codeServer && codeServer.pid) {
-    try {
-      process.kill(-codeServer.pid, "SIGTERM"); // the whole group: file watchers, the LSP server
-    } catch {
-      // already gone
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-    try {
-      process.kill(-codeServer.pid, "SIGKILL");
-    } catch {
-      // gone
-    }
+  if (!result.ok && vscode) {
+    result.codeServerLog = vscode.serverLog.join("").slice(-4000);
   }
-  if (result.ok) {
-    result.codeServerLog = undefined;
-  } else if (result.codeServerLog) {
-    result.codeServerLog = result.codeServerLog.join("").slice(-4000);
-  }
-  fs.rmSync(scratch, { recursive: true, force: true });
+  await stopVSCode(vscode);
   process.stdout.write(JSON.stringify(result) + "\n");
   process.exit(result.ok ? 0 : 1);
 }

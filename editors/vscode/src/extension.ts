@@ -1,6 +1,7 @@
 // codefill for VS Code: starts `codefill serve` over stdio with vscode-languageclient, shows its
 // suggestions as inline completions (ghost text) that grow with codefill/partial notifications,
-// reports accepts with codefill/didAccept, and shows the server's state in the status bar.
+// reports accepts with codefill/didAccept, shows the server's state in the status bar, and picks,
+// pulls (codefill/models, codefill/pullModel with $/progress) and sets the model.
 import * as fs from "node:fs";
 import * as vscode from "vscode";
 import {
@@ -10,10 +11,18 @@ import {
   LanguageClientOptions,
   ServerOptions,
   State,
+  WorkDoneProgress,
 } from "vscode-languageclient/node";
 import {
   findServer,
+  ModelPick,
+  modelPicks,
+  ModelsResult,
+  modelSettingTarget,
   ModelState,
+  pickerPlaceholder,
+  PullProgress,
+  pullOutcome,
   refreshAfterAnswer,
   remoteOf,
   RestartPolicy,
@@ -35,6 +44,15 @@ interface CompleteResult {
   text: string;
   source?: string;
   reason?: string;
+}
+
+/** The answer to codefill/pullModel (lsp_server/model_requests.py). */
+interface PullResult {
+  name: string;
+  path: string;
+  sizeBytes?: number;
+  sha256?: string;
+  template?: string;
 }
 
 interface StatusResult {
@@ -76,6 +94,9 @@ class Codefill {
   private retriggerTimer: NodeJS.Timeout | undefined;
   private stopping = false;
   private server: ServerCommand | undefined;
+  /** Models being pulled now (one pull of a model at a time). */
+  private readonly pulling = new Set<string>();
+  private pullSeq = 0;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.restarts = new RestartPolicy(this.config().get<number>("server.maxRestarts", 3));
@@ -90,6 +111,7 @@ class Codefill {
     cmd("codefill.showStatus", () => this.showStatus());
     cmd("codefill.showLog", () => this.output.show(true));
     cmd("codefill.restartServer", () => this.restart());
+    cmd("codefill.chooseModel", () => this.chooseModel());
     cmd("codefill.didAccept", (uri: unknown) => this.didAccept(typeof uri === "string" ? uri : undefined));
     context.subscriptions.push(
       vscode.workspace.onDidChangeConfiguration((e) => this.onConfigChanged(e)),
@@ -341,6 +363,9 @@ class Codefill {
       message = parts.join(" · ");
     }
     this.output.info(message);
+    if (st?.model?.state === "failed" && !remoteOf(st.model)) {
+      actions.unshift("Choose Model");  // e.g. engine.model names a model not pulled yet
+    }
     const show = this.state.clientError || st?.model?.state === "failed"
       ? vscode.window.showErrorMessage
       : this.state.remote?.health === "failing" ? vscode.window.showWarningMessage
@@ -348,6 +373,8 @@ class Codefill {
     const choice = await show(message, ...actions);
     if (choice === "Show Log") {
       this.output.show(true);
+    } else if (choice === "Choose Model") {
+      await this.chooseModel();
     } else if (choice === "Restart Server") {
       await this.restart();
     } else if (choice === "Turn Off" || choice === "Turn On") {
@@ -372,25 +399,146 @@ class Codefill {
       void this.restart();
       return;
     }
-    const client = this.client;
-    if (client && client.state === State.Running) {
-      void client.sendNotification("workspace/didChangeConfiguration", {
-        settings: { codefill: this.serverSettings() },
-      });
-      // The server reloads its backend (local model or remote engine) for these.
-      if (e.affectsConfiguration("codefill.engine") || e.affectsConfiguration("codefill.remote")
-          || e.affectsConfiguration("codefill.prompt.template")) {
-        this.state.model = "loading";
-        this.render();
-        this.pollAtLeastUntil = Date.now() + 10_000;
-        this.pollStatus();
-      }
-    }
+    // The server reloads its backend (local model or remote engine) for these.
+    this.pushSettings(e.affectsConfiguration("codefill.engine") || e.affectsConfiguration("codefill.remote")
+      || e.affectsConfiguration("codefill.prompt.template"));
     if (!this.state.enabled) {
       for (const id of [...this.cancellers.keys()]) {
         this.cancellers.get(id)?.cancel();
       }
     }
+  }
+
+  /** Send the settings to the server; `reloads`: it reloads its backend, follow the status. */
+  private pushSettings(reloads: boolean): void {
+    const client = this.client;
+    if (!client || client.state !== State.Running) {
+      return;
+    }
+    void client.sendNotification("workspace/didChangeConfiguration", {
+      settings: { codefill: this.serverSettings() },
+    });
+    if (reloads) {
+      this.state.model = "loading";
+      this.render();
+      this.pollAtLeastUntil = Date.now() + 10_000;
+      this.pollStatus();
+    }
+  }
+
+  // --- choosing and pulling a model --------------------------------------------------------
+
+  /**
+   * codefill: Choose Model: pick a registry model (or the embedded one), pull it with progress
+   * in a cancellable notification when it is not pulled yet, then set codefill.engine.model.
+   */
+  private async chooseModel(): Promise<void> {
+    const client = this.client;
+    if (!client || client.state !== State.Running) {
+      void vscode.window.showErrorMessage(`codefill: the server is not running${
+        this.state.clientError ? ` (${this.state.clientError})` : ""}`);
+      return;
+    }
+    let listed: ModelsResult;
+    try {
+      listed = await client.sendRequest<ModelsResult>("codefill/models", {});
+    } catch (err) {
+      void vscode.window.showErrorMessage(pullOutcome(err, false).message);
+      return;
+    }
+    const picks = modelPicks(listed);
+    const chosen = await vscode.window.showQuickPick(
+      picks.map((pick) => ({ label: pick.label, description: pick.description, detail: pick.detail, pick })),
+      { title: "codefill: Choose Model", placeHolder: pickerPlaceholder(listed, picks), matchOnDescription: true },
+    );
+    if (!chosen) {
+      return;
+    }
+    await this.useModel(chosen.pick);
+  }
+
+  private async useModel(pick: ModelPick): Promise<void> {
+    let path = pick.path;
+    if (!pick.pulled) {
+      const got = await this.pull(pick.value);
+      if (!got) {
+        return;
+      }
+      path = got.path;
+    }
+    const where = await this.setModel(pick.value);
+    const what = pick.value ? `${pick.value} (${path})` : "the embedded default model";
+    this.output.info(`engine.model set to ${JSON.stringify(pick.value)} in the ${where} settings`);
+    void vscode.window.showInformationMessage(`codefill: using ${what}; codefill.engine.model set in the ${where} settings`);
+  }
+
+  /** Write codefill.engine.model; returns "user" or "workspace". */
+  private async setModel(value: string): Promise<string> {
+    const cfg = this.config();
+    const target = modelSettingTarget(cfg.inspect<string>("engine.model"));
+    const unchanged = cfg.get<string>("engine.model", "") === value;
+    await cfg.update("engine.model", value,
+      target === "workspace" ? vscode.ConfigurationTarget.Workspace : vscode.ConfigurationTarget.Global);
+    if (unchanged) {
+      // No change event: the server loads the model again only if it failed (not pulled yet).
+      this.pushSettings(this.state.model === "failed");
+    }
+    return target === "workspace" ? "workspace" : "user";
+  }
+
+  /** codefill/pullModel in a cancellable progress notification; undefined when it did not finish. */
+  private async pull(name: string): Promise<PullResult | undefined> {
+    const client = this.client;
+    if (!client || client.state !== State.Running) {
+      void vscode.window.showErrorMessage("codefill: the server is not running");
+      return undefined;
+    }
+    if (this.pulling.has(name)) {
+      void vscode.window.showInformationMessage(`codefill: ${name} is being pulled already`);
+      return undefined;
+    }
+    this.pulling.add(name);
+    const token = `codefill-pull-${process.pid}-${++this.pullSeq}`;
+    const progress = new PullProgress();
+    this.output.info(`pulling ${name}`);
+    let outcome: ReturnType<typeof pullOutcome> | undefined;
+    let got: PullResult | undefined;
+    try {
+      got = await vscode.window.withProgress({
+        location: vscode.ProgressLocation.Notification,
+        title: `codefill: pulling ${name}`,
+        cancellable: true,
+      }, async (report, cancel) => {
+        const listening = client.onProgress(WorkDoneProgress.type, token, (value) => {
+          const step = progress.step(value);
+          if (step) {
+            report.report(step);
+          }
+        });
+        const cancelling = cancel.onCancellationRequested(() => this.output.info(`cancelling the pull of ${name}`));
+        try {
+          return await client.sendRequest<PullResult>("codefill/pullModel", { name, workDoneToken: token }, cancel);
+        } catch (err) {
+          outcome = pullOutcome(err, cancel.isCancellationRequested);
+          return undefined;
+        } finally {
+          cancelling.dispose();
+          listening.dispose();
+        }
+      });
+    } finally {
+      this.pulling.delete(name);
+    }
+    if (outcome) {
+      this.output.info(`pull of ${name}: ${outcome.message}`);
+      void (outcome.kind === "cancelled" ? vscode.window.showInformationMessage(outcome.message)
+        : vscode.window.showErrorMessage(outcome.message));
+      return undefined;
+    }
+    if (got) {
+      this.output.info(`pulled ${got.name} to ${got.path}`);
+    }
+    return got;
   }
 
   // --- inline completions ----------------------------------------------------------------

@@ -1,7 +1,8 @@
 // The extension's own logic, free of the `vscode` module so that plain node tests can run it:
 // finding the server command, turning VS Code's settings into the server's settings tree, the
 // status bar text (remote engine health included), when to ask the server for its status, the
-// bounded restart policy and the state of streamed suggestions.
+// bounded restart policy, the state of streamed suggestions, and the model picker's items,
+// progress and outcome.
 import * as path from "node:path";
 
 /** Keys under `codefill.` that belong to the extension, not to the server's config tree. */
@@ -375,4 +376,220 @@ export class Streams {
       w();
     }
   }
+}
+
+// --- choosing a model (codefill: Choose Model) ---------------------------------------------
+
+/** One quantization of a `codefill/models` row (lsp_server/models/catalog.py `rows()`). */
+export interface ModelQuant {
+  quant: string;
+  size_bytes: number;
+  pulled: boolean;
+  path?: string;
+  prompt_tps?: number | null;
+  gen_tps?: number | null;
+}
+
+/** One registry model of a `codefill/models` answer. */
+export interface ModelRow {
+  name: string;
+  title?: string;
+  parameters?: number;
+  license?: string;
+  gated?: boolean;
+  for?: string;
+  default_quant: string;
+  recommended?: boolean;
+  quantizations: ModelQuant[];
+}
+
+export interface ModelsResult {
+  models: ModelRow[];
+  /** the `engine.model` setting the server runs with */
+  current: string;
+}
+
+export const EMBEDDED_LABEL = "Embedded default (Gemma 3 270M)";
+
+/** One item of the model picker. */
+export interface ModelPick {
+  label: string;
+  description: string;
+  detail?: string;
+  /** the `engine.model` value it stands for ("" for the embedded model) */
+  value: string;
+  pulled: boolean;
+  /** the pulled file ("" when not pulled, or for the embedded model) */
+  path: string;
+  current: boolean;
+  recommended: boolean;
+}
+
+/** "1.6 GB", "521 MB", "900 kB" (decimal units, as the server's progress messages). */
+export function humanBytes(n: number): string {
+  if (n >= 1e9) {
+    return `${(n / 1e9).toFixed(1)} GB`;
+  }
+  if (n >= 1e6) {
+    return `${Math.round(n / 1e6)} MB`;
+  }
+  return `${Math.max(1, Math.round(n / 1e3))} kB`;
+}
+
+/** "490M", "1.5B", "7.6B" */
+export function humanParameters(n: number): string {
+  if (n >= 1e9) {
+    const b = n / 1e9;
+    return `${b >= 10 ? Math.round(b) : Number(b.toFixed(1))}B`;
+  }
+  return `${Math.round(n / 1e6)}M`;
+}
+
+/** `engine.model` without its `:QUANT` ("qwen2.5-coder-1.5b:Q4_K_M" → name and quant). */
+export function splitModelName(value: string): { name: string; quant?: string } {
+  if (value.startsWith("hf://")) {
+    return { name: value };
+  }
+  const i = value.lastIndexOf(":");
+  return i > 0 ? { name: value.slice(0, i), quant: value.slice(i + 1) } : { name: value };
+}
+
+function expectedSpeed(q: ModelQuant): string {
+  if (q.gen_tps === undefined || q.gen_tps === null) {
+    return "";
+  }
+  const prompt = q.prompt_tps !== undefined && q.prompt_tps !== null ? `, prompt ${q.prompt_tps} tokens/s` : "";
+  return `expected here: ${q.gen_tps} tokens/s generated${prompt}`;
+}
+
+/**
+ * The picker's items: one per registry model (the recommended one first, then the registry's
+ * order), then the embedded default. The model that `engine.model` names keeps its quantization
+ * (picking it again keeps the setting as it is); the others stand for their default one.
+ */
+export function modelPicks(listed: ModelsResult): ModelPick[] {
+  const current = splitModelName(listed.current ?? "");
+  const rows = [...(listed.models ?? [])];
+  rows.sort((a, b) => Number(Boolean(b.recommended)) - Number(Boolean(a.recommended)));
+  const picks: ModelPick[] = [];
+  for (const row of rows) {
+    const isCurrent = row.name === current.name;
+    const quantName = isCurrent && current.quant ? current.quant : row.default_quant;
+    const q = row.quantizations.find((x) => x.quant.toLowerCase() === quantName.toLowerCase())
+      ?? row.quantizations.find((x) => x.quant === row.default_quant)
+      ?? row.quantizations[0];
+    const parts: string[] = [];
+    if (row.parameters) {
+      parts.push(humanParameters(row.parameters));
+    }
+    if (q) {
+      parts.push(q.quant);
+      if (q.size_bytes) {
+        parts.push(humanBytes(q.size_bytes));
+      }
+    }
+    if (row.license) {
+      parts.push(row.gated ? `${row.license} (gated)` : row.license);
+    }
+    if (q?.pulled) {
+      parts.push("pulled");
+    }
+    const marks = [isCurrent ? "$(check) current" : "", row.recommended ? "$(star-full) recommended" : ""]
+      .filter((m) => m);
+    const detail = [row.for ? `for ${row.for}` : "", q ? expectedSpeed(q) : ""].filter((d) => d).join(" · ");
+    picks.push({
+      label: row.name,
+      description: [...marks, parts.join(" · ")].filter((d) => d).join(" · "),
+      detail: detail || undefined,
+      value: isCurrent ? listed.current : row.name,
+      pulled: Boolean(q?.pulled),
+      path: q?.pulled ? q.path ?? "" : "",
+      current: isCurrent,
+      recommended: Boolean(row.recommended),
+    });
+  }
+  const embeddedCurrent = (listed.current ?? "") === "";
+  picks.push({
+    label: EMBEDDED_LABEL,
+    description: [embeddedCurrent ? "$(check) current" : "", "shipped with codefill, no download"]
+      .filter((d) => d).join(" · "),
+    value: "",
+    pulled: true,
+    path: "",
+    current: embeddedCurrent,
+    recommended: false,
+  });
+  return picks;
+}
+
+/** The picker's placeholder: what runs now when it is not one of the items (a path, hf://). */
+export function pickerPlaceholder(listed: ModelsResult, picks: ModelPick[]): string {
+  const current = listed.current ?? "";
+  if (picks.some((p) => p.current)) {
+    return "Model for codefill suggestions (one not pulled yet is downloaded from the Hugging Face hub)";
+  }
+  return `Model for codefill suggestions (now: ${current}; a registry model is downloaded from the Hugging Face hub)`;
+}
+
+/** The `$/progress` values of a pull (LSP WorkDoneProgressBegin/Report/End). */
+export interface ProgressValue {
+  kind: string;
+  message?: string;
+  percentage?: number;
+}
+
+/**
+ * Turns the server's absolute percentages into the increments that VS Code's progress
+ * notification adds up; never backwards, never past 100.
+ */
+export class PullProgress {
+  private done = 0;
+
+  step(value: ProgressValue): { increment?: number; message?: string } | undefined {
+    if (!value || (value.kind !== "begin" && value.kind !== "report")) {
+      return undefined;
+    }
+    const out: { increment?: number; message?: string } = {};
+    if (typeof value.percentage === "number" && Number.isFinite(value.percentage)) {
+      const pct = Math.min(100, Math.max(0, value.percentage));
+      if (pct > this.done) {
+        out.increment = pct - this.done;
+        this.done = pct;
+      }
+    }
+    if (value.message) {
+      out.message = value.message;
+    }
+    return out.increment !== undefined || out.message !== undefined ? out : undefined;
+  }
+
+  get percentage(): number {
+    return this.done;
+  }
+}
+
+/** JSON-RPC / LSP error code of a cancelled request. */
+export const REQUEST_CANCELLED = -32800;
+
+export const PULL_CANCELLED_MESSAGE = "codefill: pull cancelled; choosing it again resumes";
+
+/** What a failed `codefill/pullModel` tells the user: cancelled, or the error's first line. */
+export function pullOutcome(err: unknown, cancelRequested: boolean): { kind: "cancelled" | "failed"; message: string } {
+  const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
+  if (cancelRequested || code === REQUEST_CANCELLED) {
+    return { kind: "cancelled", message: PULL_CANCELLED_MESSAGE };
+  }
+  const raw = err instanceof Error ? err.message
+    : typeof err === "object" && err !== null && typeof (err as { message?: unknown }).message === "string"
+      ? (err as { message: string }).message : typeof err === "string" ? err : "unknown error";
+  const line = raw.split(/\r?\n/).map((l) => l.trim()).find((l) => l) ?? "unknown error";
+  return { kind: "failed", message: line.startsWith("codefill:") ? line : `codefill: ${line}` };
+}
+
+/**
+ * Where the picker writes `codefill.engine.model`: in the workspace settings when the workspace
+ * sets it (a user setting would not apply there), else in the user settings.
+ */
+export function modelSettingTarget(inspected: { workspaceValue?: unknown } | undefined): "global" | "workspace" {
+  return inspected?.workspaceValue !== undefined ? "workspace" : "global";
 }

@@ -3,8 +3,9 @@ import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import { test } from "node:test";
 import {
-  findServer, FindOptions, refreshAfterAnswer, remoteOf, RestartPolicy, SERVER_SECTIONS, StatusInput, statusPollMs,
-  statusView, Streams, toServerSettings,
+  EMBEDDED_LABEL, findServer, FindOptions, humanBytes, humanParameters, modelPicks, ModelRow, modelSettingTarget,
+  pickerPlaceholder, PULL_CANCELLED_MESSAGE, PullProgress, pullOutcome, refreshAfterAnswer, remoteOf, REQUEST_CANCELLED,
+  RestartPolicy, SERVER_SECTIONS, splitModelName, StatusInput, statusPollMs, statusView, Streams, toServerSettings,
 } from "../src/logic";
 
 function opts(over: Partial<FindOptions>, executables: string[] = []): FindOptions {
@@ -224,4 +225,121 @@ test("refreshAfterAnswer: engine errors at once, remote engines throttled, the l
   const failing: StatusInput = { ...local, remote: remoteOf(FAILING) };
   assert.equal(refreshAfterAnswer(failing, "", 1200), true, "a recovery is noticed while typing");
   assert.equal(refreshAfterAnswer({ ...local, remote: { backend: "openai", health: "unknown" } }, "", 1000), true);
+});
+
+// --- the model picker ---------------------------------------------------------------------
+
+function row(name: string, over: Partial<ModelRow> = {}): ModelRow {
+  return {
+    name,
+    title: name,
+    parameters: 1_540_000_000,
+    license: "apache-2.0",
+    gated: false,
+    for: "laptops with 8 GB RAM",
+    default_quant: "Q8_0",
+    recommended: false,
+    quantizations: [
+      { quant: "Q8_0", size_bytes: 1_650_000_000, pulled: false, path: "", prompt_tps: null, gen_tps: null },
+      { quant: "Q4_K_M", size_bytes: 990_000_000, pulled: false, path: "", prompt_tps: null, gen_tps: null },
+    ],
+    ...over,
+  };
+}
+
+test("humanBytes and humanParameters", () => {
+  assert.equal(humanBytes(1_650_000_000), "1.6 GB");
+  assert.equal(humanBytes(521_000_000), "521 MB");
+  assert.equal(humanBytes(36_700_000), "37 MB");
+  assert.equal(humanBytes(900), "1 kB");
+  assert.equal(humanParameters(490_000_000), "490M");
+  assert.equal(humanParameters(1_540_000_000), "1.5B");
+  assert.equal(humanParameters(2_000_000_000), "2B");
+  assert.equal(humanParameters(15_700_000_000), "16B");
+});
+
+test("splitModelName: NAME:QUANT, plain names and hf:// references", () => {
+  assert.deepEqual(splitModelName("qwen2.5-coder-1.5b:Q4_K_M"), { name: "qwen2.5-coder-1.5b", quant: "Q4_K_M" });
+  assert.deepEqual(splitModelName("codegemma-2b"), { name: "codegemma-2b" });
+  assert.deepEqual(splitModelName("hf://a/b/c.gguf"), { name: "hf://a/b/c.gguf" });
+  assert.deepEqual(splitModelName(""), { name: "" });
+});
+
+test("modelPicks: recommended first, one item per model, the embedded default last", () => {
+  const picks = modelPicks({
+    current: "",
+    models: [row("qwen2.5-coder-0.5b"), row("codegemma-2b", { license: "gemma", gated: true }),
+      row("qwen2.5-coder-1.5b", { recommended: true })],
+  });
+  assert.deepEqual(picks.map((p) => p.label),
+    ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "codegemma-2b", EMBEDDED_LABEL]);
+  assert.equal(picks[0].description, "$(star-full) recommended · 1.5B · Q8_0 · 1.6 GB · apache-2.0");
+  assert.ok(picks[0].recommended && !picks[1].recommended);
+  assert.equal(picks[2].description, "1.5B · Q8_0 · 1.6 GB · gemma (gated)");
+  assert.equal(picks[1].detail, "for laptops with 8 GB RAM");
+  assert.equal(picks[1].value, "qwen2.5-coder-0.5b");
+  assert.ok(picks.slice(0, 3).every((p) => !p.pulled && !p.current && p.path === ""));
+  // The embedded model is the current one when engine.model is empty.
+  const embedded = picks[3];
+  assert.equal(embedded.value, "");
+  assert.ok(embedded.current && embedded.pulled);
+  assert.match(embedded.description, /^\$\(check\) current · /);
+});
+
+test("modelPicks: pulled, current with its quantization, expected speed", () => {
+  const quants = [
+    { quant: "Q8_0", size_bytes: 1_650_000_000, pulled: true, path: "/c/q8.gguf", prompt_tps: 300, gen_tps: 24.5 },
+    { quant: "Q4_K_M", size_bytes: 990_000_000, pulled: true, path: "/c/q4.gguf", prompt_tps: 280, gen_tps: 30 },
+  ];
+  const picks = modelPicks({ current: "qwen2.5-coder-1.5b:Q4_K_M",
+    models: [row("codegemma-2b"), row("qwen2.5-coder-1.5b", { quantizations: quants })] });
+  const qwen = picks.find((p) => p.label === "qwen2.5-coder-1.5b");
+  assert.ok(qwen);
+  assert.equal(qwen.value, "qwen2.5-coder-1.5b:Q4_K_M");  // picking it again keeps the setting
+  assert.ok(qwen.current && qwen.pulled);
+  assert.equal(qwen.path, "/c/q4.gguf");
+  assert.equal(qwen.description, "$(check) current · 1.5B · Q4_K_M · 990 MB · apache-2.0 · pulled");
+  assert.equal(qwen.detail, "for laptops with 8 GB RAM · expected here: 30 tokens/s generated, prompt 280 tokens/s");
+  const embedded = picks.find((p) => p.label === EMBEDDED_LABEL);
+  assert.ok(embedded && !embedded.current && !embedded.description.includes("current"));
+  assert.ok(!pickerPlaceholder({ current: "qwen2.5-coder-1.5b:Q4_K_M", models: [] }, picks).includes("now:"));
+  // A path or hf:// reference is no item: the placeholder names it.
+  const other = modelPicks({ current: "/models/x.gguf", models: [row("codegemma-2b")] });
+  assert.ok(other.every((p) => !p.current));
+  assert.match(pickerPlaceholder({ current: "/models/x.gguf", models: [] }, other), /now: \/models\/x\.gguf/);
+});
+
+test("PullProgress: absolute percentages become increments, never backwards, messages pass through", () => {
+  const p = new PullProgress();
+  assert.deepEqual(p.step({ kind: "begin", percentage: 0, message: "connecting to the hub" }),
+    { message: "connecting to the hub" });
+  assert.deepEqual(p.step({ kind: "report", percentage: 10, message: "4 of 37 MB" }), { increment: 10, message: "4 of 37 MB" });
+  assert.deepEqual(p.step({ kind: "report", percentage: 35, message: "13 of 37 MB" }), { increment: 25, message: "13 of 37 MB" });
+  assert.deepEqual(p.step({ kind: "report", percentage: 20 }), undefined);  // never backwards
+  assert.deepEqual(p.step({ kind: "report", message: "checking the sha256" }), { message: "checking the sha256" });
+  assert.deepEqual(p.step({ kind: "report", percentage: 140 }), { increment: 65 });
+  assert.equal(p.percentage, 100);
+  assert.equal(p.step({ kind: "end", message: "pulled" }), undefined);
+  // A resumed pull starts where the partial file ends: one jump.
+  const resumed = new PullProgress();
+  resumed.step({ kind: "begin", percentage: 0 });
+  assert.deepEqual(resumed.step({ kind: "report", percentage: 42, message: "16 of 37 MB" }), { increment: 42, message: "16 of 37 MB" });
+});
+
+test("pullOutcome: cancelled (by the user or the server's RequestCancelled), else the error's first line", () => {
+  assert.deepEqual(pullOutcome(new Error("Request got cancelled"), true), { kind: "cancelled", message: PULL_CANCELLED_MESSAGE });
+  assert.equal(pullOutcome({ code: REQUEST_CANCELLED, message: "the pull of x was cancelled" }, false).kind, "cancelled");
+  assert.match(PULL_CANCELLED_MESSAGE, /pull cancelled; choosing it again resumes/);
+  const gated = pullOutcome({ code: -32803, message: "codegemma-2b is gated: accept it at https://hf.co/x\nmore" }, false);
+  assert.deepEqual(gated, { kind: "failed", message: "codefill: codegemma-2b is gated: accept it at https://hf.co/x" });
+  assert.equal(pullOutcome(new Error("codefill: unknown model 'qwen9'"), false).message, "codefill: unknown model 'qwen9'");
+  assert.equal(pullOutcome("boom", false).message, "codefill: boom");
+  assert.equal(pullOutcome({}, false).message, "codefill: unknown error");
+});
+
+test("modelSettingTarget: the workspace when it sets engine.model, else the user settings", () => {
+  assert.equal(modelSettingTarget(undefined), "global");
+  assert.equal(modelSettingTarget({}), "global");
+  assert.equal(modelSettingTarget({ workspaceValue: "" }), "workspace");
+  assert.equal(modelSettingTarget({ workspaceValue: "codegemma-2b" }), "workspace");
 });
