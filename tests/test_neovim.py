@@ -2,15 +2,19 @@
 
 Each spec in tests/editors/neovim/ runs once per module in a parent `nvim --headless -l
 runner.lua`, which starts child Neovims (`nvim --embed`) and types into them over RPC; every
-case of the spec becomes one pytest test here. Three specs:
+case of the spec becomes one pytest test here. Four specs:
 - spec_setup.lua: setup() options (merge, validation), keymaps and their fallbacks, commands;
 - spec_bad.lua: missing/crashing server, model that fails to load (real server);
 - spec_e2e.lua: the real `codefill serve` with the embedded model: ghost text appears while
-  typing, <Tab> / next word / next line accept it, dismiss, toggle, status, checkhealth, restart.
+  typing, <Tab> / next word / next line accept it, dismiss, toggle, status, checkhealth, restart;
+- spec_models.lua: `:Codefill model` against a local hub (tests/fake_hub.py): the registry in
+  vim.ui.select, a pull with progress in the statusline, cancel and resume, the switch to the
+  pulled model and its suggestions.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -18,11 +22,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
+from lsp_server.models.paths import cache_dir
+from lsp_server.models.registry import registry
 from tests.conftest import REPO
+from tests.fake_hub import FakeHub
+from tests.hub_models import RUNNABLE_DIMS, hub_env, serve_registry_files
 
 SPECS = REPO / "tests" / "editors" / "neovim"
 ARTIFACTS = REPO / "test-artifacts"
@@ -66,14 +74,15 @@ def server_cmd() -> list[str]:
     return cmd
 
 
-def run_spec(spec: str, tmp: Path, timeout: float) -> Results:
-    """Run one spec file; returns {case name: result} and the runner's output."""
+def run_spec(spec: str, tmp: Path, timeout: float, env: dict[str, str] | None = None) -> Results:
+    """Run one spec file (in ``env``, by default this process's environment); returns
+    {case name: result} and the runner's output."""
     assert NVIM is not None
     workspace = tmp / "ws"
     workspace.mkdir(parents=True, exist_ok=True)
     shutil.copy(SPECS / "fixtures" / "fib.py", workspace / "fib.py")
     out = tmp / "results.json"
-    env = {**os.environ,
+    env = {**(os.environ if env is None else env),
            "CODEFILL_TEST_PLUGIN": str(PLUGIN),
            "CODEFILL_TEST_WORKSPACE": str(workspace),
            "CODEFILL_TEST_SERVER_CMD": json.dumps(server_cmd()),
@@ -132,6 +141,48 @@ E2E_CASES = [
     "streaming = false: ghost text from textDocument/inlineCompletion",
     ":Codefill restart starts a new server that serves suggestions",
 ]
+MODELS_CASES = [
+    ":Codefill model without a name offers the registry in vim.ui.select; names complete on the command line",
+    "an unknown name: the server's one-line error at ERROR level, the setting is unchanged",
+    ":Codefill model cancel stops a pull: it ends as cancelled, the setting is unchanged",
+    ":Codefill model NAME resumes the pull with progress in the statusline, switches to it, and its suggestions appear",
+    "vim.ui.select: the embedded default switches back; a pulled model switches without a download",
+]
+#: The pulled model's download speed in the models spec (bytes/s): slow enough to see its
+#: progress and to cancel it, about 6 s for the whole file.
+PULL_RATE = 6 * 1024 * 1024
+
+
+def talking_codegemma() -> Path:
+    """The runnable CodeGemma-layout model of tests/hub_models.py, with two embedding rows
+    changed so that it answers: random weights and Gemma's tied output head echo the last
+    prompt token, <|fim_middle|>, a stop token (an empty answer). Here that token's embedding
+    points the way of the token "nacci", which is longer, so greedy decoding says "nacci" (and
+    again, which the repetition rule cuts). Written once into the cache."""
+    import sentencepiece as spm
+
+    from bench.common.checkpoints import make_config, write_checkpoint
+    from quantize.convert import convert_checkpoint
+
+    directory = cache_dir() / "test-models"
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / "hub-codegemma-talking-f32.gguf"
+    with open(directory / ".hub-codegemma-talking.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.is_file():
+            ckpt = directory / "hub-codegemma-talking-ckpt"
+            cfg = make_config("GemmaForCausalLM", **RUNNABLE_DIMS)
+            weights = write_checkpoint(ckpt, cfg, std=0.04)
+            sp = spm.SentencePieceProcessor(model_file=str(ckpt / "tokenizer.model"))
+            embed = weights["model.embed_tokens.weight"]
+            word, middle = sp.piece_to_id("nacci"), sp.piece_to_id("<|fim_middle|>")
+            embed[word] *= 8
+            embed[middle] = embed[word] * 0.5
+            write_checkpoint(ckpt, cfg, std=0.04, weights=weights)
+            tmp = out.with_suffix(".tmp.gguf")
+            convert_checkpoint(ckpt, tmp, "F32", force=True)
+            tmp.rename(out)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +198,23 @@ def bad_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
 @pytest.fixture(scope="module")
 def e2e_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
     return run_spec("spec_e2e.lua", tmp_path_factory.mktemp("nvim-e2e"), timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def models_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    """The registry's files on a local hub; codegemma-2b is the talking model, served slowly."""
+    with FakeHub() as hub:
+        serve_registry_files(hub, tmp_path_factory.mktemp("hub-vocab"))
+        f = registry()["codegemma-2b"].file()
+        hub.add_path(f.repo, f.file, talking_codegemma(), rate=PULL_RATE)
+        yield hub
+
+
+@pytest.fixture(scope="module")
+def models_results(tmp_path_factory: pytest.TempPathFactory, models_hub: FakeHub) -> Results:
+    tmp = tmp_path_factory.mktemp("nvim-models")
+    env = hub_env(models_hub, tmp, CODEFILL_TEST_MODELS=json.dumps(list(registry())))
+    return run_spec("spec_models.lua", tmp, timeout=900, env=env)
 
 
 @pytest.mark.parametrize("name", SETUP_CASES)
@@ -177,10 +245,33 @@ def test_e2e_screenshot(e2e_results: Results) -> None:
     assert svg.startswith("<svg") and ">return<" in svg and "codefill: ready" in svg
 
 
+@pytest.mark.model
+@pytest.mark.timeout(960)  # models_results runs the spec with timeout=900
+@pytest.mark.parametrize("name", MODELS_CASES)
+def test_models(models_results: Results, name: str) -> None:
+    check(models_results, name)
+
+
+@pytest.mark.model
+@pytest.mark.timeout(960)
+def test_models_pull_resumed_and_downloaded_once(models_results: Results,
+                                                 models_hub: FakeHub) -> None:
+    """On the hub's side: the cancelled download stopped, the second pull asked only for the
+    rest (a Range request), and choosing the pulled model again downloaded nothing."""
+    check(models_results, MODELS_CASES[3])
+    check(models_results, MODELS_CASES[4])
+    gets = models_hub.gets(registry()["codegemma-2b"].file().file)
+    assert len(gets) == 2, [g.range for g in gets]
+    assert gets[0].range is None
+    resumed = gets[1].range or ""
+    assert resumed.startswith("bytes=") and int(resumed[6:-1]) >= 1024 * 1024, resumed
+
+
 @pytest.mark.parametrize("fixture,names", [
     ("setup_results", SETUP_CASES),
     pytest.param("bad_results", BAD_CASES, marks=pytest.mark.model),
-    pytest.param("e2e_results", E2E_CASES, marks=pytest.mark.model)])
+    pytest.param("e2e_results", E2E_CASES, marks=pytest.mark.model),
+    pytest.param("models_results", MODELS_CASES, marks=pytest.mark.model)])
 def test_every_case_is_listed(request: pytest.FixtureRequest, fixture: str,
                               names: list[str]) -> None:
     """The Lua specs and this file list the same cases (none runs unseen, none is lost)."""

@@ -3,8 +3,10 @@
 --   require("codefill").setup({ ... })   -- see doc/codefill.txt for every option
 --
 -- Public functions: setup, accept, accept_word, accept_line, dismiss, trigger, toggle,
--- is_visible, get_suggestion, status, statusline, restart, show_log.
+-- is_visible, get_suggestion, status, statusline, restart, show_log, model, pick_model,
+-- cancel_pull.
 local config = require("codefill.config")
+local models = require("codefill.models")
 local server = require("codefill.server")
 local suggest = require("codefill.suggest")
 
@@ -176,6 +178,10 @@ function M.statusline()
   if not server.config then
     return ""
   end
+  local pulling = models.statusline()
+  if pulling then
+    return pulling
+  end
   if not server.enabled then
     return "codefill: off"
   end
@@ -279,6 +285,22 @@ function M.show_log()
   api.nvim_win_set_cursor(0, { math.max(1, #lines - 2), 0 })
 end
 
+--- Use a model of the registry by name (NAME, NAME:QUANT or hf://OWNER/REPO/FILE.gguf; "" is
+--- the embedded default): pulled first, with progress in the statusline, when not on disk yet.
+function M.model(name)
+  models.choose(name)
+end
+
+--- Choose a model of the registry with vim.ui.select.
+function M.pick_model()
+  models.pick()
+end
+
+--- Stop the model download in progress (pulling the same name again resumes it).
+function M.cancel_pull()
+  return models.cancel()
+end
+
 local subcommands = {
   status = function() M.status() end,
   toggle = function() M.toggle() end,
@@ -286,6 +308,7 @@ local subcommands = {
   disable = function() M.toggle(false) end,
   restart = function() M.restart() end,
   log = function() M.show_log() end,
+  model = function(args) models.command(args) end,
 }
 
 local function map_keys(keys)
@@ -428,19 +451,36 @@ function M.setup(opts)
   map_keys(cfg.keymaps)
   autocmds()
   api.nvim_create_user_command("Codefill", function(a)
-    local fn = subcommands[a.fargs[1] or "status"]
+    local name = a.fargs[1] or "status"
+    local fn = subcommands[name]
     if not fn then
-      vim.notify("codefill: unknown subcommand " .. a.fargs[1] .. " (status, toggle, enable, disable, restart, log)",
-        vim.log.levels.ERROR)
+      vim.notify("codefill: unknown subcommand " .. name
+        .. " (status, toggle, enable, disable, restart, log, model)", vim.log.levels.ERROR)
       return
     end
-    fn()
+    if name ~= "model" and #a.fargs > 1 then
+      vim.notify("codefill: :Codefill " .. name .. " takes no argument", vim.log.levels.ERROR)
+      return
+    end
+    fn(vim.list_slice(a.fargs, 2))
   end, {
-    nargs = "?",
-    complete = function()
-      return vim.tbl_keys(subcommands)
+    nargs = "*",
+    complete = function(lead, line, pos)
+      local words = vim.split((line:sub(1, pos):gsub("^%s+", "")), "%s+")
+      local choices
+      if #words <= 2 then
+        choices = vim.tbl_keys(subcommands)
+      elseif #words == 3 and words[2] == "model" then
+        choices = models.complete_names()
+      else
+        return {}
+      end
+      table.sort(choices)
+      return vim.tbl_filter(function(c)
+        return vim.startswith(c, lead)
+      end, choices)
     end,
-    desc = "codefill: status | toggle | enable | disable | restart | log",
+    desc = "codefill: status | toggle | enable | disable | restart | log | model [NAME | cancel]",
   })
   if restart then
     M.restart()

@@ -15,6 +15,7 @@ local log_lines = {}
 local restarts = {} ---@type table<string, integer> root -> automatic restarts so far
 local stopping = {} ---@type table<integer, boolean> client ids stopped on purpose
 local handlers_extra = {} ---@type table<string, function>
+local token_handlers = {} ---@type table<string|integer, function> $/progress of our own requests
 
 function M.log(msg)
   local limit = M.config and M.config.log_lines or 1000
@@ -104,8 +105,22 @@ function M.set_handler(method, fn)
   handlers_extra[method] = fn
 end
 
+--- Route the $/progress of a request's workDoneToken (a model pull) to fn(value) instead of the
+--- model-loading state; nil removes it.
+function M.on_token(token, fn)
+  token_handlers[token] = fn
+end
+
 local function on_progress(_, params, ctx)
   local value = params and params.value or {}
+  local own = params and token_handlers[params.token]
+  if own then
+    own(value)
+    M.log(string.format("pull %s %s %s", value.kind or "?", value.message or value.title or "",
+      value.percentage and (value.percentage .. "%") or ""))
+    vim.cmd("redrawstatus")
+    return vim.lsp.handlers["$/progress"](_, params, ctx)
+  end
   if value.kind == "begin" then
     M.state.model, M.state.percent, M.state.message = "loading", value.percentage, value.title
   elseif value.kind == "report" then
