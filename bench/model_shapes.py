@@ -316,6 +316,9 @@ def main() -> int:
     ap.add_argument("--prepare-only", action="store_true",
                     help="write the GGUFs that are missing and exit")
     ap.add_argument("--json", type=Path, default=None, help="raw results")
+    ap.add_argument("--speeds", type=Path, default=None,
+                    help="also write the per-shape speeds codefill's model recommendation reads "
+                         "(lsp_server/models/speeds.json)")
     args = ap.parse_args()
     shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     types = [t.strip().upper() for t in args.types.split(",") if t.strip()]
@@ -374,7 +377,30 @@ def main() -> int:
     results["total_s"] = time.perf_counter() - t0
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+    if args.speeds and results["rows"]:
+        args.speeds.write_text(json.dumps(speeds(results), indent=1) + "\n")
     return 0
+
+
+def speeds(results: dict[str, Any]) -> dict[str, Any]:
+    """What lsp_server/models/catalog.py estimates registry models' speed and memory from: per
+    measured shape (the reference row left out: another architecture), its parameters, file
+    size, tokens/s at the measured thread count and peak RSS."""
+    from lsp_server.models import read_model_info
+
+    m = results["machine"]
+    rows = []
+    for r in results["rows"]:
+        if r["shape"] not in SHAPES:
+            continue
+        info = read_model_info(r["path"])
+        rows.append({"shape": r["shape"], "stands_for": r["stands_for"], "type": r["type"],
+                     "parameters": info.n_params, "file_bytes": info.size_bytes,
+                     "prompt_tps": round(r["prompt_tok_s"], 1),
+                     "gen_tps": round(r["gen_tok_s"], 2),
+                     "peak_rss_bytes": int(r["hwm_peak_mib"] * 2**20)})
+    return {"measured_by": "bench/model_shapes.py", "date": m["date"], "cpu": m["cpu_model"],
+            "threads": results["settings"]["threads"], "rows": rows}
 
 
 if __name__ == "__main__":

@@ -20,19 +20,33 @@ RUNNABLE_DIMS = dict(hidden_size=512, intermediate_size=1024, num_hidden_layers=
 
 
 def runnable_codegemma() -> Path:
-    """A random-weight CodeGemma-layout GGUF (F32, ~26 MB) with CodeGemma's FIM tokens, written
-    once into the cache by the project's own converter."""
+    """A random-weight CodeGemma-layout GGUF (F32, ~26 MB) with CodeGemma's FIM tokens that
+    answers "nacci": written once into the cache by the project's own converter.
+
+    Random weights and Gemma's tied output head echo the last prompt token, <|fim_middle|>, a
+    stop token (an empty answer). Here that token's embedding points the way of the token
+    "nacci", which is longer, so greedy decoding says "nacci" (and again, which the repetition
+    rule cuts): a model that gives an editor something to show."""
+    import sentencepiece as spm
+
     from bench.common.checkpoints import make_config, write_checkpoint
     from quantize.convert import convert_checkpoint
 
     directory = cache_dir() / "test-models"
     directory.mkdir(parents=True, exist_ok=True)
-    out = directory / "hub-codegemma-tiny-f32.gguf"
-    with open(directory / ".hub-codegemma.lock", "w") as lock:
+    out = directory / "hub-codegemma-talking-f32.gguf"
+    with open(directory / ".hub-codegemma-talking.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # several test processes may want it at once
         if not out.is_file():
-            ckpt = directory / "hub-codegemma-ckpt"
-            write_checkpoint(ckpt, make_config("GemmaForCausalLM", **RUNNABLE_DIMS), std=0.04)
+            ckpt = directory / "hub-codegemma-talking-ckpt"
+            cfg = make_config("GemmaForCausalLM", **RUNNABLE_DIMS)
+            weights = write_checkpoint(ckpt, cfg, std=0.04)
+            sp = spm.SentencePieceProcessor(model_file=str(ckpt / "tokenizer.model"))
+            embed = weights["model.embed_tokens.weight"]
+            word, middle = sp.piece_to_id("nacci"), sp.piece_to_id("<|fim_middle|>")
+            embed[word] *= 8
+            embed[middle] = embed[word] * 0.5
+            write_checkpoint(ckpt, cfg, std=0.04, weights=weights)
             tmp = out.with_suffix(".tmp.gguf")
             convert_checkpoint(ckpt, tmp, "F32", force=True)
             tmp.rename(out)

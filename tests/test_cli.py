@@ -110,7 +110,7 @@ def test_doctor() -> None:
                  "generation", "recommended"):
         assert f"✓ {name}" in proc.stdout or f"! {name}" in proc.stdout, proc.stdout
     # The recommendation names a registry model, its speed here, and the pull command.
-    line = next(ln for ln in proc.stdout.splitlines() if "recommended" in ln)
+    line = next(ln for ln in proc.stdout.splitlines() if "recommended  " in ln)
     assert "prompt tok/s" in line and "generated tok/s" in line, line
     assert "codefill models pull " in proc.stdout
 

@@ -117,6 +117,7 @@ def test_pull_then_complete_with_the_detected_template(hub: FakeHub, tmp_path: P
                     "codegemma-2b", "--max-tokens", "4", "--verbose")
     assert done.returncode == 0, done.stderr
     assert "template   codegemma" in done.stderr
+    assert done.stdout.startswith("nacci"), done.stdout  # what the served model answers
     # Offline afterwards: the pulled model still resolves, with no request to the hub.
     before = len(hub.requests)
     offline = codefill({**env, "HF_HUB_OFFLINE": "1"}, "complete", str(src), "--line", "2",

@@ -14,7 +14,6 @@ case of the spec becomes one pytest test here. Four specs:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -26,11 +25,10 @@ from typing import Any, Iterator
 
 import pytest
 
-from lsp_server.models.paths import cache_dir
 from lsp_server.models.registry import registry
 from tests.conftest import REPO
 from tests.fake_hub import FakeHub
-from tests.hub_models import RUNNABLE_DIMS, hub_env, serve_registry_files
+from tests.hub_models import hub_env, runnable_codegemma, serve_registry_files
 
 SPECS = REPO / "tests" / "editors" / "neovim"
 ARTIFACTS = REPO / "test-artifacts"
@@ -153,38 +151,6 @@ MODELS_CASES = [
 PULL_RATE = 6 * 1024 * 1024
 
 
-def talking_codegemma() -> Path:
-    """The runnable CodeGemma-layout model of tests/hub_models.py, with two embedding rows
-    changed so that it answers: random weights and Gemma's tied output head echo the last
-    prompt token, <|fim_middle|>, a stop token (an empty answer). Here that token's embedding
-    points the way of the token "nacci", which is longer, so greedy decoding says "nacci" (and
-    again, which the repetition rule cuts). Written once into the cache."""
-    import sentencepiece as spm
-
-    from bench.common.checkpoints import make_config, write_checkpoint
-    from quantize.convert import convert_checkpoint
-
-    directory = cache_dir() / "test-models"
-    directory.mkdir(parents=True, exist_ok=True)
-    out = directory / "hub-codegemma-talking-f32.gguf"
-    with open(directory / ".hub-codegemma-talking.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not out.is_file():
-            ckpt = directory / "hub-codegemma-talking-ckpt"
-            cfg = make_config("GemmaForCausalLM", **RUNNABLE_DIMS)
-            weights = write_checkpoint(ckpt, cfg, std=0.04)
-            sp = spm.SentencePieceProcessor(model_file=str(ckpt / "tokenizer.model"))
-            embed = weights["model.embed_tokens.weight"]
-            word, middle = sp.piece_to_id("nacci"), sp.piece_to_id("<|fim_middle|>")
-            embed[word] *= 8
-            embed[middle] = embed[word] * 0.5
-            write_checkpoint(ckpt, cfg, std=0.04, weights=weights)
-            tmp = out.with_suffix(".tmp.gguf")
-            convert_checkpoint(ckpt, tmp, "F32", force=True)
-            tmp.rename(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def setup_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
     return run_spec("spec_setup.lua", tmp_path_factory.mktemp("nvim-setup"), timeout=300)
@@ -206,7 +172,7 @@ def models_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
     with FakeHub() as hub:
         serve_registry_files(hub, tmp_path_factory.mktemp("hub-vocab"))
         f = registry()["codegemma-2b"].file()
-        hub.add_path(f.repo, f.file, talking_codegemma(), rate=PULL_RATE)
+        hub.add_path(f.repo, f.file, runnable_codegemma(), rate=PULL_RATE)
         yield hub
 
 

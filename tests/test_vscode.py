@@ -9,7 +9,6 @@ The npm dependencies and the e2e tools are installed by editors/vscode/scripts/s
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -23,7 +22,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.fake_hub import FakeHub
-from tests.hub_models import RUNNABLE_DIMS, hub_env, serve_registry_files
+from tests.hub_models import hub_env, runnable_codegemma, serve_registry_files
 
 EXT = REPO / "editors" / "vscode"
 FIXTURE = REPO / "tests" / "editors" / "neovim" / "fixtures" / "fib.py"
@@ -198,29 +197,6 @@ def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
     print(f"ghost text after {result['ghostLatencyS']:.1f} s; timings {result['timings']}")
 
 
-def talkative_codegemma() -> Path:
-    """A tiny CodeGemma-layout GGUF (tests/hub_models.py's dimensions) whose random weights are
-    large enough that its first token is not a stop token: the one hub_models serves answers
-    every FIM prompt with <|fim_middle|> at once (its residual stream echoes the last prompt
-    token), an empty suggestion. Built once into the cache."""
-    from bench.common.checkpoints import make_config, write_checkpoint
-    from lsp_server.models.paths import cache_dir
-    from quantize.convert import convert_checkpoint
-
-    directory = cache_dir() / "test-models"
-    directory.mkdir(parents=True, exist_ok=True)
-    out = directory / "hub-codegemma-talkative-f32.gguf"
-    with open(directory / ".hub-codegemma-talkative.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not out.is_file():
-            ckpt = directory / "hub-codegemma-talkative-ckpt"
-            write_checkpoint(ckpt, make_config("GemmaForCausalLM", **RUNNABLE_DIMS), std=0.2)
-            tmp = out.with_suffix(".tmp.gguf")
-            convert_checkpoint(ckpt, tmp, "F32", force=True)
-            tmp.rename(out)
-    return out
-
-
 @pytest.mark.model
 @pytest.mark.timeout(1260)  # the vsix fixture's npm run (600 s) and the e2e driver (600 s)
 def test_e2e_choose_model_pulls_with_progress_cancel_and_resume(vsix: Path, tmp_path: Path) -> None:
@@ -235,7 +211,7 @@ def test_e2e_choose_model_pulls_with_progress_cancel_and_resume(vsix: Path, tmp_
     workspace.mkdir()
     shutil.copy(FIXTURE, workspace / "fib.py")
     screenshot = ARTIFACTS / "vscode-choose-model.png"
-    model = talkative_codegemma()
+    model = runnable_codegemma()
     hub_file = registry()["codegemma-2b"].file()
     cancel_after_mb = 4
     with FakeHub() as hub:

@@ -172,7 +172,7 @@ def _recommended() -> Check:
     name = model.name if f.quant == model.default_quant else f"{model.name}:{f.quant}"
     have = pulled(f) is not None
     detail = (f"{name} ({model.title}, {f.quant}, {f.size_bytes / 1e9:.1f} GB, needs about "
-              f"{f.memory_bytes / 1e9:.1f} GB): {why}" + ("; pulled" if have else ""))
+              f"{catalog.memory_needed(f) / 1e9:.1f} GB): {why}" + ("; pulled" if have else ""))
     return Check("recommended", True, detail,
                  "" if have else f"codefill models pull {name}, then set engine.model = "
                                  f"\"{name}\" (docs/models.md)", warn=not have)

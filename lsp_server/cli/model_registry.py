@@ -11,6 +11,7 @@ from ..models import catalog
 from ..models.gguf_info import read_model_info
 from ..models.pull import pull, pulled, remove
 from ..models.registry import parse_reference
+from ..models.resolve import tenths
 from ..prompt.detect import detect_template
 from .common import progress
 
@@ -43,8 +44,10 @@ def registry_table(rows: list[dict[str, Any]]) -> str:
     out = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     rec = next((r for r in rows if r["recommended"]), None)
     if rec:
+        q = rec["recommended_quant"]
+        name = rec["name"] if q == rec["default_quant"] else f"{rec['name']}:{q}"
         out.append(f"* recommended for this machine (codefill doctor says why): "
-                   f"codefill models pull {rec['name']}")
+                   f"codefill models pull {name}")
     out.append("Speeds are estimates for this machine's CPU threads from measurements on a "
                "2-core machine (docs/models.md).")
     return "\n".join(out)
@@ -56,18 +59,11 @@ def pull_command(name: str, as_json: bool = False) -> int:
         progress(f"{ref.model.name} is gated on the hub: accept its license at "
                  f"{ref.model.license_url} and log in (`hf auth login` or HF_TOKEN)")
     tty = sys.stderr.isatty()
-    last = [-1]
-
-    def lines(done: int, total: int) -> None:
-        # Without a terminal for the bar: a line at every tenth of the file.
-        tenth = done * 10 // total if total else 0
-        if tenth != last[0]:
-            last[0] = tenth
-            progress(f"{done / 1e6:.0f} of {total / 1e6:.0f} MB")
-
     already = pulled(ref.hub) is not None
     try:
-        got = pull(ref, on_progress=None if tty else lines, show_progress=tty, say=progress)
+        # A progress bar on a terminal; else a line at every tenth of the file.
+        got = pull(ref, on_progress=None if tty else tenths(progress), show_progress=tty,
+                   say=progress)
     except KeyboardInterrupt:
         progress(f"interrupted: the part downloaded is kept; `codefill models pull {ref.label}` "
                  "resumes it")

@@ -22,13 +22,11 @@ from typing import Any
 from .registry import HubFile, RegistryModel, registry
 
 SPEEDS_FILE = "speeds.json"
-MEASURED_THREADS = 2
 #: What a completion needs to feel live on a CPU: a first line within about a second of a
 #: 1,000-token prompt change, and a line of 20 tokens within about a second.
 CPU_FLOOR = {"prompt_tps": 300.0, "gen_tps": 15.0}
-#: Share of RAM (or of a GPU's free memory) a model may take.
+#: Share of RAM a model may take.
 MEMORY_SHARE = 0.5
-GPU_MEMORY_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -54,13 +52,15 @@ class Machine:
 
 
 @functools.lru_cache(maxsize=1)
-def _speeds() -> list[dict[str, Any]]:
+def _speeds() -> tuple[int, list[dict[str, Any]]]:
+    """(threads measured with, rows with both speeds) from speeds.json."""
     try:
         text = resources.files(__package__).joinpath(SPEEDS_FILE).read_text(encoding="utf-8")
     except FileNotFoundError:  # a source tree without the measurements: no estimates
-        return []
-    rows = json.loads(text)["rows"]
-    return [r for r in rows if r.get("prompt_tps") and r.get("gen_tps")]
+        return 1, []
+    data = json.loads(text)
+    return int(data["threads"]), [r for r in data["rows"] if r.get("prompt_tps") and
+                                  r.get("gen_tps")]
 
 
 def _family(quant: str) -> str:
@@ -68,15 +68,35 @@ def _family(quant: str) -> str:
     return "Q8_0" if quant.upper() in ("Q8_0", "F16", "BF16") else "K"
 
 
+#: Memory per file byte when no measurement covers the file's quantization family.
+FALLBACK_MEMORY_RATIO = 2.0
+
+
+def memory_needed(f: HubFile) -> int:
+    """Peak memory to run ``f`` in the daemon (weights, repacked weights, KV cache and compute
+    buffers at the default 4,096-token context): its size times the median peak-RSS-to-file
+    ratio measured for its quantization family (Q4_K_M files are repacked at load, which about
+    doubles them; docs/models.md)."""
+    _, measured = _speeds()
+    ratios = [r["peak_rss_bytes"] / r["file_bytes"] for r in measured
+              if _family(r["type"]) == _family(f.quant) and r.get("peak_rss_bytes")]
+    return int(f.size_bytes * (statistics.median(ratios) if ratios else FALLBACK_MEMORY_RATIO))
+
+
 def expected_speed(model: RegistryModel, f: HubFile, cores: int) -> tuple[float, float] | None:
     """(prompt tok/s, generation tok/s) to expect on ``cores`` CPU cores, or None (no data)."""
-    rows = [r for r in _speeds() if _family(r["type"]) == _family(f.quant)] or _speeds()
+    threads, measured = _speeds()
+    # More cores help until memory bandwidth runs out; count at most 8.
+    scale = min(max(cores, 1), 8) / threads
+    same = [r for r in measured if r["type"] == f.quant
+            and abs(r["parameters"] - model.parameters) <= 0.03 * model.parameters]
+    if same:  # this very shape was measured
+        return same[0]["prompt_tps"] * scale, same[0]["gen_tps"] * scale
+    rows = [r for r in measured if _family(r["type"]) == _family(f.quant)] or measured
     if not rows or not f.size_bytes:
         return None
     prompt_k = statistics.median(r["prompt_tps"] * r["parameters"] for r in rows)
     gen_k = statistics.median(r["gen_tps"] * r["file_bytes"] for r in rows)
-    # More cores help until memory bandwidth runs out; count at most 8.
-    scale = min(max(cores, 1), 8) / MEASURED_THREADS
     return prompt_k / model.parameters * scale, gen_k / f.size_bytes * scale
 
 
@@ -94,7 +114,7 @@ def rows(machine: Machine | None = None) -> list[dict[str, Any]]:
             speed = expected_speed(model, f, m.cores)
             quants.append({
                 "quant": q, "repo": f.repo, "file": f.file, "reference": f.reference,
-                "size_bytes": f.size_bytes, "memory_bytes": f.memory_bytes,
+                "size_bytes": f.size_bytes, "memory_bytes": memory_needed(f),
                 "pulled": have is not None, "path": str(have.path) if have else "",
                 "prompt_tps": round(speed[0]) if speed else None,
                 "gen_tps": round(speed[1], 1) if speed else None,
@@ -106,6 +126,7 @@ def rows(machine: Machine | None = None) -> list[dict[str, Any]]:
             "context_length": model.context_length, "template": model.template,
             "for": model.audience, "default_quant": model.default_quant, "notes": model.notes,
             "recommended": best is not None and best[0].name == model.name,
+            "recommended_quant": best[1].quant if best and best[0].name == model.name else "",
             "quantizations": quants,
         })
     return out
@@ -114,7 +135,8 @@ def rows(machine: Machine | None = None) -> list[dict[str, Any]]:
 def recommend(machine: Machine) -> tuple[RegistryModel, HubFile, str] | None:
     """The largest registry model this machine runs well, with the reason in words.
 
-    With a GPU llama.cpp can use: the largest file that fits in its free memory. On the CPU: the
+    With a GPU llama.cpp can use: the largest file that ``engine.gpu_layers = 'auto'`` offloads
+    whole (:func:`..engine.gpu.needed_bytes` within its free memory). On the CPU: the
     largest file that fits in half the RAM and still reaches :data:`CPU_FLOOR` speed; when none
     does, the fastest one.
     """
@@ -122,8 +144,11 @@ def recommend(machine: Machine) -> tuple[RegistryModel, HubFile, str] | None:
     if not candidates:
         return None
     if machine.gpu_free_bytes:
+        from ..engine.gpu import needed_bytes
+
+        # The rule engine.gpu_layers 'auto' offloads by, so the pick is offloaded whole.
         fits = [(m, f) for m, f in candidates
-                if f.memory_bytes <= machine.gpu_free_bytes * GPU_MEMORY_SHARE]
+                if needed_bytes(f.size_bytes) <= machine.gpu_free_bytes]
         if fits:
             m, f = max(fits, key=lambda mf: (mf[1].size_bytes, mf[0].parameters))
             return m, f, (f"fits in the GPU's {machine.gpu_free_bytes / 2**30:.1f} GiB free "
@@ -132,7 +157,7 @@ def recommend(machine: Machine) -> tuple[RegistryModel, HubFile, str] | None:
     scored = []
     for m, f in candidates:
         speed = expected_speed(m, f, machine.cores)
-        if speed is not None and f.memory_bytes <= ram:
+        if speed is not None and memory_needed(f) <= ram:
             scored.append((m, f, speed))
     if not scored:
         return None

@@ -26,10 +26,6 @@ HF_SCHEME = "hf://"
 REGISTRY_FILE = "registry.json"
 SCHEMA = 1
 
-#: llama.cpp's KV cache and compute buffers at codefill's default 4,096-token context, on top of
-#: the weights; measured as peak RSS minus file size with bench/model_shapes.py (docs/models.md).
-RUNTIME_OVERHEAD_BYTES = 400_000_000
-
 _QUANT = re.compile(r"^[A-Z0-9_]+$")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -47,11 +43,6 @@ class HubFile:
     @property
     def reference(self) -> str:
         return f"{HF_SCHEME}{self.repo}/{self.file}"
-
-    @property
-    def memory_bytes(self) -> int:
-        """Memory needed to run it: the weights plus llama.cpp's buffers at 4,096 tokens."""
-        return self.size_bytes + RUNTIME_OVERHEAD_BYTES if self.size_bytes else 0
 
 
 @dataclass(frozen=True)

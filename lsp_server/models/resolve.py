@@ -81,7 +81,19 @@ def resolve_model(path: str | os.PathLike[str] | None, progress: Progress | None
                                  "engine.auto_pull")
     if progress:
         progress(f"pulling {ref.label} (engine.auto_pull is on)")
-    return pull(ref, say=progress).path
+    return pull(ref, say=progress, on_progress=tenths(progress) if progress else None).path
+
+
+def tenths(progress: Progress) -> Callable[[int, int], None]:
+    """A download's progress as a line at every tenth of the file."""
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        tenth = done * 10 // total if total else 0
+        if tenth != last[0]:
+            last[0] = tenth
+            progress(f"downloaded {done / 1e6:.0f} of {total / 1e6:.0f} MB")
+    return report
 
 
 @dataclass(frozen=True)
