@@ -21,12 +21,7 @@ local POLL_MS = 300
 -- A cancelled pull whose end the server never reports is given up after this long.
 local CANCEL_WAIT_MS = 10000
 
-local function null(v)
-  if v == vim.NIL or v == "" then
-    return nil
-  end
-  return v
-end
+local null = server.null
 
 local function client()
   local c = server.client(vim.api.nvim_get_current_buf()) or server.client()

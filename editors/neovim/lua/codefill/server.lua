@@ -152,12 +152,14 @@ local function on_show_message(err, params, ctx)
   return vim.lsp.handlers["window/showMessage"](err, params, ctx)
 end
 
+--- A reply's value, or nil for JSON null and "".
 local function null(v)
   if v == vim.NIL or v == "" then
     return nil
   end
   return v
 end
+M.null = null
 
 --- Ask the server for codefill/status and update M.state; cb(status|nil, err).
 function M.refresh_status(client_id, cb)
