@@ -43,7 +43,7 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from bench.common import Harness
-from lsp_server.models.resolve import _xdg
+from lsp_server.models.paths import _xdg
 from tests.conftest import REPO
 from tests.test_reliability_secrets import account_for_every_request
 from tests.test_server import merged
