@@ -137,6 +137,7 @@ E2E_CASES = [
     ":Codefill status and :checkhealth codefill report the ready server",
     "toggle off: the server is told and no ghost text appears; toggle on brings it back",
     "streaming = false: ghost text from textDocument/inlineCompletion",
+    "codefill/didFocus: entering a buffer and the cursor resting on another line are told; same-line moves are not",
     ":Codefill restart starts a new server that serves suggestions",
 ]
 MODELS_CASES = [

@@ -131,6 +131,7 @@ def test_vsix_contents(vsix: Path) -> None:
     assert manifest["main"] == "./dist/extension.js"
     assert "codefill/partial" in bundle and "registerProposedFeatures" in bundle
     assert "codefill/pullModel" in bundle and "codefill/models" in bundle
+    assert "codefill/didFocus" in bundle
 
 
 def _e2e_missing() -> str | None:
@@ -148,7 +149,8 @@ def _e2e_missing() -> str | None:
 @pytest.mark.model
 @pytest.mark.timeout(1560)  # the vsix fixture's npm run (600 s) and the e2e driver (900 s)
 def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
-    """Real VS Code, real server, embedded model: type, see ghost text, Tab, check the file;
+    """Real VS Code, real server, embedded model: where the user looks reaches the server
+    (codefill/didFocus, counted in Show Status); type, see ghost text, Tab, check the file;
     a remote engine that fails and recovers (settings change, no restart); then crash the
     server until the client gives up."""
     if missing := _e2e_missing():
@@ -183,6 +185,13 @@ def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
     assert new_lines[:3] == orig_lines[:3]
     assert new_lines[-6:] == orig_lines[-6:]
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
+    # codefill/didFocus: the editor active at start was told (the server counts its own focus at
+    # didOpen too); the cursor resting on another line added exactly one; a move on the same line
+    # none.
+    assert result["focusAtStart"] >= 1, result
+    assert result["focusAfterMove"] == result["focusAtStart"] + 1, result
+    assert result["focusAfterMove"] >= 2, result
+    assert result["focusAfterSameLine"] == result["focusAfterMove"], result
     # codefill.remote.url pointed at a closed port, without a restart: the status bar warns with
     # the reason; once a stand-in llama-server listens there, it is ready again.
     assert "remote engine failing: cannot reach the remote engine" in result["remoteWarning"], result

@@ -1,6 +1,7 @@
 // What the end-to-end scenarios share: starting code-server (VS Code in a browser) with the
 // extension installed in a fresh user data dir, headless Chromium on it (playwright-core),
-// waiting helpers, the codefill status bar item, the command palette, and stopping it all.
+// waiting helpers, the codefill status bar item, the command palette, codefill: Show Status, and
+// stopping it all.
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -222,4 +223,13 @@ export function toastTexts(page) {
 export function ghostTexts(page) {
   return page.evaluate(() => [...document.querySelectorAll("[class*='ghost-text']")]
     .map((e) => (e.textContent ?? "").replace(/\u00a0/g, " ")).filter((t) => t.length > 0));
+}
+
+/** The message of codefill: Show Status (the server's codefill/status); the toast is cleared. */
+export async function showStatus(page, timeoutMs = 30_000) {
+  await runCommand(page, "codefill: Show Status");
+  const text = await waitFor(async () => (await toastTexts(page)).find((t) => /codefill \S+: model /.test(t)),
+    timeoutMs, "the message of codefill: Show Status");
+  await runCommand(page, "Notifications: Clear All Notifications");
+  return text;
 }

@@ -1,6 +1,8 @@
 // End-to-end test of the extension in a real VS Code: code-server (VS Code in a browser) in
 // headless Chromium driven by playwright-core, with the real `codefill serve` and its model.
-// Opens fib.py of a fixture workspace, types, waits for the ghost text, takes a screenshot,
+// Opens fib.py of a fixture workspace; checks that the server hears where the user is looking
+// (codefill/didFocus, counted in Show Status: the cursor resting on another line adds one, a move
+// on the same line none); types, waits for the ghost text, takes a screenshot,
 // accepts with Tab, saves, and checks the file on disk; then points codefill.remote.url at a port
 // where nothing listens (in the Settings editor, no restart: the status bar must warn that the
 // remote engine is failing) and starts a stand-in llama-server there (the status bar must go
@@ -14,7 +16,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import {
-  clock, env, freePort, openFile, sleep, startVSCode, stopVSCode, userSettings, waitFor, waitStatusIcon,
+  clock, env, freePort, openFile, showStatus, sleep, startVSCode, stopVSCode, userSettings, waitFor, waitStatusIcon,
 } from "./common.mjs";
 
 const CODE_SERVER = env("CODE_SERVER");
@@ -95,6 +97,31 @@ try {
   }, null, { timeout: GHOST_TIMEOUT_MS });
   mark("model ready");
   log("status bar: ready");
+  // Where the user is looking: the server counts codefill/didFocus (Show Status: "prefill: focus
+  // N"). The editor active at start was told already; the cursor resting on line 2 adds one; a
+  // move on the same line adds none.
+  const focusCount = async () => {
+    const text = await showStatus(page);
+    const m = /prefill: focus (\d+)/.exec(text);
+    if (!m) {
+      throw new Error(`no prefill counters in codefill: Show Status: ${text}`);
+    }
+    return Number(m[1]);
+  };
+  await sleep(800);
+  result.focusAtStart = await focusCount();
+  await page.keyboard.press("Control+G");
+  await page.waitForSelector(".quick-input-widget input");
+  await page.keyboard.type("2", { delay: 30 });
+  await page.keyboard.press("Enter");
+  await sleep(800); // past the 300 ms rest
+  result.focusAfterMove = await focusCount();
+  await page.keyboard.press("End");
+  await sleep(800);
+  result.focusAfterSameLine = await focusCount();
+  mark("focus counted");
+  log(`prefill focus: ${result.focusAtStart} at start, ${result.focusAfterMove} after a move to line 2, `
+    + `${result.focusAfterSameLine} after a move on that line`);
   // Line 4 is "    return "; go to its end and type.
   await page.click(".monaco-editor .view-lines");
   await page.keyboard.press("Control+G");

@@ -1,6 +1,7 @@
 // codefill for VS Code: starts `codefill serve` over stdio with vscode-languageclient, shows its
 // suggestions as inline completions (ghost text) that grow with codefill/partial notifications,
-// reports accepts with codefill/didAccept, shows the server's state in the status bar, and picks,
+// reports accepts with codefill/didAccept and where the user is looking with codefill/didFocus
+// (the server prepares the prompt there), shows the server's state in the status bar, and picks,
 // pulls (codefill/models, codefill/pullModel with $/progress) and sets the model.
 import * as fs from "node:fs";
 import * as vscode from "vscode";
@@ -15,12 +16,17 @@ import {
 } from "vscode-languageclient/node";
 import {
   findServer,
+  FOCUS_ACTIVE_MS,
+  FOCUS_REST_MS,
+  FocusTracker,
+  languageEnabled,
   ModelPick,
   modelPicks,
   ModelsResult,
   modelSettingTarget,
   ModelState,
   pickerPlaceholder,
+  prefillSummary,
   PullProgress,
   pullOutcome,
   refreshAfterAnswer,
@@ -65,6 +71,7 @@ interface StatusResult {
     last_empty_reason?: string;
   };
   settings?: { enabled?: boolean; mode?: string };
+  prefill?: { [k: string]: unknown };
 }
 
 function isExecutable(file: string): boolean {
@@ -97,6 +104,11 @@ class Codefill {
   /** Models being pulled now (one pull of a model at a time). */
   private readonly pulling = new Set<string>();
   private pullSeq = 0;
+  /** Where the user is looking, told to the server (codefill/didFocus). */
+  private readonly focus = new FocusTracker();
+  private focusTimer: NodeJS.Timeout | undefined;
+  /** The pending focus is for an editor that became active (not only a cursor move). */
+  private focusActive = false;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.restarts = new RestartPolicy(this.config().get<number>("server.maxRestarts", 3));
@@ -120,7 +132,17 @@ class Codefill {
           this.dropStream(e.document.uri.toString());
         }
       }),
-      vscode.workspace.onDidCloseTextDocument((d) => this.dropStream(d.uri.toString())),
+      vscode.workspace.onDidCloseTextDocument((d) => {
+        this.dropStream(d.uri.toString());
+        this.focus.forget(d.uri.toString());
+      }),
+      vscode.window.onDidChangeActiveTextEditor(() => this.scheduleFocus("active")),
+      vscode.window.onDidChangeTextEditorSelection((e) => {
+        if (e.textEditor === vscode.window.activeTextEditor) {
+          this.scheduleFocus("rest");
+        }
+      }),
+      { dispose: () => clearTimeout(this.focusTimer) },
     );
     this.state.enabled = this.enabled();
     this.render();
@@ -219,6 +241,9 @@ class Codefill {
         this.state.clientError = undefined;
         this.state.model = "starting";
         this.pollStatus();
+        // A new server: tell it where the user is looking in the active editor.
+        this.focus.reset();
+        this.scheduleFocus("active");
       }
       this.render();
     });
@@ -327,6 +352,52 @@ class Codefill {
     }
   }
 
+  // --- where the user is looking -------------------------------------------------------------
+
+  /**
+   * An editor became the active one, or the cursor moved: send codefill/didFocus once things
+   * are quiet (FOCUS_ACTIVE_MS after a switch, FOCUS_REST_MS after the last cursor move).
+   */
+  private scheduleFocus(why: "active" | "rest"): void {
+    if (why === "active") {
+      this.focusActive = true;
+    }
+    clearTimeout(this.focusTimer);
+    this.focusTimer = setTimeout(() => {
+      this.focusTimer = undefined;
+      const active = this.focusActive;
+      this.focusActive = false;
+      this.sendFocus(active ? "active" : "rest");
+    }, why === "active" ? FOCUS_ACTIVE_MS : FOCUS_REST_MS);
+  }
+
+  /** codefill/didFocus for the active editor's cursor, when the server should hear of it. */
+  private sendFocus(why: "active" | "rest"): void {
+    const editor = vscode.window.activeTextEditor;
+    const client = this.client;
+    if (!editor || !client || client.state !== State.Running) {
+      return;
+    }
+    const document = editor.document;
+    // Only documents the client syncs (documentSelector: file scheme) with completions on.
+    if (document.uri.scheme !== "file" || !this.enabled()
+        || !languageEnabled(vscode.workspace.getConfiguration("codefill", document.uri).get("completion.languages"),
+          document.languageId)) {
+      return;
+    }
+    const position = editor.selection.active;
+    if (!this.focus.shouldSend(document.uri.toString(), position.line, why)) {
+      return;
+    }
+    const c2p = client.code2ProtocolConverter;
+    // sendNotification first flushes the document's pending didOpen/didChange.
+    client.sendNotification("codefill/didFocus", {
+      textDocument: c2p.asTextDocumentIdentifier(document),
+      position: c2p.asPosition(position),
+    }).catch((err: unknown) => this.output.debug(`codefill/didFocus: ${String(err)}`));
+    this.output.debug(`focus (${why}) at ${position.line + 1}:${position.character + 1}`);
+  }
+
   private async showStatus(): Promise<void> {
     const actions = ["Show Log", "Restart Server", this.enabled() ? "Turn Off" : "Turn On"];
     let message: string;
@@ -359,6 +430,10 @@ class Codefill {
       }
       if (st.completion?.last_empty_reason) {
         parts.push(`last empty answer: ${st.completion.last_empty_reason}`);
+      }
+      const prefill = prefillSummary(st.prefill);
+      if (prefill) {
+        parts.push(prefill);
       }
       message = parts.join(" · ");
     }

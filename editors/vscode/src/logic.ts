@@ -1,8 +1,8 @@
 // The extension's own logic, free of the `vscode` module so that plain node tests can run it:
 // finding the server command, turning VS Code's settings into the server's settings tree, the
 // status bar text (remote engine health included), when to ask the server for its status, the
-// bounded restart policy, the state of streamed suggestions, and the model picker's items,
-// progress and outcome.
+// bounded restart policy, the state of streamed suggestions, the model picker's items, progress
+// and outcome, and when to tell the server where the user is looking (codefill/didFocus).
 import * as path from "node:path";
 
 /** Keys under `codefill.` that belong to the extension, not to the server's config tree. */
@@ -592,4 +592,78 @@ export function pullOutcome(err: unknown, cancelRequested: boolean): { kind: "ca
  */
 export function modelSettingTarget(inspected: { workspaceValue?: unknown } | undefined): "global" | "workspace" {
   return inspected?.workspaceValue !== undefined ? "workspace" : "global";
+}
+
+// --- where the user is looking (codefill/didFocus) -----------------------------------------
+
+/** Quiet time after the last cursor move before its line counts as looked at (ms). */
+export const FOCUS_REST_MS = 300;
+/** Wait after an editor became the active one (coalesces quick switches; didOpen goes first). */
+export const FOCUS_ACTIVE_MS = 50;
+
+/**
+ * Whether completions are on for a language, as the server reads `completion.languages`
+ * (lsp_server/config.py `language_enabled`): the languageId's entry, else "*", else on.
+ */
+export function languageEnabled(languages: unknown, languageId: string): boolean {
+  if (languages === null || typeof languages !== "object" || Array.isArray(languages)) {
+    return true;
+  }
+  const table = languages as { [id: string]: unknown };
+  const value = Object.prototype.hasOwnProperty.call(table, languageId) ? table[languageId] : table["*"];
+  return value === undefined || value === null ? true : Boolean(value);
+}
+
+/**
+ * Decides when to send codefill/didFocus ("the user is now looking at this cursor"; the server
+ * evaluates the prompt there in the background). The server skips a focus on the line it saw
+ * last, so the client only avoids flooding it:
+ * - "active": an editor became the active one: sent unless it is the document and line sent last;
+ * - "rest": the cursor came to rest: sent only when its line differs from the line last sent
+ *   for that document.
+ * A position that is sent is remembered; `reset` forgets everything (a new server).
+ */
+export class FocusTracker {
+  private lines = new Map<string, number>();
+  private last: { uri: string; line: number } | undefined;
+
+  shouldSend(uri: string, line: number, why: "active" | "rest"): boolean {
+    const same = why === "active"
+      ? this.last !== undefined && this.last.uri === uri && this.last.line === line
+      : this.lines.get(uri) === line;
+    if (same) {
+      return false;
+    }
+    this.lines.set(uri, line);
+    this.last = { uri, line };
+    return true;
+  }
+
+  /** The document was closed. */
+  forget(uri: string): void {
+    this.lines.delete(uri);
+    if (this.last?.uri === uri) {
+      this.last = undefined;
+    }
+  }
+
+  reset(): void {
+    this.lines.clear();
+    this.last = undefined;
+  }
+}
+
+/**
+ * The prefill counters of a `codefill/status` answer for Show Status: "prefill: focus 3, done 2,
+ * …" (focus and done first, then the other numbers), or undefined when the server has none.
+ */
+export function prefillSummary(prefill: unknown): string | undefined {
+  if (prefill === null || typeof prefill !== "object" || Array.isArray(prefill)) {
+    return undefined;
+  }
+  const p = prefill as { [key: string]: unknown };
+  const keys = ["focus", "done", ...Object.keys(p).filter((k) => k !== "focus" && k !== "done")];
+  const parts = keys.filter((k) => typeof p[k] === "number" && Number.isFinite(p[k]))
+    .map((k) => `${k.replace(/_/g, " ")} ${Math.round(p[k] as number)}`);
+  return parts.length > 0 ? `prefill: ${parts.join(", ")}` : undefined;
 }

@@ -3,9 +3,10 @@ import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import { test } from "node:test";
 import {
-  EMBEDDED_LABEL, findServer, FindOptions, humanBytes, humanParameters, modelPicks, ModelRow, modelSettingTarget,
-  pickerPlaceholder, PULL_CANCELLED_MESSAGE, PullProgress, pullOutcome, refreshAfterAnswer, remoteOf, REQUEST_CANCELLED,
-  RestartPolicy, SERVER_SECTIONS, splitModelName, StatusInput, statusPollMs, statusView, Streams, toServerSettings,
+  EMBEDDED_LABEL, findServer, FindOptions, FOCUS_ACTIVE_MS, FOCUS_REST_MS, FocusTracker, humanBytes, humanParameters,
+  languageEnabled, modelPicks, ModelRow, modelSettingTarget, pickerPlaceholder, prefillSummary,
+  PULL_CANCELLED_MESSAGE, PullProgress, pullOutcome, refreshAfterAnswer, remoteOf, REQUEST_CANCELLED, RestartPolicy,
+  SERVER_SECTIONS, splitModelName, StatusInput, statusPollMs, statusView, Streams, toServerSettings,
 } from "../src/logic";
 
 function opts(over: Partial<FindOptions>, executables: string[] = []): FindOptions {
@@ -342,4 +343,58 @@ test("modelSettingTarget: the workspace when it sets engine.model, else the user
   assert.equal(modelSettingTarget({}), "global");
   assert.equal(modelSettingTarget({ workspaceValue: "" }), "workspace");
   assert.equal(modelSettingTarget({ workspaceValue: "codegemma-2b" }), "workspace");
+});
+
+test("FocusTracker: a cursor at rest is sent only when its line changed for that document", () => {
+  const f = new FocusTracker();
+  assert.equal(f.shouldSend("file:///a.py", 0, "rest"), true, "first look at a document");
+  assert.equal(f.shouldSend("file:///a.py", 0, "rest"), false, "same document, same line");
+  assert.equal(f.shouldSend("file:///a.py", 3, "rest"), true, "another line");
+  assert.equal(f.shouldSend("file:///a.py", 3, "rest"), false, "another column of the same line");
+  assert.equal(f.shouldSend("file:///b.py", 3, "rest"), true, "the same line of another document");
+  // Back in a.py on the line sent for it last: nothing new for a cursor at rest.
+  assert.equal(f.shouldSend("file:///a.py", 3, "rest"), false);
+});
+
+test("FocusTracker: an editor that becomes active is sent unless it is the position sent last", () => {
+  const f = new FocusTracker();
+  assert.equal(f.shouldSend("file:///a.py", 5, "active"), true, "the editor active at start");
+  assert.equal(f.shouldSend("file:///a.py", 5, "active"), false, "the same position again (a split of it)");
+  assert.equal(f.shouldSend("file:///b.py", 0, "active"), true, "another editor");
+  // Back to a.py on its old line: the server last saw b.py, so it hears of a.py again.
+  assert.equal(f.shouldSend("file:///a.py", 5, "active"), true);
+  assert.equal(f.shouldSend("file:///a.py", 5, "rest"), false, "then resting there sends nothing");
+});
+
+test("FocusTracker: forget (document closed) and reset (a new server) send again", () => {
+  const f = new FocusTracker();
+  assert.equal(f.shouldSend("file:///a.py", 2, "rest"), true);
+  f.forget("file:///a.py");
+  assert.equal(f.shouldSend("file:///a.py", 2, "rest"), true, "after close");
+  assert.equal(f.shouldSend("file:///a.py", 2, "active"), false);
+  f.reset();
+  assert.equal(f.shouldSend("file:///a.py", 2, "active"), true, "after a restart");
+  assert.equal(f.shouldSend("file:///a.py", 2, "rest"), false);
+  assert.ok(FOCUS_ACTIVE_MS < FOCUS_REST_MS && FOCUS_REST_MS >= 200 && FOCUS_REST_MS <= 500);
+});
+
+test("languageEnabled reads completion.languages as the server does", () => {
+  assert.equal(languageEnabled(null, "python"), true);
+  assert.equal(languageEnabled(undefined, "python"), true);
+  assert.equal(languageEnabled({}, "python"), true);
+  assert.equal(languageEnabled({ markdown: false }, "python"), true);
+  assert.equal(languageEnabled({ markdown: false }, "markdown"), false);
+  assert.equal(languageEnabled({ "*": false, python: true }, "python"), true);
+  assert.equal(languageEnabled({ "*": false, python: true }, "go"), false);
+  assert.equal(languageEnabled({ "*": false }, "toString"), false, "no inherited properties");
+});
+
+test("prefillSummary: focus and done first, other numbers after, nothing without counters", () => {
+  assert.equal(prefillSummary(undefined), undefined);
+  assert.equal(prefillSummary(null), undefined);
+  assert.equal(prefillSummary({}), undefined);
+  assert.equal(prefillSummary({ done: 2, skipped_same_line: 4, focus: 7, state: "idle" }),
+    "prefill: focus 7, done 2, skipped same line 4");
+  assert.equal(prefillSummary({ focus: 1 }), "prefill: focus 1");
+  assert.equal(prefillSummary({ focus: 1, last_ms: 12.6 }), "prefill: focus 1, last ms 13");
 });

@@ -348,6 +348,104 @@ return function(t)
     c:lua([[require("codefill.server").config.streaming = true]])
   end)
 
+  t.case("codefill/didFocus: entering a buffer and the cursor resting on another line are told; same-line moves are not", function()
+    c:input("<Esc>")
+    -- A second file, attached and settled before counting (its didOpen is a focus of its own).
+    c:lua([[
+      vim.fn.writefile({ "import fib", "", "", "print(fib.fibonacci(10))" }, "other.py")
+      vim.cmd("edit other.py")
+    ]])
+    c:wait_lua([[return #vim.lsp.get_clients({ name = "codefill", bufnr = 0 }) == 1]], 10000, "other.py attached")
+    c:lua([[vim.cmd("buffer fib.py")]])
+    c:lua([[
+      _G.focus_sent = {}
+      local client = vim.lsp.get_clients({ name = "codefill", bufnr = 0 })[1]
+      local notify = client.notify
+      client.notify = function(self, method, params)
+        if method == "codefill/didFocus" then table.insert(_G.focus_sent, params) end
+        return notify(self, method, params)
+      end
+    ]])
+    local rest = c:lua("return require('codefill.focus').rest_ms")
+    local function settle()
+      vim.wait(rest + 500)
+    end
+    -- The server's count of codefill/didFocus notifications.
+    local function server_focus()
+      return c:wait_lua([[
+        local out
+        require("codefill.server").refresh_status(nil, function(r) out = r end)
+        vim.wait(5000, function() return out ~= nil end, 20)
+        return out and type(out.prefill) == "table" and out.prefill.focus
+      ]], 10000, "codefill/status with prefill.focus")
+    end
+    local function sent()
+      return c:lua("return _G.focus_sent")
+    end
+    c:input("gg")
+    settle()
+    local base = #sent()
+    local server_base = server_focus()
+    local function expect(n, what)
+      eq(#sent() - base, n, what .. ": codefill/didFocus sent")
+      eq(server_focus() - server_base, n, what .. ": prefill.focus of the server")
+    end
+    local fib_uri = c:lua("return vim.uri_from_bufnr(0)")
+
+    c:input("3G")
+    settle()
+    expect(1, "the cursor rests on another line")
+    local last = sent()[#sent()]
+    eq({ last.textDocument.uri, last.position.line, last.position.character },
+      { fib_uri, 2, c:lua("return vim.api.nvim_win_get_cursor(0)[2]") }, "didFocus params")
+    c:input("$")
+    settle()
+    expect(1, "a move on the same line")
+    c:input("5G3G")
+    settle()
+    expect(1, "away and back within the debounce")
+    c:input("i<Down>")
+    settle()
+    expect(2, "insert mode: the cursor rests on another line")
+    eq(sent()[#sent()].position.line, 3, "didFocus line in insert mode")
+    c:input("<Esc>")
+    settle()
+    expect(2, "<Esc> (same line)")
+
+    c:lua([[vim.cmd("buffer other.py")]])
+    settle()
+    expect(3, "another buffer becomes current")
+    last = sent()[#sent()]
+    eq(last.textDocument.uri, c:lua("return vim.uri_from_bufnr(0)"), "didFocus uri of other.py")
+    c:lua([[vim.cmd("buffer fib.py")]])
+    settle()
+    expect(4, "back to fib.py")
+    eq({ sent()[#sent()].textDocument.uri, sent()[#sent()].position.line }, { fib_uri, 3 }, "didFocus back in fib.py")
+    c:lua([[vim.cmd("split")]])
+    settle()
+    c:lua([[vim.cmd("close")]])
+    settle()
+    expect(4, "a split of the same buffer on the same line")
+
+    c:lua([[require("codefill").toggle(false)]])
+    c:input("gg")
+    settle()
+    expect(4, "suggestions off")
+    c:lua([[require("codefill").toggle(true)]])
+    c:input("2G")
+    settle()
+    expect(5, "suggestions on again, another line")
+
+    local text = c:wait_lua([[
+      local out
+      require("codefill").status(function(_, text) out = text end)
+      vim.wait(5000, function() return out ~= nil end, 20)
+      return out
+    ]], 10000, "status text")
+    assert(text:find("prefill: focus %d+, done %d+"), text)
+    c:input("G")
+  end)
+
   t.case(":Codefill restart starts a new server that serves suggestions", function()
     local old = c:lua("return vim.lsp.get_clients({ name = 'codefill' })[1].id")
     c:lua([[vim.cmd("Codefill restart")]])

@@ -6,6 +6,7 @@
 -- is_visible, get_suggestion, status, statusline, restart, show_log, model, pick_model,
 -- cancel_pull.
 local config = require("codefill.config")
+local focus = require("codefill.focus")
 local models = require("codefill.models")
 local server = require("codefill.server")
 local suggest = require("codefill.suggest")
@@ -203,6 +204,32 @@ function M.statusline()
   return "codefill: " .. st.model
 end
 
+--- "prefill: focus 3, done 2, ..." from the status's prefill counters (focus and done first,
+--- then the other numbers by name), or nil.
+local function prefill_summary(prefill)
+  if type(prefill) ~= "table" then
+    return nil
+  end
+  local keys = {}
+  for k, v in pairs(prefill) do
+    if type(v) == "number" and k ~= "focus" and k ~= "done" then
+      keys[#keys + 1] = k
+    end
+  end
+  table.sort(keys)
+  table.insert(keys, 1, "done")
+  table.insert(keys, 1, "focus")
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = prefill[k]
+    if type(v) == "number" then
+      parts[#parts + 1] = string.format("%s %d", (k:gsub("_", " ")), math.floor(v + 0.5))
+    end
+  end
+  return #parts > 0 and ("prefill: " .. table.concat(parts, ", ")) or nil
+end
+M._prefill_summary = prefill_summary
+
 local function fmt_status(result)
   local lines = {}
   local function add(...)
@@ -239,6 +266,10 @@ local function fmt_status(result)
   end
   if c.last_empty_reason and c.last_empty_reason ~= vim.NIL then
     add("last empty answer: %s", c.last_empty_reason)
+  end
+  local prefill = prefill_summary(result.prefill)
+  if prefill then
+    add("%s", prefill)
   end
   return table.concat(lines, "\n")
 end
@@ -345,6 +376,8 @@ local function autocmds()
       attach(ev.buf)
     end,
   })
+  -- Where the user is looking (codefill/didFocus), with either renderer.
+  focus.autocmds(group)
   if M.uses_native() then
     -- The client is initialized now: switch the built-in inline completion on for the buffer.
     api.nvim_create_autocmd("LspAttach", {
