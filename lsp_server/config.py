@@ -65,6 +65,15 @@ class EngineConfig:
                                          "AMX): 'on', 'off', or 'auto' = off on CPUs with AMX, "
                                          "where llama.cpp's AMX matmul crashes (llama.cpp#20824).",
                                  choices=("auto", "on", "off"))
+    prompt_states: int = setting(3, "Prompts kept in memory when the engine moves to another "
+                                    "file's prompt, so that switching back does not evaluate it "
+                                    "again (each takes its KV cache's size; codefill/status "
+                                    "reports the bytes); 0 keeps none.", min=0, max=32)
+    cold_share: float = setting(0.5, "Share of time_budget_ms a request's new prompt tokens may "
+                                     "take to evaluate (at the engine's measured speed); a colder "
+                                     "prompt is answered from a short one (no repository context, "
+                                     "the text nearest the cursor) while the full one is evaluated "
+                                     "in the background. 0 never shortens.", min=0.0, max=1.0)
     kv_reuse: bool = setting(True, "Keep the KV cache of the longest common token prefix between "
                                    "requests (off only to measure what it saves).")
     time_budget_ms: int = setting(5000, "Wall-clock limit of one generation in milliseconds; "
@@ -163,6 +172,11 @@ class CompletionConfig:
                                 "from in-flight generations (off only to measure what it saves).")
     speculative: bool = setting(True, "After a suggestion is accepted, generate the next one in "
                                       "the background so it is ready when asked for.")
+    prefill: bool = setting(True, "When the user looks at a place in a file (the editor's "
+                                  "codefill/didFocus: a file opened or made active, the cursor "
+                                  "resting on another line), evaluate the prompt a suggestion "
+                                  "there needs in the background, so the first one is fast; any "
+                                  "request preempts it (docs/protocol.md).")
     secret_files_allowed: str = setting(
         "", "File names that look like secrets (the index's secret rules: .env*, keys, "
             "certificates, credential files) in which codefill completes anyway: comma-separated "

@@ -62,6 +62,12 @@ class WorkspaceContext:
             return ContextSelection([], [], budget_tokens, 0, status="off")
         return index.select_context(path, prefix, suffix, tokenizer, budget_tokens)
 
+    def version(self) -> tuple[int, str, int]:
+        """Changes when what context selection sees may have changed: another index, the
+        index's state (it became ready), or a batch of file changes applied."""
+        index = self.index
+        return (0, "off", 0) if index is None else (id(index), index.state, index.changes)
+
     def status(self) -> dict[str, object]:
         if self.index is None:
             return {"state": "off"}

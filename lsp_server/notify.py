@@ -44,6 +44,14 @@ class ClientNotifier:
         except Exception:
             log.debug(text)
 
+    def protocol_error(self, error: Exception, source: object) -> None:
+        """Protocol-level errors (bad JSON, bad params) go to the log, not to a popup: the
+        request already got its error reply, and the user can do nothing about a client bug."""
+        if getattr(error, "reported_by_caller", False):
+            return
+        log.warning("protocol error (%s): %s", getattr(source, "__name__", source), error)
+        self.log("warning", f"codefill: protocol error: {error}")
+
     def from_thread(self, kind: types.MessageType, text: str) -> None:
         """:meth:`message` from another thread (engine threads report remote health)."""
         loop = self.loop

@@ -1,11 +1,7 @@
-"""The codefill language server: LSP registration and glue only.
-
-Everything that decides anything lives in plain modules: the completion pipeline
-(lsp_server/completion/pipeline.py) over the one completion path (completer.py), the model's
-lifecycle (lifecycle.py), the settings holder (settings.py), the workspace context
-(context_host.py), the model picker (model_requests.py). Protocol fixes: protocol.py; positions
-and URIs: textsync.py; replies: messages.py; notifications: notify.py. docs/protocol.md documents
-the codefill/* methods; docs/architecture.md the path of one keystroke."""
+"""The codefill language server: LSP registration and glue only. What decides lives in plain
+modules: completion/ (pipeline, completer, prefill), lifecycle.py, settings.py, context_host.py,
+model_requests.py; protocol.py, textsync.py, messages.py, notify.py hold the LSP details.
+docs/protocol.md documents the codefill/* methods; docs/architecture.md one keystroke's path."""
 
 from __future__ import annotations
 
@@ -19,6 +15,7 @@ from pygls.lsp.server import LanguageServer
 
 from . import __version__
 from .completion.pipeline import Pipeline, Suggestion
+from .completion.prefill import Prefiller
 from .lifecycle import ModelHost, watch_parent
 from .model_requests import MODEL_HANDLERS
 from .messages import PositionParams, complete_reply, completion_list, inline_items
@@ -45,6 +42,8 @@ class CodefillServer(LanguageServer):
         self.context = WorkspaceContext(self.settings)
         self.pipeline = Pipeline(self.settings, lambda: self.host.ready, self.notify.log,
                                  context=self.context, unavailable=self.host.why_unavailable)
+        self.prefill = Prefiller(self.settings, lambda: self.host.ready, self.pipeline,
+                                 self.notify.log, self.context.version)
         self._tasks: set[asyncio.Task] = set()  # background work, referenced until it ends
 
     def background(self, work: Any) -> None:
@@ -90,12 +89,7 @@ class CodefillServer(LanguageServer):
             self.apply_settings(result[0], "workspace/configuration")
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        """Protocol-level errors (bad JSON, bad params) go to the log, not to a popup: the
-        request already got its error reply, and the user can do nothing about a client bug."""
-        if getattr(error, "reported_by_caller", False):
-            return
-        log.warning("protocol error (%s): %s", getattr(source, "__name__", source), error)
-        self.notify.log("warning", f"codefill: protocol error: {error}")
+        self.notify.protocol_error(error, source)
 
     def _buffers(self) -> list[tuple[Any, str]]:
         return [(p, d.source) for d in list(self.workspace.text_documents.values())
@@ -108,6 +102,7 @@ class CodefillServer(LanguageServer):
         req = request_at(self.workspace, self.context.roots, uri, position)
         if req is None:
             return None
+        self.prefill.noticed(uri, position.line)
         result = await self.pipeline.complete(req, on_text=on_text)
         if is_stale(self.workspace, req):
             return Suggestion("", result.source, "the document changed", result.single_line,
@@ -146,15 +141,17 @@ async def did_change_configuration(ls: CodefillServer,
         await ls.pull_settings()
 
 
-async def did_open(ls: CodefillServer, params: types.DidOpenTextDocumentParams) -> None:
+def did_open(ls: CodefillServer, params: types.DidOpenTextDocumentParams) -> None:
     doc = params.text_document
-    ls.context.buffer_changed(uri_path(doc.uri), doc.text)
-    # Warm the context selection (outlines, token counts) off the first keystroke's path.
-    session = ls.host.ready
-    req = request_at(ls.workspace, ls.context.roots, doc.uri, types.Position(0, 0))
-    if session is not None and req is not None:
-        completer = ls.pipeline.completer(session)
-        await asyncio.to_thread(completer.select_context, req.cursor, completer.budget())
+    ls.context.buffer_changed(uri_path(doc.uri), doc.text)  # then prefill the prompt's start:
+    did_focus(ls, {"textDocument": {"uri": doc.uri}, "position": {"line": 0, "character": 0}})
+
+
+def did_focus(ls: CodefillServer, params: Any) -> None:
+    """The user looks at a cursor: prefill the prompt a request there would send."""
+    where = PositionParams.parse(params)
+    if where and (req := request_at(ls.workspace, ls.context.roots, where.uri, where.position)):
+        ls.prefill.focus(req, where.position.line)
 
 
 def did_change(ls: CodefillServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -166,6 +163,7 @@ def did_change(ls: CodefillServer, params: types.DidChangeTextDocumentParams) ->
 
 def did_close(ls: CodefillServer, params: types.DidCloseTextDocumentParams) -> None:
     ls.pipeline.document_closed(params.text_document.uri)
+    ls.prefill.forget(params.text_document.uri)
     ls.context.buffer_changed(uri_path(params.text_document.uri), None)
 
 
@@ -203,6 +201,7 @@ def did_accept(ls: CodefillServer, params: Any) -> None:
 def status(ls: CodefillServer, params: Any) -> dict[str, Any]:
     return {"version": __version__, "model": ls.host.status(),
             "completion": ls.pipeline.status(), "context": ls.context.status(),
+            "prefill": ls.prefill.status(),
             "settings": {"enabled": ls.settings.config.completion.enabled,
                          "mode": ls.settings.config.completion.mode},
             "protocol": {"pending_handlers": ls.protocol.pending_handlers}}
@@ -226,6 +225,7 @@ HANDLERS: tuple[tuple[str, Callable[..., Any], Any], ...] = (
      types.CompletionOptions(trigger_characters=None, resolve_provider=False)),
     ("codefill/complete", codefill_complete, None),
     ("codefill/didAccept", did_accept, None),
+    ("codefill/didFocus", did_focus, None),
     ("codefill/status", status, None),
     (types.SHUTDOWN, shutdown, None),
 ) + MODEL_HANDLERS  # (LSP method, handler, registration options): what the server answers

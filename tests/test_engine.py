@@ -9,7 +9,8 @@ import pytest
 
 from lsp_server.completion.session import ModelSession
 from lsp_server.engine import GenerationRequest, StopReason
-from lsp_server.engine.llama_engine import LlamaEngine, common_prefix_len
+from lsp_server.engine.llama_engine import LlamaEngine
+from lsp_server.engine.prompt_states import common_prefix_len
 from lsp_server.errors import ModelError
 
 import numpy as np

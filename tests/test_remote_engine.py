@@ -543,3 +543,24 @@ def test_context_size_is_learned_when_the_server_comes_up_late(proxy: FaultProxy
     while session.n_ctx != 2048:
         assert time.monotonic() < deadline, "the server's context size was never probed"
         time.sleep(0.05)
+
+
+@needs_llama_server
+def test_a_prefill_is_a_zero_token_infill_that_fills_the_servers_cache(proxy: FaultProxy
+                                                                       ) -> None:
+    session = RemoteSession(remote_config(proxy.url))
+    big = PREFIX.replace("import math\n", "import math\n" + "x = 1\n" * 200)
+    pre = session.generate(InfillRequest(big, SUFFIX, max_tokens=8, prefill=True)).wait(120)
+    body = posts(proxy)[-1].json
+    assert posts(proxy)[-1].path == "/infill" and body["n_predict"] == 0
+    assert body["cache_prompt"] is True and pre.n_generated == 0
+    assert pre.stop_reason is not StopReason.ERROR
+    after = session.generate(InfillRequest(big, SUFFIX, max_tokens=4)).wait(120)
+    assert after.n_generated > 0
+    assert after.n_reused >= after.n_prompt - 8  # what the prefill evaluated was kept
+
+
+def test_an_openai_server_gets_no_prefill() -> None:
+    cfg = remote_config("http://127.0.0.1:9", api="openai")
+    stream = RemoteSession(cfg).generate(InfillRequest(PREFIX, SUFFIX, prefill=True))
+    assert stream.wait(1).stop_reason is StopReason.PREFILLED  # nothing was sent

@@ -40,6 +40,9 @@ class InfillRequest:
     time_budget_s: float | None = None
     temperature: float = 0.0
     seed: int = 0
+    prefill: bool = False
+    """Only evaluate the prompt into the engine's cache, in the background (it gives way to any
+    other request), generating nothing: the prompt a request at this cursor will need."""
 
 
 @dataclass

@@ -168,7 +168,7 @@ class Completer:
 
     def request(self, cursor: Cursor, *, max_tokens: int | None = None,
                 context: Sequence[ContextFile] | None = None, temperature: float = 0.0,
-                seed: int = 0) -> InfillRequest:
+                seed: int = 0, prefill: bool = False) -> InfillRequest:
         """The generation request for ``cursor``: budget, context, limits from the settings.
         ``context`` given: those files instead of asking the context source. A secret document
         raises :class:`SecretDocument`; secret values in any text are masked."""
@@ -184,20 +184,22 @@ class Completer:
             path=cursor.path, context=tuple(ContextFile(f.path, mask_secrets(f.text))
                                             for f in files),
             max_tokens=n, budget=budget,
-            time_budget_s=self.config.engine.time_budget_ms / 1000,
-            temperature=temperature, seed=seed)
+            # A prefill has no user waiting on it: it runs until done or preempted.
+            time_budget_s=None if prefill else self.config.engine.time_budget_ms / 1000,
+            temperature=temperature, seed=seed, prefill=prefill)
 
     def start(self, cursor: Cursor, ctx: SuggestionContext | None = None, *,
               max_tokens: int | None = None, context: Sequence[ContextFile] | None = None,
               temperature: float = 0.0, seed: int = 0,
               disabled_rules: frozenset[str] = frozenset(),
-              listener: Listener | None = None) -> Generation:
+              listener: Listener | None = None, prefill: bool = False) -> Generation:
         """Select context, assemble and submit; the returned generation streams on
-        ``listener`` (called on the engine's thread) or through :meth:`Generation.drain`."""
+        ``listener`` (called on the engine's thread) or through :meth:`Generation.drain`.
+        ``prefill``: only evaluate the prompt into the engine's cache, in the background."""
         t0 = time.monotonic()
         ctx = ctx or suggestion_context(cursor, self.config)
         req = self.request(cursor, max_tokens=max_tokens, context=context,
-                           temperature=temperature, seed=seed)
+                           temperature=temperature, seed=seed, prefill=prefill)
         stream = self.backend.generate(req, listener=listener)
         tokens = getattr(stream.prompt, "tokens", None)
         if tokens is not None:

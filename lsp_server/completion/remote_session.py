@@ -9,12 +9,13 @@ server does (``prompt`` + ``suffix``) or we render a raw FIM prompt with ``promp
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 from ..config import Config
 from ..settings import Settings
 from ..engine.remote import RemoteEngine, RemoteError, RemoteRequest
-from ..engine.types import EngineCounters, TokenStream
+from ..engine.types import EngineCounters, GenerationRequest, StopReason, TokenStream
 from ..errors import CodefillError
 from ..models.resolve import Progress
 from ..prompt.assemble import Budget, assemble, fit_head, fit_tail, fixed_tokens
@@ -109,6 +110,14 @@ class RemoteSession(CompletionBackend):
 
     def generate(self, req: InfillRequest, listener: Listener | None = None) -> TokenStream:
         r = self.remote_request(req)
+        if req.prefill:
+            # llama-server fills its slot's cache with a zero-token request (cache_prompt); an
+            # OpenAI-compatible server has no such request: nothing to do.
+            if self.config.remote.api != "llama-server":
+                stream = TokenStream(GenerationRequest(tokens=[], background=True))
+                stream._finish(StopReason.PREFILLED)
+                return stream
+            return self.engine.submit(dataclasses.replace(r, max_tokens=0), listener=listener)
         fallback = None
         if self.fallback is not None:
             local = self.fallback

@@ -6,6 +6,7 @@ completion path (:mod:`lsp_server.completion.completer`) drives it like any othe
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 from ..config import Config
@@ -54,6 +55,10 @@ def stop_ids_for(info: ModelInfo, detection: Detection) -> frozenset[int]:
     return frozenset(ids)
 
 
+#: Prompt tokens/s assumed before the engine has measured its own.
+ASSUMED_PROMPT_TPS = 300.0
+
+
 class ModelSession(CompletionBackend):
     """The local backend: owns the llama.cpp engine for one model; safe to share between
     threads for ``complete``."""
@@ -74,6 +79,8 @@ class ModelSession(CompletionBackend):
                                   n_ctx_train=self.info.context_length,
                                   lora_path=self.adapter.path if self.adapter else None)
         self._tokenizer: LlamaTokenizer | None = None
+        self.short_prompts = 0
+        """Cold requests answered from a short prompt while the full one filled in."""
 
     @property
     def template(self):  # noqa: ANN201 - FimTemplate
@@ -127,15 +134,37 @@ class ModelSession(CompletionBackend):
         self.engine.wait_ready(timeout)
 
     def generate(self, req: InfillRequest, listener: Listener | None = None) -> TokenStream:
-        """Assemble the prompt with the model's own tokenizer and template and submit it."""
-        prompt = self.build_prompt(req.prefix, req.suffix, path=req.path, context=req.context,
-                                   max_tokens=req.max_tokens, budget=req.budget)
+        """Assemble the prompt with the model's own tokenizer and template and submit it.
+
+        A cold prompt — more new tokens than the engine evaluates in half the time budget —
+        is answered from a short one (no repository context, the text nearest the cursor), and
+        the full prompt is then evaluated in the background for the next keystroke."""
+        budget = req.budget or self.budget(req.max_tokens or self.config.prompt.max_tokens)
+        full = self.build_prompt(req.prefix, req.suffix, path=req.path, context=req.context,
+                                 budget=budget)
+        prompt = full if req.prefill else self._fits_time(req, full, budget)
         stream = self.engine.submit(GenerationRequest(
             tokens=prompt.tokens, max_tokens=req.max_tokens, stop_ids=self.stop_ids,
-            time_budget_s=req.time_budget_s, temperature=req.temperature, seed=req.seed),
-            listener=listener)
+            time_budget_s=req.time_budget_s, temperature=req.temperature, seed=req.seed,
+            background=req.prefill), listener=listener)
         stream.prompt = prompt
+        if prompt is not full:
+            self.short_prompts += 1
+            self.engine.submit(GenerationRequest(tokens=full.tokens, background=True))
         return stream
+
+    def _fits_time(self, req: InfillRequest, prompt: Prompt, budget: Budget) -> Prompt:
+        """``prompt``, or a shorter one when its new tokens would not be evaluated in time."""
+        share = self.config.engine.cold_share
+        if not req.time_budget_s or share <= 0:
+            return prompt
+        speed = self.engine.counters.prompt_speed(ASSUMED_PROMPT_TPS)
+        affordable = int(speed * req.time_budget_s * share)
+        if len(prompt.tokens) - self.engine.cached_tokens(prompt.tokens) <= affordable:
+            return prompt
+        short = dataclasses.replace(budget, total=min(budget.total, affordable),
+                                    context_share=0.0)
+        return self.build_prompt(req.prefix, req.suffix, path=req.path, budget=short)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -149,6 +178,9 @@ class ModelSession(CompletionBackend):
             "gpu_layers": self.engine.gpu_layers,
             "offload": self.engine.offload,
             "engine": dict(vars(self.engine.counters)),
+            "prompt_states": {"kept": len(self.engine.states), "bytes": self.engine.states.nbytes,
+                              "capacity": self.engine.states.capacity},
+            "short_prompts": self.short_prompts,
         }
 
     def close(self) -> None:

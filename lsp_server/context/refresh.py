@@ -143,6 +143,8 @@ class ChangeBatches:
     _stop: threading.Event
     _pending: set[str]
     _locate: Callable[[str], tuple[Refresh, str] | None]
+    changes: int
+    """Batches of changes applied since the index was built (what context selects may differ)."""
 
     def apply_changes(self, paths: Iterable[str]) -> None:
         """Absolute paths changed on disk (watchdog batches; callers may report too)."""
@@ -169,6 +171,7 @@ class ChangeBatches:
             time.sleep(0)  # let a waiting reader take the lock (locks are not fair)
             if rescan is not None:
                 self._rescan_in_steps(root, rescan)
+        self.changes += 1
 
     def _rescan_in_steps(self, root: Refresh, rel_dir: str) -> None:
         """Rescan a directory file by file, each under the lock on its own."""

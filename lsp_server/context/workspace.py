@@ -63,6 +63,7 @@ class WorkspaceIndex(ChangeBatches):
         self._pending: set[str] = set()
         self._counters: dict[int, TokenCounter] = {}
         self.state = "idle"
+        self.changes = 0
         self.build_seconds = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..errors import ModelError
-from .types import (EngineCounters, GenerationRequest, StopReason, TokenEvent,
+from .prompt_states import MIN_GAIN_TOKENS, PromptStates, common_prefix_len
+from .types import (EngineCounters, GenerationRequest, GenerationStats, StopReason, TokenEvent,
                     TokenStream)
 
 LlamaFactory = Callable[..., Any]
@@ -104,15 +105,6 @@ def _llama_factory(*, use_extra_bufts: bool = True, **kwargs: Any) -> Any:
                 log.debug(line)
 
 
-def common_prefix_len(a: np.ndarray, b: np.ndarray) -> int:
-    """Length of the longest common prefix of two int arrays."""
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    diff = np.flatnonzero(a[:n] != b[:n])
-    return int(diff[0]) if diff.size else n
-
-
 class LlamaEngine:
     """Loads a GGUF model on a worker thread and serves generation requests in order."""
 
@@ -147,6 +139,8 @@ class LlamaEngine:
         """Why the model runs on the CPU although layers were to be offloaded ("": it did not)."""
         self._factory = llama_factory or _llama_factory
         self._on_state = on_state
+        self.states = PromptStates(self.config.prompt_states)
+        """Prompts the engine moved away from, kept for switching back."""
         self._jobs: "queue.Queue[TokenStream | None]" = queue.Queue()
         self._ready = threading.Event()
         self._llama: Any = None
@@ -178,6 +172,16 @@ class LlamaEngine:
         else:
             self._jobs.put(stream)
         return stream
+
+    def cached_tokens(self, tokens: list[int]) -> int:
+        """How much of ``tokens`` the live cache or a kept prompt state already holds (an
+        estimate read from another thread: the worker may be changing it)."""
+        llm = self._llama
+        if llm is None:
+            return 0
+        prompt = np.asarray(tokens, dtype=np.intc)
+        live = common_prefix_len(np.array(llm.input_ids[: llm.n_tokens]), prompt)
+        return max(live, self.states.best(prompt)[1])
 
     def close(self) -> None:
         """Stop the worker after the current request and free the model."""
@@ -275,6 +279,27 @@ class LlamaEngine:
         if self._llama is not None:
             self._llama.n_tokens = 0
             self._llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self.states.clear()
+
+    def _reuse(self, prompt: np.ndarray, stats: GenerationStats) -> int:
+        """Prepare the KV cache for ``prompt``: keep its longest common prefix with the live
+        cache, or restore a kept prompt state that shares more (keeping the live one first when
+        it is about to be overwritten). Returns the tokens the cache already holds."""
+        llm = self._llama
+        live = common_prefix_len(llm.input_ids[: llm.n_tokens], prompt)
+        kept, shared = self.states.best(prompt)
+        if kept is not None and shared >= live + MIN_GAIN_TOKENS:
+            self.states.take(kept)
+        else:
+            kept = None
+        if llm.n_tokens - live >= MIN_GAIN_TOKENS:
+            self.states.keep(llm)  # most of it would be overwritten: keep it for switching back
+        if kept is not None and self.states.restore(llm, kept):
+            self.counters.restored_states += 1
+            self.counters.restored_tokens += shared
+            stats.n_restored = shared
+            return shared
+        return live
 
     def _generate(self, stream: TokenStream) -> None:
         llm = self._llama
@@ -282,7 +307,8 @@ class LlamaEngine:
         stats = stream.stats
         start = time.monotonic()
         stats.t_queued = start - stream.submitted
-        deadline = stream.submitted + req.time_budget_s if req.time_budget_s else None
+        # The budget counts this request's own work, not its wait behind a prefill.
+        deadline = start + req.time_budget_s if req.time_budget_s else None
         prompt = np.asarray(req.tokens, dtype=np.intc)
         self.counters.requests += 1
         stats.n_prompt = len(prompt)
@@ -295,25 +321,31 @@ class LlamaEngine:
             return
 
         # KV reuse: keep the longest common prefix, but always evaluate at least one token so
-        # that fresh logits exist for the first sampled token.
-        keep = min(common_prefix_len(llm.input_ids[: llm.n_tokens], prompt), len(prompt) - 1)
-        if not self.config.kv_reuse:
-            keep = 0
+        # that fresh logits exist for the first sampled token (a prefill samples nothing).
+        keep = 0
+        if self.config.kv_reuse:
+            keep = min(self._reuse(prompt, stats), len(prompt) - (0 if req.background else 1))
         if keep < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
             keep = 0  # this cache cannot drop a suffix: start over
             llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         llm.n_tokens = keep
         stats.n_reused = keep
         batch = self.config.batch_size
+        t_eval = time.monotonic()
         for i in range(keep, len(prompt), batch):
-            if stream.cancelled:
-                return self._end(stream, StopReason.CANCELLED)
-            if deadline is not None and time.monotonic() > deadline:
-                return self._end(stream, StopReason.TIME_BUDGET)
+            stop = (StopReason.CANCELLED if stream.cancelled else
+                    StopReason.PREEMPTED if req.background and not self._jobs.empty() else
+                    StopReason.TIME_BUDGET if deadline is not None
+                    and time.monotonic() > deadline else None)
+            if stop is not None:
+                stats.t_prompt_eval = time.monotonic() - t_eval
+                return self._end(stream, stop)
             chunk = prompt[i: i + batch].tolist()
             llm.eval(chunk)
             stats.n_evaluated += len(chunk)
-        stats.t_prompt_eval = time.monotonic() - start
+        stats.t_prompt_eval = time.monotonic() - t_eval
+        if req.background:
+            return self._end(stream, StopReason.PREFILLED)
 
         n_vocab = llm.n_vocab()
         rng = np.random.default_rng(req.seed) if req.temperature > 0 else None

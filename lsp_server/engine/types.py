@@ -19,6 +19,11 @@ class StopReason(str, enum.Enum):
     CANCELLED = "cancelled"
     CONTEXT_FULL = "context_full"
     ERROR = "error"
+    PREFILLED = "prefilled"
+    """A background request evaluated its whole prompt (it generates nothing)."""
+    PREEMPTED = "preempted"
+    """A background request stopped between batches because another request was waiting; what
+    it evaluated stays in the KV cache."""
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,15 @@ class GenerationRequest:
     stop_ids: frozenset[int] = frozenset()
     """Tokens that end the generation; they are not emitted."""
     time_budget_s: float | None = None
-    """Wall-clock limit counted from submission, prompt evaluation included."""
+    """Wall-clock limit counted from when the engine starts the request (not the wait in its
+    queue), prompt evaluation included."""
     temperature: float = 0.0
     """0 is greedy (deterministic); above 0 samples from the softmax at that temperature."""
     seed: int = 0
     """Sampling seed when temperature > 0."""
+    background: bool = False
+    """A prefill: evaluate the prompt into the KV cache and generate nothing, giving way
+    between batches to any request that is waiting (:attr:`StopReason.PREEMPTED`)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,9 @@ class GenerationStats:
     """Prompt tokens whose KV entries were kept from the previous request."""
     n_evaluated: int = 0
     """Prompt tokens evaluated by this request (n_prompt − n_reused)."""
+    n_restored: int = 0
+    """Of n_reused, the tokens that came from a kept prompt state (another file's prompt
+    the engine had moved away from), not from the live cache."""
     n_generated: int = 0
     t_queued: float = 0.0
     """Seconds between submission and the worker picking the request up."""
@@ -77,6 +89,16 @@ class EngineCounters:
     evaluated_tokens: int = 0
     generated_tokens: int = 0
     cancelled: int = 0
+    prefills: int = 0
+    """Background requests that evaluated their whole prompt."""
+    preempted: int = 0
+    prefill_tokens: int = 0
+    """Prompt tokens evaluated by background requests (included in evaluated_tokens)."""
+    eval_seconds: float = 0.0
+    """Time spent evaluating prompts (with evaluated_tokens: the prompt speed)."""
+    restored_states: int = 0
+    """Requests that started from a kept prompt state instead of the current cache."""
+    restored_tokens: int = 0
 
     def add(self, stats: "GenerationStats", reason: "StopReason") -> None:
         """Count a finished request."""
@@ -84,7 +106,18 @@ class EngineCounters:
         self.reused_tokens += stats.n_reused
         self.evaluated_tokens += stats.n_evaluated
         self.generated_tokens += stats.n_generated
+        self.eval_seconds += stats.t_prompt_eval
         self.cancelled += reason is StopReason.CANCELLED
+        self.prefills += reason is StopReason.PREFILLED
+        self.preempted += reason is StopReason.PREEMPTED
+        if reason in (StopReason.PREFILLED, StopReason.PREEMPTED):
+            self.prefill_tokens += stats.n_evaluated
+
+    def prompt_speed(self, default: float) -> float:
+        """Measured prompt-evaluation tokens/s (``default`` until enough was measured)."""
+        if self.evaluated_tokens < 256 or self.eval_seconds <= 0:
+            return default
+        return self.evaluated_tokens / self.eval_seconds
 
 
 class EngineError(RuntimeError):

@@ -230,6 +230,12 @@ class RemoteEngine:
                 chunk = self.api.parse(event)
                 if events == 1:
                     self._ok()  # a well-formed answer: the server is working
+                if r.max_tokens == 0:
+                    # A prefill: the first event comes once the prompt is in the server's cache
+                    # (llama-server may still sample a token: it is not wanted).
+                    stats.t_prompt_eval = time.monotonic() - stream.submitted
+                    finished = StopReason.PREFILLED
+                    break
                 if chunk.text:
                     stats.n_generated += 1
                     if stats.t_first_token is None:
