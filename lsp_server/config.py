@@ -69,11 +69,12 @@ class EngineConfig:
                                     "file's prompt, so that switching back does not evaluate it "
                                     "again (each takes its KV cache's size; codefill/status "
                                     "reports the bytes); 0 keeps none.", min=0, max=32)
-    cold_share: float = setting(0.5, "Share of time_budget_ms a request's new prompt tokens may "
+    cold_share: float = setting(0.2, "Share of time_budget_ms a request's new prompt tokens may "
                                      "take to evaluate (at the engine's measured speed); a colder "
-                                     "prompt is answered from a short one (no repository context, "
-                                     "the text nearest the cursor) while the full one is evaluated "
-                                     "in the background. 0 never shortens.", min=0.0, max=1.0)
+                                     "prompt is answered from a short one (half that many tokens: "
+                                     "no repository context, the text nearest the cursor) while "
+                                     "the full one is evaluated in the background. 0 never "
+                                     "shortens.", min=0.0, max=1.0)
     kv_reuse: bool = setting(True, "Keep the KV cache of the longest common token prefix between "
                                    "requests (off only to measure what it saves).")
     time_budget_ms: int = setting(5000, "Wall-clock limit of one generation in milliseconds; "

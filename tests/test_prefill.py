@@ -181,7 +181,8 @@ def test_a_cold_request_answers_in_time_from_a_short_prompt(tmp_path: Path) -> N
     text = source(600) + "def area(w, h):\n    return w * "
     path = tmp_path / "big.py"
     path.write_text(text)
-    options = {"engine": {"time_budget_ms": 1500}, "completion": {"prefill": False}}
+    options = {"engine": {"time_budget_ms": 1500, "cold_share": 0.5},
+               "completion": {"prefill": False}}
     h = Harness(tmp_path, init_options=options, settings=options)
     h.start()
     try:

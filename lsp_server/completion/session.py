@@ -56,7 +56,7 @@ def stop_ids_for(info: ModelInfo, detection: Detection) -> frozenset[int]:
 
 
 #: Prompt tokens/s assumed before the engine has measured its own.
-ASSUMED_PROMPT_TPS = 300.0
+ASSUMED_PROMPT_TPS = 500.0
 
 
 class ModelSession(CompletionBackend):
@@ -162,7 +162,8 @@ class ModelSession(CompletionBackend):
         affordable = int(speed * req.time_budget_s * share)
         if len(prompt.tokens) - self.engine.cached_tokens(prompt.tokens) <= affordable:
             return prompt
-        short = dataclasses.replace(budget, total=min(budget.total, affordable),
+        # Half of what may be evaluated: the user is waiting for this keystroke's answer.
+        short = dataclasses.replace(budget, total=min(budget.total, max(affordable // 2, 64)),
                                     context_share=0.0)
         return self.build_prompt(req.prefix, req.suffix, path=req.path, budget=short)
 
