@@ -15,7 +15,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-  clock, env, ghostTexts, openFile, runCommand, sleep, startVSCode, stopVSCode, toastTexts, userSettings, waitFor,
+  clock, env, ghostTexts, openFile, runCommand, sleep, startVSCode, stopVSCode, typeAtLineEnd, toastTexts, userSettings, waitFor,
   waitStatusIcon,
 } from "./common.mjs";
 
@@ -105,16 +105,11 @@ async function waitToast(page, re, timeoutMs, progress = []) {
   }, timeoutMs, `a notification matching ${re}`);
 }
 
-let vscode;
+const vscode = {};
 const result = { ok: false };
 try {
-  try {
-    vscode = await startVSCode({ codeServer: CODE_SERVER, vsix: VSIX, workspace: WORKSPACE, chromiumPath: CHROMIUM,
-      settings: userSettings(SERVER_CMD), mark, log });
-  } catch (err) {
-    vscode = err.vscode;
-    throw err;
-  }
+  await startVSCode({ codeServer: CODE_SERVER, vsix: VSIX, workspace: WORKSPACE, chromiumPath: CHROMIUM,
+    settings: userSettings(SERVER_CMD), mark, log }, vscode);
   const page = vscode.page;
   await page.waitForTimeout(1500);
   await openFile(page, "fib.py", "fibonacci");
@@ -200,13 +195,7 @@ try {
 
   // 3. Ghost text from the pulled model.
   await page.click(".monaco-editor .view-lines:has-text('fibonacci')");
-  await page.keyboard.press("Control+G");
-  await page.waitForSelector(".quick-input-widget input");
-  await page.keyboard.type("4", { delay: 30 });
-  await page.keyboard.press("Enter");
-  await page.keyboard.press("End");
-  await page.keyboard.type("fib", { delay: 120 });
-  const typedAt = Date.now();
+  const typedAt = await typeAtLineEnd(page, 4, "fib");
   result.ghost = await waitFor(async () => {
     const g = await ghostTexts(page);
     return g.some((t) => t.trim().length > 0) ? g : undefined;
@@ -230,7 +219,7 @@ try {
 } finally {
   result.timings = timings;
   if (!result.ok && vscode) {
-    result.codeServerLog = vscode.serverLog.join("").slice(-4000);
+    result.codeServerLog = (vscode.serverLog ?? []).join("").slice(-4000);
   }
   await stopVSCode(vscode);
   process.stdout.write(JSON.stringify(result) + "\n");

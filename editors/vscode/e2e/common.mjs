@@ -126,19 +126,22 @@ export function userSettings(serverCmd, extra = {}) {
  * code-server on a free port (its own process group), Chromium on the workspace. Returns the
  * handles; `stopVSCode` ends them. `vscode.settingsFile` is the user settings.json.
  */
-export async function startVSCode({ codeServer, vsix, workspace, chromiumPath, settings, mark, log }) {
+/** Start code-server with the extension and open the workspace in Chromium. ``vscode`` (the
+ * caller's object) receives each part as it starts, so that stopVSCode(vscode) cleans up
+ * whatever started, also when this fails half-way. */
+export async function startVSCode({ codeServer, vsix, workspace, chromiumPath, settings, mark, log }, vscode = {}) {
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "codefill-vscode-e2e-"));
   const userData = path.join(scratch, "user-data");
   const extensions = path.join(scratch, "extensions");
   const settingsFile = path.join(userData, "User", "settings.json");
   fs.mkdirSync(path.dirname(settingsFile), { recursive: true });
   fs.writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
-  const vscode = { scratch, userData, settingsFile, serverLog: [], proc: undefined, browser: undefined, page: undefined };
+  Object.assign(vscode, { scratch, userData, settingsFile, serverLog: [], proc: undefined, browser: undefined,
+    page: undefined });
   const install = spawnSync(codeServer, ["--install-extension", vsix, "--force",
     "--extensions-dir", extensions, "--user-data-dir", userData], { encoding: "utf8", timeout: 300_000 });
   if (install.status !== 0) {
-    throw Object.assign(new Error(`--install-extension failed (${install.status}): ${install.stdout}${install.stderr}`),
-      { vscode });
+    throw new Error(`--install-extension failed (${install.status}): ${install.stdout}${install.stderr}`);
   }
   mark("installed");
   const port = await freePort();
@@ -148,22 +151,18 @@ export async function startVSCode({ codeServer, vsix, workspace, chromiumPath, s
     workspace], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
   vscode.proc.stdout.on("data", (d) => vscode.serverLog.push(String(d)));
   vscode.proc.stderr.on("data", (d) => vscode.serverLog.push(String(d)));
-  try {
-    await waitHttp(`http://127.0.0.1:${port}/healthz`, 120_000);
-    mark("code-server up");
-    vscode.browser = await chromium.launch({
-      executablePath: chromiumPath,
-      headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    });
-    vscode.page = await vscode.browser.newPage({ viewport: { width: 1280, height: 800 } });
-    vscode.page.setDefaultTimeout(120_000);
-    await vscode.page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
-    await vscode.page.waitForSelector(".monaco-workbench", { timeout: 180_000 });
-  } catch (err) {
-    throw Object.assign(err instanceof Error ? err : new Error(String(err)), { vscode });
-  }
+  await waitHttp(`http://127.0.0.1:${port}/healthz`, 120_000);
+  mark("code-server up");
+  vscode.browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  vscode.page = await vscode.browser.newPage({ viewport: { width: 1280, height: 800 } });
+  vscode.page.setDefaultTimeout(120_000);
+  await vscode.page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(workspace)}`);
+  await vscode.page.waitForSelector(".monaco-workbench", { timeout: 180_000 });
   mark("workbench");
   log("workbench loaded");
   return vscode;
@@ -190,7 +189,9 @@ export async function stopVSCode(vscode) {
       // gone
     }
   }
-  fs.rmSync(vscode.scratch, { recursive: true, force: true });
+  if (vscode.scratch) {
+    fs.rmSync(vscode.scratch, { recursive: true, force: true });
+  }
 }
 
 /** Open a workspace file with Quick Open and wait for `text` in the editor. */
@@ -232,4 +233,17 @@ export async function showStatus(page, timeoutMs = 30_000) {
     timeoutMs, "the message of codefill: Show Status");
   await runCommand(page, "Notifications: Clear All Notifications");
   return text;
+}
+
+
+/** Go to the end of ``line`` (1-based) with Ctrl+G and type ``text`` as a user does; returns when
+ * the last key was typed (Date.now()). */
+export async function typeAtLineEnd(page, line, text) {
+  await page.keyboard.press("Control+G");
+  await page.waitForSelector(".quick-input-widget input");
+  await page.keyboard.type(String(line), { delay: 30 });
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("End");
+  await page.keyboard.type(text, { delay: 120 });
+  return Date.now();
 }

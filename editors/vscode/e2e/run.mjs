@@ -16,7 +16,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import {
-  clock, env, freePort, openFile, showStatus, sleep, startVSCode, stopVSCode, userSettings, waitFor, waitStatusIcon,
+  clock, env, freePort, openFile, showStatus, sleep, startVSCode, stopVSCode, typeAtLineEnd, userSettings, waitFor, waitStatusIcon,
 } from "./common.mjs";
 
 const CODE_SERVER = env("CODE_SERVER");
@@ -69,17 +69,12 @@ function serverPids(pgid) {
   return pids;
 }
 
-let vscode;
+const vscode = {};
 let engine;
 const result = { ok: false };
 try {
-  try {
-    vscode = await startVSCode({ codeServer: CODE_SERVER, vsix: VSIX, workspace: WORKSPACE, chromiumPath: CHROMIUM,
-      settings: userSettings(SERVER_CMD), mark, log });
-  } catch (err) {
-    vscode = err.vscode;
-    throw err;
-  }
+  await startVSCode({ codeServer: CODE_SERVER, vsix: VSIX, workspace: WORKSPACE, chromiumPath: CHROMIUM,
+    settings: userSettings(SERVER_CMD), mark, log }, vscode);
   const codeServer = vscode.proc;
   const page = vscode.page;
   // Open fib.py with Quick Open.
@@ -124,13 +119,7 @@ try {
     + `${result.focusAfterSameLine} after a move on that line`);
   // Line 4 is "    return "; go to its end and type.
   await page.click(".monaco-editor .view-lines");
-  await page.keyboard.press("Control+G");
-  await page.waitForSelector(".quick-input-widget input");
-  await page.keyboard.type("4", { delay: 30 });
-  await page.keyboard.press("Enter");
-  await page.keyboard.press("End");
-  await page.keyboard.type("fib", { delay: 120 });
-  const typedAt = Date.now();
+  const typedAt = await typeAtLineEnd(page, 4, "fib");
   const ghost = page.locator("[class*='ghost-text']").first();
   await ghost.waitFor({ state: "visible", timeout: GHOST_TIMEOUT_MS });
   await page.waitForFunction(() => [...document.querySelectorAll("[class*='ghost-text']")]
@@ -257,7 +246,7 @@ try {
     engine.close();
   }
   if (!result.ok && vscode) {
-    result.codeServerLog = vscode.serverLog.join("").slice(-4000);
+    result.codeServerLog = (vscode.serverLog ?? []).join("").slice(-4000);
   }
   await stopVSCode(vscode);
   process.stdout.write(JSON.stringify(result) + "\n");
