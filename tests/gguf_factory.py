@@ -39,8 +39,7 @@ def write_vocab_gguf(path: Path, specials: list[str], *, arch: str = "llama",
     """A GGUF with ``specials`` (control tokens) + filler text tokens and one tiny tensor."""
     tokens = specials + FILLER
     types = [gguf.TokenType.CONTROL] * len(specials) + [gguf.TokenType.NORMAL] * len(FILLER)
-    w = gguf.GGUFWriter(path, arch)
-    w.add_architecture()
+    w = gguf.GGUFWriter(path, arch)  # writes general.architecture itself
     w.add_name(name)
     w.add_context_length(context_length)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)

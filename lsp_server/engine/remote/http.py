@@ -62,8 +62,8 @@ class Endpoint:
             raise RemoteError(f"remote.url {url!r} is not an http:// or https:// URL "
                               "(example: http://gpu-box:8080)")
         if parts.username or parts.password:
-            raise RemoteError(f"remote.url must not carry credentials; put the API key in the "
-                              f"environment variable named by remote.api_key_env")
+            raise RemoteError("remote.url must not carry credentials; put the API key in the "
+                              "environment variable named by remote.api_key_env")
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
