@@ -110,6 +110,7 @@ def exact_match(gguf: Path, tasks: list[dict[str, str]], files: dict[str, str], 
     cfg.engine.threads = threads
     cfg.prompt.fim_order = order
     cfg.prompt.max_tokens = MAX_TOKENS
+    cfg.engine.cold_share = 0.0  # a measurement: every prompt whole, never a short one
     graph = DependencyGraph.from_texts(files)
     hits, nonempty, sim, times, examples = 0, 0, 0.0, [], []
     with ModelSession(cfg) as s:
