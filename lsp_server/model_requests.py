@@ -18,6 +18,7 @@ from .errors import CodefillError
 from .models import catalog
 from .models.pull import PullCancelled, pull
 from .models.registry import parse_reference
+from .protocol import plain
 
 #: Progress reports at most this often (a pull of 1.6 GB would otherwise send thousands).
 REPORT_EVERY_S = 0.25
@@ -75,11 +76,11 @@ class _Progress:
 
 
 async def pull_model(ls: Any, params: Any) -> dict[str, Any]:
-    name = params.get("name") if isinstance(params, dict) else getattr(params, "name", None)
+    p = plain(params)
+    p = p if isinstance(p, dict) else {}
+    name, token = p.get("name"), p.get("workDoneToken")
     if not isinstance(name, str) or not name.strip():
         raise JsonRpcInvalidParams("codefill/pullModel needs {\"name\": \"MODEL[:QUANT]\"}")
-    token = (params.get("workDoneToken") if isinstance(params, dict)
-             else getattr(params, "workDoneToken", None))
     try:
         ref = parse_reference(name)
     except CodefillError as exc:

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from ..errors import ModelError
-from ..models import catalog
 from ..models.gguf_info import read_model_info
 from ..models.pull import pull, pulled, remove
 from ..models.registry import parse_reference
@@ -18,10 +17,6 @@ from .common import progress
 
 def _gb(n: int) -> str:
     return f"{n / 1e9:.1f} GB" if n else "?"
-
-
-def registry_rows() -> list[dict[str, Any]]:
-    return catalog.rows()
 
 
 def registry_table(rows: list[dict[str, Any]]) -> str:

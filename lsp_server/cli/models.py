@@ -96,7 +96,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .model_registry import registry_rows, registry_table
+    from ..models.catalog import rows as registry_rows
+    from .model_registry import registry_table
 
     if args.available:
         rows = registry_rows()

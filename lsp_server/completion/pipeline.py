@@ -179,14 +179,8 @@ class Pipeline:
     async def _complete(self, req: CompletionRequest,
                         on_text: Callable[[str], None] | None) -> Suggestion:
         cc = self.config.completion
-        if not cc.enabled:
-            return Suggestion("", reason="completions are disabled")
-        if not self.config.language_enabled(req.language):
-            return Suggestion("", reason=f"completions are off for language '{req.language}'")
-        if not 0 <= req.offset <= len(req.text):
-            return Suggestion("", reason="cursor outside the document")
-        why = refusal(req.file_path or req.path, req.text, self.config)
-        if why is not None:  # a secret document: no cache, no model, local or remote
+        why = self.refused(req)
+        if why is not None:  # off, or a secret document: no cache, no model, local or remote
             return Suggestion("", reason=why)
         prefix, suffix = req.text[:req.offset], req.text[req.offset:]
         seq = self._seq[req.uri] = self._seq.get(req.uri, 0) + 1
@@ -227,6 +221,16 @@ class Pipeline:
         self._supersede(req.uri)
         job = self._start(session, req, ctx, speculative=False)
         return await self._wait(job, "", ctx, on_text, "model")
+
+    def refused(self, req: CompletionRequest) -> str | None:
+        """Why ``req`` gets no suggestion at all (and no prefill), or None."""
+        if not self.config.completion.enabled:
+            return "completions are disabled"
+        if not self.config.language_enabled(req.language):
+            return f"completions are off for language '{req.language}'"
+        if not 0 <= req.offset <= len(req.text):
+            return "cursor outside the document"
+        return refusal(req.file_path or req.path, req.text, self.config)
 
     def _suggestion_context(self, req: CompletionRequest) -> SuggestionContext:
         """What the stop rules see for ``req`` (single- or multi-line by completion.mode)."""

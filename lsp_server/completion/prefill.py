@@ -25,7 +25,6 @@ from ..engine.types import StopReason
 from ..settings import Settings
 from .backend import CompletionBackend
 from .completer import Completer
-from .privacy import refusal
 
 #: A burst of focus events (switching through editors, a cursor moving) settles before a prefill.
 SETTLE_S = 0.25
@@ -60,6 +59,7 @@ class Prefiller:
         path a prefill takes, and whose request count tells when a request overtook one."""
         self.settings = settings
         self._session = session
+        self._pipeline = pipeline
         self._completer: Callable[[CompletionBackend], Completer] = pipeline.completer
         self._requests: Callable[[], int] = lambda: pipeline.counters.requests
         self._log = log or (lambda level, text: None)
@@ -124,10 +124,7 @@ class Prefiller:
 
     async def _run(self, req: Any, seen: int) -> None:
         session = self._session()
-        config = self.settings.config
-        if (session is None or self._requests() != seen
-                or not config.completion.enabled or not config.language_enabled(req.language)
-                or refusal(req.file_path or req.path, req.text, config)):
+        if session is None or self._requests() != seen or self._pipeline.refused(req):
             self.counters.skipped += 1
             return
         completer = self._completer(session)

@@ -160,7 +160,9 @@ class ModelSession(CompletionBackend):
             return prompt
         speed = self.engine.counters.prompt_speed(ASSUMED_PROMPT_TPS)
         affordable = int(speed * req.time_budget_s * share)
-        if len(prompt.tokens) - self.engine.cached_tokens(prompt.tokens) <= affordable:
+        # Counting the cached tokens reads the engine's cache: only when it can matter.
+        if (len(prompt.tokens) <= affordable
+                or len(prompt.tokens) - self.engine.cached_tokens(prompt.tokens) <= affordable):
             return prompt
         # Half of what may be evaluated: the user is waiting for this keystroke's answer.
         short = dataclasses.replace(budget, total=min(budget.total, max(affordable // 2, 64)),

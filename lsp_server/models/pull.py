@@ -72,8 +72,6 @@ class Pulled:
     path: Path
     sha256: str
     size_bytes: int
-    commit: str
-    pulled_at: float
 
 
 def _read_stamp(target: Path) -> dict[str, Any] | None:
@@ -95,8 +93,7 @@ def pulled(hub: HubFile) -> Pulled | None:
     stamp = _read_stamp(target)
     if stamp is None:
         return None
-    return Pulled(hub, target, str(stamp.get("sha256", "")), int(stamp["size"]),
-                  str(stamp.get("commit", "")), float(stamp.get("pulled_at", 0.0)))
+    return Pulled(hub, target, str(stamp.get("sha256", "")), int(stamp["size"]))
 
 
 def pulled_files() -> list[Pulled]:
@@ -339,9 +336,7 @@ def pull(ref: ModelRef, *, on_progress: OnProgress | None = None,
         tmp = _stamp_path(target).with_suffix(".tmp")
         tmp.write_text(json.dumps(stamp) + "\n", encoding="utf-8")
         os.replace(tmp, _stamp_path(target))
-        result = pulled(hub)
-        assert result is not None
-        return result
+        return Pulled(hub, target, got, st.st_size)
     finally:
         _unlock(lock)
 

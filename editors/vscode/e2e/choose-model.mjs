@@ -15,21 +15,16 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-  clock, env, ghostTexts, openFile, runCommand, sleep, startVSCode, stopVSCode, typeAtLineEnd, toastTexts, userSettings, waitFor,
+  clock, env, ghostTexts, openFile, runCommand, sleep, startVSCodeFromEnv, stopVSCode, typeAtLineEnd, toastTexts, waitFor,
   waitStatusIcon,
 } from "./common.mjs";
 
-const CODE_SERVER = env("CODE_SERVER");
-const VSIX = env("VSIX");
-const WORKSPACE = env("WORKSPACE");
-const SERVER_CMD = JSON.parse(env("SERVER_CMD"));
 const SCREENSHOT = env("SCREENSHOT");
 const STORE = path.join(env("XDG_CACHE_HOME"), "codefill", "hub");
 const MODEL = env("MODEL", "codegemma-2b");
 const TEMPLATE = env("TEMPLATE", "codegemma");
 const CANCEL_AFTER_MB = Number(env("CANCEL_AFTER_MB", "4"));
 const GHOST_TIMEOUT_MS = Number(env("GHOST_TIMEOUT_MS", "120000"));
-const CHROMIUM = env("CHROMIUM", "/usr/bin/chromium");
 
 const { timings, mark, log } = clock();
 
@@ -108,8 +103,7 @@ async function waitToast(page, re, timeoutMs, progress = []) {
 const vscode = {};
 const result = { ok: false };
 try {
-  await startVSCode({ codeServer: CODE_SERVER, vsix: VSIX, workspace: WORKSPACE, chromiumPath: CHROMIUM,
-    settings: userSettings(SERVER_CMD), mark, log }, vscode);
+  await startVSCodeFromEnv({ mark, log }, vscode);
   const page = vscode.page;
   await page.waitForTimeout(1500);
   await openFile(page, "fib.py", "fibonacci");

@@ -247,3 +247,12 @@ export async function typeAtLineEnd(page, line, text) {
   await page.keyboard.type(text, { delay: 120 });
   return Date.now();
 }
+
+
+/** startVSCode with what the test passes in the environment: CODE_SERVER, VSIX, WORKSPACE,
+ * SERVER_CMD (a JSON argv) and CHROMIUM (default /usr/bin/chromium). */
+export function startVSCodeFromEnv({ mark, log }, vscode) {
+  return startVSCode({ codeServer: env("CODE_SERVER"), vsix: env("VSIX"), workspace: env("WORKSPACE"),
+    chromiumPath: env("CHROMIUM", "/usr/bin/chromium"), settings: userSettings(JSON.parse(env("SERVER_CMD"))),
+    mark, log }, vscode);
+}

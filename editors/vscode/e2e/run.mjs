@@ -16,16 +16,12 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import {
-  clock, env, freePort, openFile, showStatus, sleep, startVSCode, stopVSCode, typeAtLineEnd, userSettings, waitFor, waitStatusIcon,
+  clock, env, freePort, openFile, showStatus, sleep, startVSCodeFromEnv, stopVSCode, typeAtLineEnd, waitFor, waitStatusIcon,
 } from "./common.mjs";
 
-const CODE_SERVER = env("CODE_SERVER");
-const VSIX = env("VSIX");
 const WORKSPACE = env("WORKSPACE");
-const SERVER_CMD = JSON.parse(env("SERVER_CMD"));
 const SCREENSHOT = env("SCREENSHOT");
 const GHOST_TIMEOUT_MS = Number(env("GHOST_TIMEOUT_MS", "120000"));
-const CHROMIUM = env("CHROMIUM", "/usr/bin/chromium");
 
 const { timings, mark, log } = clock();
 
@@ -73,8 +69,7 @@ const vscode = {};
 let engine;
 const result = { ok: false };
 try {
-  await startVSCode({ codeServer: CODE_SERVER, vsix: VSIX, workspace: WORKSPACE, chromiumPath: CHROMIUM,
-    settings: userSettings(SERVER_CMD), mark, log }, vscode);
+  await startVSCodeFromEnv({ mark, log }, vscode);
   const codeServer = vscode.proc;
   const page = vscode.page;
   // Open fib.py with Quick Open.

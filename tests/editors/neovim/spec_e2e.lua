@@ -34,6 +34,20 @@ local NO_GHOST = [[
 ]]
 
 --- The buffer lines after inserting `text` at (row, col) of `lines` (0-based row, byte col).
+-- In the child Neovim, record the params of every `method` notification the plugin's client
+-- sends into the global list `var`.
+local function record_notifications(c, method, var)
+  c:lua(string.format([[
+    _G.%s = {}
+    local client = vim.lsp.get_clients({ name = "codefill", bufnr = 0 })[1]
+    local notify = client.notify
+    client.notify = function(self, m, params)
+      if m == %q then table.insert(_G.%s, params) end
+      return notify(self, m, params)
+    end
+  ]], var, method, var))
+end
+
 local function inserted(lines, row, col, text)
   local line = lines[row + 1]
   local new = vim.split(line:sub(1, col) .. text .. line:sub(col + 1), "\n", { plain = true })
@@ -136,15 +150,7 @@ return function(t)
   end)
 
   t.case("typing shows ghost text from the model; <Tab> accepts it into the buffer", function()
-    c:lua([[
-      _G.sent = {}
-      local client = vim.lsp.get_clients({ name = "codefill", bufnr = 0 })[1]
-      local notify = client.notify
-      client.notify = function(self, method, params)
-        if method == "codefill/didAccept" then table.insert(_G.sent, params) end
-        return notify(self, method, params)
-      end
-    ]])
+    record_notifications(c, "codefill/didAccept", "sent")
     c:input("4GA")
     c:type("fib")
     local g = ghost()
@@ -357,15 +363,7 @@ return function(t)
     ]])
     c:wait_lua([[return #vim.lsp.get_clients({ name = "codefill", bufnr = 0 }) == 1]], 10000, "other.py attached")
     c:lua([[vim.cmd("buffer fib.py")]])
-    c:lua([[
-      _G.focus_sent = {}
-      local client = vim.lsp.get_clients({ name = "codefill", bufnr = 0 })[1]
-      local notify = client.notify
-      client.notify = function(self, method, params)
-        if method == "codefill/didFocus" then table.insert(_G.focus_sent, params) end
-        return notify(self, method, params)
-      end
-    ]])
+    record_notifications(c, "codefill/didFocus", "focus_sent")
     local rest = c:lua("return require('codefill.focus').rest_ms")
     local function settle()
       vim.wait(rest + 500)
