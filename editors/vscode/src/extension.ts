@@ -1,5 +1,6 @@
 // codefill for VS Code: starts `codefill serve` over stdio with vscode-languageclient, shows its
 // suggestions as inline completions (ghost text) that grow with codefill/partial notifications,
+// one item per ranked candidate once the answer is final (VS Code's Alt+] / Alt+[ cycle them),
 // reports accepts with codefill/didAccept and where the user is looking with codefill/didFocus
 // (the server prepares the prompt there), shows the server's state in the status bar, and picks,
 // pulls (codefill/models, codefill/pullModel with $/progress) and sets the model.
@@ -48,6 +49,8 @@ const STREAM_WAIT_MS = 30_000;
 
 interface CompleteResult {
   text: string;
+  /** the ranked suggestion texts (candidates[0] is text); absent when there is one */
+  candidates?: string[];
   source?: string;
   reason?: string;
 }
@@ -654,13 +657,14 @@ class Codefill {
       Streams.wait(stream, STREAM_WAIT_MS),
       new Promise<void>((resolve) => token.onCancellationRequested(() => resolve())),
     ]);
-    if (token.isCancellationRequested || !stream.text) {
+    const texts = Streams.items(stream);
+    if (token.isCancellationRequested || texts.length === 0) {
       return undefined;
     }
-    stream.shown = stream.text;
-    const item = new vscode.InlineCompletionItem(stream.text, new vscode.Range(position, position),
-      this.acceptCommand(uri));
-    return [item];
+    // One item while the suggestion streams; once final, one per candidate, the one shown first.
+    stream.shown = texts;
+    const range = new vscode.Range(position, position);
+    return texts.map((text) => new vscode.InlineCompletionItem(text, range, this.acceptCommand(uri)));
   }
 
   private startStream(document: vscode.TextDocument, position: vscode.Position, key: string): Stream {
@@ -692,7 +696,7 @@ class Codefill {
 
   private onPartial(p: { streamId: string; text: string }): void {
     const stream = this.streams.partial(p.streamId, p.text);
-    if (stream && stream.shown !== undefined && stream.text !== stream.shown) {
+    if (stream && Streams.stale(stream)) {
       this.retrigger(stream);
     }
   }
@@ -700,7 +704,7 @@ class Codefill {
   private onFinal(stream: Stream, uri: string, result: CompleteResult | undefined): void {
     this.cancellers.get(stream.id)?.dispose();
     this.cancellers.delete(stream.id);
-    const finished = this.streams.finish(stream.id, result?.text);
+    const finished = this.streams.finish(stream.id, result?.text, result?.candidates);
     this.render();
     if (result) {
       this.maybeRefreshStatus(result.reason);
@@ -721,12 +725,14 @@ class Codefill {
       this.retrigger(stream);
       return;
     }
-    if (stream.shown !== undefined && stream.text !== stream.shown) {
+    // The text changed, or more candidates came: VS Code asks again (an explicit trigger, so its
+    // toolbar counts them, "1/3").
+    if (Streams.stale(stream)) {
       this.retrigger(stream);
     }
   }
 
-  /** Ask VS Code to query the provider again (the stream's text changed) if still relevant. */
+  /** Ask VS Code to query the provider again (the stream's items changed) if still relevant. */
   private retrigger(stream: Stream): void {
     if (this.retriggerTimer) {
       return;

@@ -1,7 +1,8 @@
 // The extension's own logic, free of the `vscode` module so that plain node tests can run it:
 // finding the server command, turning VS Code's settings into the server's settings tree, the
 // status bar text (remote engine health included), when to ask the server for its status, the
-// bounded restart policy, the state of streamed suggestions, the model picker's items, progress
+// bounded restart policy, the state of streamed suggestions and their ranked candidates, the
+// model picker's items, progress
 // and outcome, and when to tell the server where the user is looking (codefill/didFocus).
 import * as path from "node:path";
 
@@ -277,11 +278,61 @@ export interface Stream {
   id: string;
   /** document uri, version and position the stream was asked for */
   key: string;
+  /** the first (greedy) candidate: the partials while it grows, then the final answer's text */
   text: string;
+  /**
+   * The final answer's ranked candidates (`candidates` of codefill/complete, the first is
+   * `text`), ordered so that the ghost text shown while streaming stays first; empty until done.
+   */
+  candidates: string[];
   done: boolean;
-  /** the text last handed to VS Code */
-  shown?: string;
+  /** the texts last handed to VS Code, one inline completion item each (the first is shown) */
+  shown?: string[];
   waiters: (() => void)[];
+}
+
+/**
+ * The suggestion texts of a codefill/complete answer: `text` first, then the other `candidates`
+ * in the server's rank order; empty and repeated texts are left out (a repeated item would show
+ * as a candidate the user cannot tell apart).
+ */
+export function candidatesOf(text: unknown, candidates: unknown): string[] {
+  const out: string[] = [];
+  const add = (t: unknown) => {
+    if (typeof t === "string" && t.length > 0 && !out.includes(t)) {
+      out.push(t);
+    }
+  };
+  add(text);
+  if (Array.isArray(candidates)) {
+    candidates.forEach(add);
+  }
+  return out;
+}
+
+/**
+ * Keep the ghost text the user is looking at from jumping to another candidate: when the first
+ * candidate does not continue (or shorten) the text shown, the first one that does moves to the
+ * front; the others keep their rank. The server already puts the streamed text first; this only
+ * guards the client against an answer that does not.
+ */
+export function keepShownFirst(candidates: string[], shown: string | undefined): string[] {
+  if (!shown || candidates.length < 2) {
+    return candidates;
+  }
+  const fits = (c: string) => c.startsWith(shown) || shown.startsWith(c);
+  if (fits(candidates[0])) {
+    return candidates;
+  }
+  const i = candidates.findIndex(fits);
+  if (i < 0) {
+    return candidates;
+  }
+  return [candidates[i], ...candidates.slice(0, i), ...candidates.slice(i + 1)];
+}
+
+function sameTexts(a: string[] | undefined, b: string[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((t, i) => t === b[i]);
 }
 
 /** The streams in flight, at most one per document. */
@@ -309,7 +360,8 @@ export class Streams {
       this.byId.delete(replaced.id);
     }
     this.seq += 1;
-    const stream: Stream = { id: `${this.prefix}-${this.seq}`, key, text: "", done: false, waiters: [] };
+    const stream: Stream = { id: `${this.prefix}-${this.seq}`, key, text: "", candidates: [], done: false,
+      waiters: [] };
     this.byId.set(stream.id, stream);
     this.byDoc.set(uri, stream);
     return { stream, replaced };
@@ -326,17 +378,37 @@ export class Streams {
     return s;
   }
 
-  /** The final answer (authoritative: it may be shorter than the partials). */
-  finish(id: string, text: string | undefined): Stream | undefined {
+  /**
+   * The final answer (authoritative: it may be shorter than the partials) with its ranked
+   * candidates (see `candidatesOf`; the one that keeps the shown ghost text goes first).
+   */
+  finish(id: string, text: string | undefined, candidates?: unknown): Stream | undefined {
     const s = this.byId.get(id);
     if (!s) {
       return undefined;
     }
-    s.text = text ?? "";
+    s.candidates = keepShownFirst(candidatesOf(text, candidates), s.shown?.[0]);
+    s.text = s.candidates[0] ?? "";
     s.done = true;
     this.byId.delete(id);
     Streams.wake(s);
     return s;
+  }
+
+  /**
+   * The texts to offer VS Code now, one inline completion item each: while the stream grows,
+   * its one text; once done, every candidate (VS Code's showNext/showPrevious cycle them).
+   */
+  static items(s: Stream): string[] {
+    if (s.done) {
+      return [...s.candidates];
+    }
+    return s.text ? [s.text] : [];
+  }
+
+  /** Whether VS Code shows items of this stream that are out of date (query the provider again). */
+  static stale(s: Stream): boolean {
+    return s.shown !== undefined && !sameTexts(s.shown, Streams.items(s));
   }
 
   /** Forget the document's stream (document changed or closed); returns it to cancel. */

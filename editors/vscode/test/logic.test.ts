@@ -3,9 +3,9 @@ import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import { test } from "node:test";
 import {
-  EMBEDDED_LABEL, findServer, FindOptions, FOCUS_ACTIVE_MS, FOCUS_REST_MS, FocusTracker, humanBytes, humanParameters,
-  languageEnabled, modelPicks, ModelRow, modelSettingTarget, pickerPlaceholder, prefillSummary,
-  PULL_CANCELLED_MESSAGE, PullProgress, pullOutcome, refreshAfterAnswer, remoteOf, REQUEST_CANCELLED, RestartPolicy,
+  candidatesOf, EMBEDDED_LABEL, findServer, FindOptions, FOCUS_ACTIVE_MS, FOCUS_REST_MS, FocusTracker, humanBytes,
+  humanParameters, keepShownFirst, languageEnabled, modelPicks, ModelRow, modelSettingTarget, pickerPlaceholder,
+  prefillSummary, PULL_CANCELLED_MESSAGE, PullProgress, pullOutcome, refreshAfterAnswer, remoteOf, REQUEST_CANCELLED, RestartPolicy,
   SERVER_SECTIONS, splitModelName, StatusInput, statusPollMs, statusView, Streams, toServerSettings,
 } from "../src/logic";
 
@@ -140,6 +140,78 @@ test("Streams: partials only grow, the final answer is authoritative, one stream
   const next = s.start("file:///a.py", Streams.key("file:///a.py", 4, 1, 5));
   assert.equal(next.replaced, stream);
   assert.notEqual(next.stream.id, stream.id);
+});
+
+test("candidatesOf: text first, then the other candidates in rank order, no empty or repeated ones", () => {
+  assert.deepEqual(candidatesOf("a", undefined), ["a"]);
+  assert.deepEqual(candidatesOf("a", ["a"]), ["a"]);
+  assert.deepEqual(candidatesOf("a", ["a", "b", "c"]), ["a", "b", "c"]);
+  assert.deepEqual(candidatesOf("a", ["b", "a", "c"]), ["a", "b", "c"], "text stays first");
+  assert.deepEqual(candidatesOf("a", ["a", "", "b", "b", 3, null, "c"]), ["a", "b", "c"]);
+  assert.deepEqual(candidatesOf("", undefined), []);
+  assert.deepEqual(candidatesOf(undefined, undefined), []);
+  assert.deepEqual(candidatesOf("a", "b"), ["a"], "not a list: ignored");
+});
+
+test("keepShownFirst: the candidate that continues the shown ghost text stays first", () => {
+  assert.deepEqual(keepShownFirst(["abc", "x", "y"], "ab"), ["abc", "x", "y"]);
+  assert.deepEqual(keepShownFirst(["ab", "x"], "abc"), ["ab", "x"], "a shorter final text still fits");
+  assert.deepEqual(keepShownFirst(["x", "y", "abc", "z"], "ab"), ["abc", "x", "y", "z"]);
+  assert.deepEqual(keepShownFirst(["x", "y"], "ab"), ["x", "y"], "none fits: the server's order");
+  assert.deepEqual(keepShownFirst(["x", "abc"], undefined), ["x", "abc"]);
+  assert.deepEqual(keepShownFirst(["x", "abc"], ""), ["x", "abc"]);
+});
+
+test("Streams: one item while streaming, every candidate once final, the streamed one first", () => {
+  const s = new Streams("t");
+  const { stream } = s.start("file:///a.py", "k");
+  assert.deepEqual(Streams.items(stream), []);
+  assert.equal(Streams.stale(stream), false, "nothing shown yet");
+  s.partial(stream.id, "fib");
+  assert.deepEqual(Streams.items(stream), ["fib"]);
+  stream.shown = Streams.items(stream);
+  assert.equal(Streams.stale(stream), false);
+  s.partial(stream.id, "fibonacci(");
+  assert.equal(Streams.stale(stream), true, "the text grew");
+  stream.shown = Streams.items(stream);
+  s.finish(stream.id, "fibonacci(n - 1)", ["fibonacci(n - 1)", "fib(n)", "n", "fib(n)"]);
+  assert.equal(stream.text, "fibonacci(n - 1)");
+  assert.deepEqual(stream.candidates, ["fibonacci(n - 1)", "fib(n)", "n"]);
+  assert.deepEqual(Streams.items(stream), ["fibonacci(n - 1)", "fib(n)", "n"]);
+  assert.equal(Streams.stale(stream), true, "more candidates came: ask VS Code to query again");
+  // VS Code queries again (the retrigger, or showNext's explicit trigger): all items, same order.
+  stream.shown = Streams.items(stream);
+  assert.equal(Streams.stale(stream), false);
+  assert.deepEqual(Streams.items(stream), stream.shown);
+  assert.equal(s.find("file:///a.py", "k"), stream, "a query after the final answer finds them");
+});
+
+test("Streams: a final answer that ranks another candidate first keeps the shown ghost text first", () => {
+  const s = new Streams("t");
+  const { stream } = s.start("u", "k");
+  s.partial(stream.id, "return a");
+  stream.shown = Streams.items(stream);
+  s.finish(stream.id, "x = 1", ["x = 1", "return a + b", "pass"]);
+  assert.deepEqual(Streams.items(stream), ["return a + b", "x = 1", "pass"]);
+  assert.equal(stream.text, "return a + b");
+  // Not streamed (a cache hit): the server's order as it is.
+  const other = s.start("v", "k2").stream;
+  s.finish(other.id, "x = 1", ["x = 1", "return a + b"]);
+  assert.deepEqual(Streams.items(other), ["x = 1", "return a + b"]);
+  assert.equal(Streams.stale(other), false, "nothing was shown");
+});
+
+test("Streams: a single answer (no candidates) is one item; an empty one none", () => {
+  const s = new Streams("t");
+  const a = s.start("u", "k").stream;
+  s.finish(a.id, "pass");
+  assert.deepEqual(Streams.items(a), ["pass"]);
+  const b = s.start("v", "k").stream;
+  s.partial(b.id, "re");
+  b.shown = Streams.items(b);
+  s.finish(b.id, "", undefined);
+  assert.deepEqual(Streams.items(b), []);
+  assert.equal(Streams.stale(b), true, "the shown ghost text must go");
 });
 
 test("Streams.wait resolves on the first partial, on drop, or on timeout", async () => {
