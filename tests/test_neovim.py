@@ -2,14 +2,19 @@
 
 Each spec in tests/editors/neovim/ runs once per module in a parent `nvim --headless -l
 runner.lua`, which starts child Neovims (`nvim --embed`) and types into them over RPC; every
-case of the spec becomes one pytest test here. Four specs:
+case of the spec becomes one pytest test here. Six specs:
 - spec_setup.lua: setup() options (merge, validation), keymaps and their fallbacks, commands;
 - spec_bad.lua: missing/crashing server, model that fails to load (real server);
 - spec_e2e.lua: the real `codefill serve` with the embedded model: ghost text appears while
   typing, <Tab> / next word / next line accept it, dismiss, toggle, status, checkhealth, restart;
 - spec_models.lua: `:Codefill model` against a local hub (tests/fake_hub.py): the registry in
   vim.ui.select, a pull with progress in the statusline, cancel and resume, the switch to the
-  pulled model and its suggestions.
+  pulled model and its suggestions;
+- spec_candidates.lua: several ranked candidates (next/prev keys and commands, the n/m count,
+  accepting the one shown, typing-through per candidate) against an in-process stand-in for the
+  server (fake_lsp.lua) whose answers each case sets;
+- spec_candidates_e2e.lua: the same with the real server (completion.candidates = 4) and the
+  embedded model.
 """
 
 from __future__ import annotations
@@ -147,6 +152,21 @@ MODELS_CASES = [
     ":Codefill model NAME resumes the pull with progress in the statusline, switches to it, and its suggestions appear",
     "vim.ui.select: the embedded default switches back; a pulled model switches without a download",
 ]
+CANDIDATES_CASES = [
+    "candidate lists: ranking kept, repeats and empty texts dropped; typing-through and wrap-around arithmetic",
+    "next/prev keys cycle the ghost text with an n/m count and wrap around; <Tab> accepts the one shown",
+    "one candidate: no count is shown and next/prev leave it",
+    "typing-through keeps the candidates that go on with the typed text; the shown one stays shown",
+    "accept next word keeps the candidates that start with it; <Tab> then accepts the shown one's rest",
+    "next pressed while the answer streams shows the second candidate once it arrives; with nothing shown it asks",
+    "streaming = false: the items of textDocument/inlineCompletion are the candidates",
+    ":Codefill next / prev, configurable keys, and Neovim 0.12's select() for the built-in renderer",
+]
+CANDIDATES_E2E_CASES = [
+    "completion.candidates = 4: the server's answer brings several distinct candidates, the first shown with its count",
+    "the next key shows the second candidate; <Tab> inserts it",
+    "the previous key wraps around to the last candidate; <Tab> inserts it",
+]
 #: The pulled model's download speed in the models spec (bytes/s): slow enough to see its
 #: progress and to cancel it, about 6 s for the whole file.
 PULL_RATE = 6 * 1024 * 1024
@@ -165,6 +185,17 @@ def bad_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
 @pytest.fixture(scope="module")
 def e2e_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
     return run_spec("spec_e2e.lua", tmp_path_factory.mktemp("nvim-e2e"), timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def candidates_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    return run_spec("spec_candidates.lua", tmp_path_factory.mktemp("nvim-candidates"), timeout=300)
+
+
+@pytest.fixture(scope="module")
+def candidates_e2e_results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    return run_spec("spec_candidates_e2e.lua", tmp_path_factory.mktemp("nvim-candidates-e2e"),
+                    timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +243,18 @@ def test_e2e_screenshot(e2e_results: Results) -> None:
     assert svg.startswith("<svg") and ">return<" in svg and "codefill: ready" in svg
 
 
+@pytest.mark.parametrize("name", CANDIDATES_CASES)
+def test_candidates(candidates_results: Results, name: str) -> None:
+    check(candidates_results, name)
+
+
+@pytest.mark.model
+@pytest.mark.timeout(960)  # candidates_e2e_results runs the spec with timeout=900
+@pytest.mark.parametrize("name", CANDIDATES_E2E_CASES)
+def test_candidates_e2e(candidates_e2e_results: Results, name: str) -> None:
+    check(candidates_e2e_results, name)
+
+
 @pytest.mark.model
 @pytest.mark.timeout(960)  # models_results runs the spec with timeout=900
 @pytest.mark.parametrize("name", MODELS_CASES)
@@ -238,7 +281,9 @@ def test_models_pull_resumed_and_downloaded_once(models_results: Results,
     ("setup_results", SETUP_CASES),
     pytest.param("bad_results", BAD_CASES, marks=pytest.mark.model),
     pytest.param("e2e_results", E2E_CASES, marks=pytest.mark.model),
-    pytest.param("models_results", MODELS_CASES, marks=pytest.mark.model)])
+    pytest.param("models_results", MODELS_CASES, marks=pytest.mark.model),
+    ("candidates_results", CANDIDATES_CASES),
+    pytest.param("candidates_e2e_results", CANDIDATES_E2E_CASES, marks=pytest.mark.model)])
 def test_every_case_is_listed(request: pytest.FixtureRequest, fixture: str,
                               names: list[str]) -> None:
     """The Lua specs and this file list the same cases (none runs unseen, none is lost)."""

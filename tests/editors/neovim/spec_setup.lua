@@ -375,7 +375,7 @@ return function(t)
     eq(r[1], true, "no error raised: " .. r[2])
     assert(r[3] and r[3]:find("unknown subcommand frobnicate"), vim.inspect(r[3]))
     table.sort(r[4])
-    eq(r[4], { "disable", "enable", "log", "model", "restart", "status", "toggle" }, "completion of :Codefill")
+    eq(r[4], { "disable", "enable", "log", "model", "next", "prev", "restart", "status", "toggle" }, "completion of :Codefill")
   end)
 
   t.case("files of disabled filetypes and unnamed buffers start no server", function()

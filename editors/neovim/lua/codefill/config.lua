@@ -55,13 +55,17 @@ M.defaults = {
     pum = "hide",
   },
   -- Insert-mode keymaps; set one to false to leave the key alone. accept falls back to the key's
-  -- normal behaviour when no suggestion is shown.
+  -- normal behaviour when no suggestion is shown. next/prev cycle through the candidates (the
+  -- server sends several with settings = { completion = { candidates = N } }) and ask for a
+  -- suggestion when none is shown.
   keymaps = {
     accept = "<Tab>",
     accept_word = "<M-Right>",
     accept_line = "<M-C-Right>",
     dismiss = "<C-]>",
     trigger = "<M-\\>",
+    next = "<M-]>",
+    prev = "<M-[>",
   },
   -- Lines of server log (window/logMessage and client events) kept for `:Codefill log`.
   log_lines = 1000,
@@ -93,6 +97,8 @@ local schema = {
   ["keymaps.accept_line"] = { types = { "string", "boolean" }, one_of_bool = { false } },
   ["keymaps.dismiss"] = { types = { "string", "boolean" }, one_of_bool = { false } },
   ["keymaps.trigger"] = { types = { "string", "boolean" }, one_of_bool = { false } },
+  ["keymaps.next"] = { types = { "string", "boolean" }, one_of_bool = { false } },
+  ["keymaps.prev"] = { types = { "string", "boolean" }, one_of_bool = { false } },
   log_lines = { types = { "number" }, min = 0 },
 }
 M.schema = schema

@@ -2,8 +2,8 @@
 --
 --   require("codefill").setup({ ... })   -- see doc/codefill.txt for every option
 --
--- Public functions: setup, accept, accept_word, accept_line, dismiss, trigger, toggle,
--- is_visible, get_suggestion, status, statusline, restart, show_log, model, pick_model,
+-- Public functions: setup, accept, accept_word, accept_line, dismiss, trigger, next, prev,
+-- toggle, is_visible, get_suggestion, status, statusline, restart, show_log, model, pick_model,
 -- cancel_pull.
 local config = require("codefill.config")
 local focus = require("codefill.focus")
@@ -94,10 +94,15 @@ function M.is_visible()
   return suggest.current(buf) ~= nil
 end
 
---- The suggestion shown at the cursor: { text, row, col } (0-based row, byte col), or nil.
+--- The suggestion shown at the cursor: { text, row, col, index, count, candidates } (0-based
+--- row, byte col; candidates[index] == text is the one shown of count), or nil.
 function M.get_suggestion()
   local s = suggest.current()
-  return s and { text = s.text, row = s.row, col = s.col } or nil
+  if not s then
+    return nil
+  end
+  return { text = s.text, row = s.row, col = s.col, index = s.index, count = #s.candidates,
+           candidates = vim.deepcopy(s.candidates) }
 end
 
 function M.accept()
@@ -132,6 +137,31 @@ function M.dismiss()
     return
   end
   suggest.dismiss()
+end
+
+--- Show the next candidate (step 1, default) or the previous one (-1), wrapping around; asks
+--- for a suggestion when none is shown. Returns true when another candidate is shown.
+function M.cycle(step)
+  step = step or 1
+  if M.uses_native() then
+    local ok, err = pcall(vim.lsp.inline_completion.select,
+      { bufnr = api.nvim_get_current_buf(), count = step, wrap = true })
+    if not ok then
+      server.log("vim.lsp.inline_completion.select failed: " .. tostring(err))
+    end
+    return ok
+  end
+  return suggest.cycle(step)
+end
+
+--- The next candidate of the suggestion (wraps around to the first).
+function M.next()
+  return M.cycle(1)
+end
+
+--- The previous candidate of the suggestion (wraps around to the last).
+function M.prev()
+  return M.cycle(-1)
 end
 
 --- Ask for a suggestion now (also after a dismiss).
@@ -340,6 +370,8 @@ local subcommands = {
   restart = function() M.restart() end,
   log = function() M.show_log() end,
   model = function(args) models.command(args) end,
+  next = function() M.next() end,
+  prev = function() M.prev() end,
 }
 
 local function map_keys(keys)
@@ -366,6 +398,8 @@ local function map_keys(keys)
   imap(keys.accept_line, "accept_line", "codefill: accept the next line", true, true)
   imap(keys.dismiss, "dismiss", "codefill: dismiss the suggestion", true)
   imap(keys.trigger, "trigger", "codefill: ask for a suggestion", false)
+  imap(keys.next, "next", "codefill: show the next candidate", false)
+  imap(keys.prev, "prev", "codefill: show the previous candidate", false)
 end
 
 local function autocmds()
@@ -488,7 +522,7 @@ function M.setup(opts)
     local fn = subcommands[name]
     if not fn then
       vim.notify("codefill: unknown subcommand " .. name
-        .. " (status, toggle, enable, disable, restart, log, model)", vim.log.levels.ERROR)
+        .. " (status, toggle, enable, disable, restart, log, model, next, prev)", vim.log.levels.ERROR)
       return
     end
     if name ~= "model" and #a.fargs > 1 then
@@ -513,7 +547,7 @@ function M.setup(opts)
         return vim.startswith(c, lead)
       end, choices)
     end,
-    desc = "codefill: status | toggle | enable | disable | restart | log | model [NAME | cancel]",
+    desc = "codefill: status | toggle | enable | disable | restart | log | model [NAME | cancel] | next | prev",
   })
   if restart then
     M.restart()

@@ -1,21 +1,28 @@
 -- codefill's own inline-completion renderer: asks the server (streaming codefill/complete or
 -- textDocument/inlineCompletion), draws the suggestion as ghost text with extmarks (virt_text
 -- for the rest of the cursor line, virt_lines below), and accepts it in full, by word or by line.
+-- With several ranked candidates (the server's completion.candidates setting) one is shown at a
+-- time, with an "n/m" count at the end of the line, and next/prev cycle through them.
 local server = require("codefill.server")
 
 local M = {}
 
 local api = vim.api
 M.ns = api.nvim_create_namespace("codefill.ghost")
+-- The "n/m" count of the candidates, beside the ghost text (only with more than one).
+M.count_ns = api.nvim_create_namespace("codefill.ghost.count")
 
 local uv = vim.uv or vim.loop
 local seq = 0
--- Per buffer: { sugg = {row, col, prefix, text, tick, extmark}, req = {client, id, stream},
---               timer = uv timer, dismissed_tick = changedtick after a dismiss }
+-- Per buffer: { sugg = {row, col, prefix, text, candidates, index, tick, extmark},
+--               req = {client, id, stream, cycle}, timer = uv timer,
+--               dismissed_tick = changedtick after a dismiss }
+-- sugg.candidates: the ranked texts to insert at (row, col); sugg.text == candidates[index] is
+-- the one shown.
 local bufs = {}
 local streams = {} ---@type table<string, table> streamId -> request record
 -- Counters for :Codefill status and the tests.
-M.stats = { requests = 0, inline_requests = 0, partials = 0, answers = 0, shown = 0, accepts = 0 }
+M.stats = { requests = 0, inline_requests = 0, partials = 0, answers = 0, shown = 0, accepts = 0, cycles = 0 }
 
 local function cfg()
   return server.config
@@ -50,6 +57,7 @@ function M.clear(buf, forget)
   local s = bufs[buf]
   if api.nvim_buf_is_valid(buf) then
     api.nvim_buf_clear_namespace(buf, M.ns, 0, -1)
+    api.nvim_buf_clear_namespace(buf, M.count_ns, 0, -1)
   end
   if s then
     if s.sugg then
@@ -84,18 +92,78 @@ local function display(text)
   return (text:gsub("\t", string.rep(" ", ts)))
 end
 
+--- The candidate list of an answer: `text` first, then the other non-empty strings of `list`
+--- in their order, without repeats. Empty when `text` is empty.
+---@param text string|nil
+---@param list any the reply's candidates (may be nil, vim.NIL or malformed)
+---@return string[]
+local function candidate_list(text, list)
+  if type(text) ~= "string" or text == "" then
+    return {}
+  end
+  local out, seen = { text }, { [text] = true }
+  if type(list) == "table" then
+    for _, c in ipairs(list) do
+      if type(c) == "string" and c ~= "" and not seen[c] then
+        seen[c] = true
+        out[#out + 1] = c
+      end
+    end
+  end
+  return out
+end
+M._candidate_list = candidate_list
+
+--- After `typed` was inserted at the suggestion's position (typed by the user or accepted in
+--- part): the candidates that start with it, with the typed part removed, and the index of the
+--- one to show (the one shown before when it still matches, else the best-ranked that does).
+---@param candidates string[]
+---@param index integer the shown candidate
+---@param typed string
+---@return string[]|nil candidates nil when none is left
+---@return integer index
+local function advance(candidates, index, typed)
+  local out, at = {}, 1
+  for i, c in ipairs(candidates) do
+    if #typed < #c and c:sub(1, #typed) == typed then
+      out[#out + 1] = c:sub(#typed + 1)
+      if i == index then
+        at = #out
+      end
+    end
+  end
+  if #out == 0 then
+    return nil, 1
+  end
+  return out, at
+end
+M._advance = advance
+
+--- The index `step` places away from `index` in a list of `n`, wrapping around.
+local function step_index(index, step, n)
+  return (index - 1 + step) % n + 1
+end
+M._step_index = step_index
+
 --- Draw `text` as ghost text at (row, col) of buf and remember it as the current suggestion.
-function M.show(buf, row, col, text)
+--- `candidates` (default { text }) are the ranked alternatives, `index` (default 1) the one
+--- that `text` is.
+function M.show(buf, row, col, text, candidates, index)
   local s = bstate(buf)
   local line = api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or ""
+  candidates = candidates or { text }
+  index = index or 1
   s.sugg = {
     row = row,
     col = col,
     prefix = line:sub(1, col),
     text = text,
+    candidates = candidates,
+    index = index,
     tick = api.nvim_buf_get_changedtick(buf),
   }
   api.nvim_buf_clear_namespace(buf, M.ns, 0, -1)
+  api.nvim_buf_clear_namespace(buf, M.count_ns, 0, -1)
   if text == "" or pum_hidden_now() then
     return
   end
@@ -114,6 +182,14 @@ function M.show(buf, row, col, text)
     opts.virt_lines = vl
   end
   s.sugg.extmark = api.nvim_buf_set_extmark(buf, M.ns, row, col, opts)
+  if #candidates > 1 then
+    api.nvim_buf_set_extmark(buf, M.count_ns, row, 0, {
+      virt_text = { { string.format("(%d/%d)", index, #candidates), hl } },
+      virt_text_pos = "eol",
+      hl_mode = "combine",
+      priority = 65534,
+    })
+  end
 end
 
 --- The suggestion shown at the cursor of the current window, or nil.
@@ -148,17 +224,37 @@ local function still_valid(buf, req)
   return req.tick == api.nvim_buf_get_changedtick(buf) and req.row == row and req.col == col
 end
 
-local function on_answer(buf, req, text)
+--- Show an answer: `text` and the ranked `list` of candidates (codefill/complete's candidates
+--- or the items of textDocument/inlineCompletion).
+local function on_answer(buf, req, text, list)
   if not still_valid(buf, req) then
     return
   end
   M.stats.answers = M.stats.answers + 1
-  if type(text) ~= "string" or text == "" then
+  local candidates = candidate_list(text, list)
+  if #candidates == 0 then
     M.clear(buf, true)
     return
   end
+  -- The candidate shown now at this place (a streamed text, a typed-through one, one the user
+  -- cycled to) stays shown when the answer has it; then a next/prev pressed while it was
+  -- generating.
+  local index = 1
+  local shown = M.current(buf)
+  if shown and shown.row == req.row and shown.col == req.col then
+    for i, c in ipairs(candidates) do
+      if c == shown.text then
+        index = i
+        break
+      end
+    end
+  end
+  if req.cycle and req.cycle ~= 0 and #candidates > 1 then
+    index = step_index(index, req.cycle, #candidates)
+    M.stats.cycles = M.stats.cycles + 1
+  end
   M.stats.shown = M.stats.shown + 1
-  M.show(buf, req.row, req.col, text)
+  M.show(buf, req.row, req.col, candidates[index], candidates, index)
 end
 
 --- codefill/partial notification handler: the growing text of a streamed suggestion.
@@ -170,6 +266,11 @@ function M.on_partial(_, params, _)
   local text = params.text
   M.stats.partials = M.stats.partials + 1
   if type(text) == "string" and text ~= "" and still_valid(req.buf, req) then
+    -- Several candidates shown here already (typed through): they stay until the answer.
+    local shown = M.current(req.buf)
+    if shown and #shown.candidates > 1 and shown.row == req.row and shown.col == req.col then
+      return
+    end
     M.show(req.buf, req.row, req.col, text)
   end
 end
@@ -226,7 +327,7 @@ function M.request(invoked, retry)
         return
       end
       server.after_answer(client.id, result and result.reason)
-      on_answer(buf, req, result and result.text)
+      on_answer(buf, req, result and result.text, result and result.candidates)
     end, buf)
   else
     M.stats.inline_requests = M.stats.inline_requests + 1
@@ -240,15 +341,25 @@ function M.request(invoked, retry)
         return
       end
       local items = result and (result.items or result) or {}
-      local item = items[1]
-      local text = item and item.insertText
-      if type(text) == "table" then
-        text = text.value
+      if type(items) ~= "table" then
+        items = {}
       end
+      -- Every item is a candidate, in the server's order.
+      local texts = {}
+      for _, item in ipairs(items) do
+        local t = type(item) == "table" and item.insertText or nil
+        if type(t) == "table" then
+          t = t.value
+        end
+        if type(t) == "string" then
+          texts[#texts + 1] = t
+        end
+      end
+      local text = texts[1]
       if not text or text == "" then
         server.after_answer(client.id, nil)
       end
-      on_answer(buf, req, text)
+      on_answer(buf, req, text, texts)
     end, buf)
   end
   if ok then
@@ -284,9 +395,13 @@ function M.on_text_changed(buf)
     local row, col = cursor()
     local line = api.nvim_buf_get_lines(buf, row, row + 1, false)[1] or ""
     local typed = line:sub(sugg.col + 1, col)
-    if row == sugg.row and col > sugg.col and line:sub(1, sugg.col) == sugg.prefix
-      and #typed < #sugg.text and sugg.text:sub(1, #typed) == typed then
-      M.show(buf, row, col, sugg.text:sub(#typed + 1))
+    local candidates, index
+    if row == sugg.row and col > sugg.col and line:sub(1, sugg.col) == sugg.prefix then
+      -- Typing-through, per candidate: those that go on with what was typed stay.
+      candidates, index = advance(sugg.candidates, sugg.index, typed)
+    end
+    if candidates then
+      M.show(buf, row, col, candidates[index], candidates, index)
     else
       M.clear(buf, true)
     end
@@ -349,7 +464,9 @@ function M.accept(what)
   if piece == "" then
     piece = sugg.text
   end
-  local rest = sugg.text:sub(#piece + 1)
+  -- What stays shown after a partial accept: the rest of this candidate, and of the others
+  -- that start with the accepted piece too.
+  local candidates, index = advance(sugg.candidates, sugg.index, piece)
   cancel(buf)
   M.clear(buf, true)
   local lines = vim.split(piece, "\n", { plain = true })
@@ -357,8 +474,8 @@ function M.accept(what)
   local row = sugg.row + #lines - 1
   local col = #lines == 1 and (sugg.col + #piece) or #lines[#lines]
   api.nvim_win_set_cursor(0, { row + 1, col })
-  if rest ~= "" then
-    M.show(buf, row, col, rest)
+  if candidates then
+    M.show(buf, row, col, candidates[index], candidates, index)
   end
   local client = server.client(buf)
   if client then
@@ -367,6 +484,36 @@ function M.accept(what)
   end
   M.stats.accepts = M.stats.accepts + 1
   server.log(string.format("accepted %s (%d chars)", what or "all", #piece))
+  return true
+end
+
+--- Show the candidate `step` places after the shown one (negative: before), wrapping around.
+--- Nothing shown: ask for a suggestion. Only the streamed text shown while the answer is being
+--- generated: cycle once it arrives. Returns true when another candidate is shown (or will be).
+function M.cycle(step)
+  local buf = api.nvim_get_current_buf()
+  local s = bstate(buf)
+  local sugg = M.current(buf)
+  local row, col = cursor()
+  local req = s.req
+  local pending = req and req.row == row and req.col == col
+    and req.tick == api.nvim_buf_get_changedtick(buf)
+  if not sugg then
+    if not pending then
+      M.request(true)
+    end
+    return false
+  end
+  if #sugg.candidates < 2 then
+    if pending then
+      req.cycle = (req.cycle or 0) + step
+      return true
+    end
+    return false
+  end
+  local index = step_index(sugg.index, step, #sugg.candidates)
+  M.show(buf, sugg.row, sugg.col, sugg.candidates[index], sugg.candidates, index)
+  M.stats.cycles = M.stats.cycles + 1
   return true
 end
 
