@@ -178,6 +178,15 @@ class CompletionConfig:
                                   "resting on another line), evaluate the prompt a suggestion "
                                   "there needs in the background, so the first one is fast; any "
                                   "request preempts it (docs/protocol.md).")
+    candidates: int = setting(4, "Suggestions generated per request, ranked best first (the "
+                                 "editors cycle through them: Alt+] / Alt+[ in VS Code and "
+                                 "Neovim). 1: the greedy suggestion only. The alternatives are "
+                                 "decoded as parallel sequences that share the prompt.",
+                              min=1, max=8)
+    selector: bool = setting(True, "Rank the candidates by what the model could not read (the "
+                                   "likelihood of the code after the cursor following each, a "
+                                   "syntax check of the file with it in place); off: the "
+                                   "greedy suggestion first, then the others as generated.")
     secret_files_allowed: str = setting(
         "", "File names that look like secrets (the index's secret rules: .env*, keys, "
             "certificates, credential files) in which codefill completes anyway: comma-separated "

@@ -46,8 +46,10 @@ def inline_items(result: Suggestion | None, pos: types.Position
                  ) -> types.InlineCompletionList | None:
     if result is None or not result.text:
         return None
+    # Several candidates: one item each, best first (editors cycle through them).
     return types.InlineCompletionList(items=[types.InlineCompletionItem(
-        insert_text=result.text, range=types.Range(start=pos, end=pos))])
+        insert_text=text, range=types.Range(start=pos, end=pos))
+        for text in result.candidates or [result.text]])
 
 
 def completion_list(result: Suggestion | None, pos: types.Position
@@ -72,4 +74,5 @@ def complete_reply(result: Suggestion | None) -> dict[str, Any] | None:
     if result is None:
         return None
     return {"text": result.text, "source": result.source, "reason": result.reason,
-            "singleLine": result.single_line, "latencyMs": round(result.latency_s * 1000, 1)}
+            "singleLine": result.single_line, "latencyMs": round(result.latency_s * 1000, 1),
+            "candidates": result.candidates or ([result.text] if result.text else [])}

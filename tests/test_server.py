@@ -258,7 +258,8 @@ def test_repository_context_reaches_the_prompt(h: Harness, tmp_path: Path) -> No
                                                   "position": {"line": 3, "character": 9}})
     finally:
         assert rec.stop() == 0
-    prompts = [json.loads(x)["prompt"] for x in record.read_text().splitlines()]
+    records = [json.loads(x) for x in record.read_text().splitlines()]
+    prompts = [r["prompt"] for r in records if r["kind"] == "generate"]
     assert reply is not None and reply["source"] == "model" and len(prompts) == 1, (reply, prompts)
     assert "self.side = side" in prompts[0], prompts[0]
     assert "sk-canary" not in prompts[0] and "API_KEY" not in prompts[0], prompts[0]

@@ -17,13 +17,17 @@ import sys
 from typing import Any
 
 
-def record_prompt(path: str, llama: Any, tokens: list[int]) -> None:
+def record_prompt(path: str, llama: Any, tokens: list[int], kind: str = "generate",
+                  scored: str = "") -> None:
     """Append ``tokens`` (detokenized) to ``path`` as one JSON line ``{"pid", "n_tokens",
-    "prompt"}``; ``prompt`` is null before the model is loaded."""
+    "prompt", "kind"}``; ``prompt`` is null before the model is loaded. ``kind`` "candidates":
+    the alternatives to a suggestion, whose ``scored`` text (the code after the cursor) also
+    reaches the model (it ends ``prompt``, so a scan of prompts sees it)."""
     text = (llama.detokenize(list(tokens), special=True).decode("utf-8", errors="replace")
-            if llama is not None else None)
+            + scored if llama is not None else None)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"pid": os.getpid(), "n_tokens": len(tokens), "prompt": text}) + "\n")
+        f.write(json.dumps({"pid": os.getpid(), "n_tokens": len(tokens), "prompt": text,
+                            "kind": kind, "scored": scored}) + "\n")
 
 
 def install_open_audit(path: str | os.PathLike[str]) -> None:
@@ -70,6 +74,7 @@ def install_engine_hooks(*, record_prompts: str | os.PathLike[str] | None = None
     llama-cpp-python raises when ``llama_decode`` fails; the engine thread raising
     mid-generation (docs/reliability.md).
     """
+    from lsp_server.engine.candidates import CandidatesRequest
     from lsp_server.engine.llama_engine import LlamaEngine
 
     if record_prompts:
@@ -77,7 +82,11 @@ def install_engine_hooks(*, record_prompts: str | os.PathLike[str] | None = None
         submit = LlamaEngine.submit
 
         def recording_submit(self: LlamaEngine, request: Any, listener: Any = None) -> Any:
-            record_prompt(path, self._llama, request.tokens)
+            if isinstance(request, CandidatesRequest):
+                record_prompt(path, self._llama, request.tokens + request.first, "candidates",
+                              request.scored_text)
+            else:
+                record_prompt(path, self._llama, request.tokens)
             return submit(self, request, listener)
         LlamaEngine.submit = recording_submit  # type: ignore[method-assign]
 

@@ -19,7 +19,7 @@ from ..quality.harness import (BASELINE, LINE_MODES, ModelCompleter, ablation_co
 from ..quality.harness import run as run_harness
 from ..quality.metrics import Summary, TaskResult, summarize
 from ..quality.sandbox import Limits
-from .common import add_model_options, config_from_args, progress
+from .common import add_candidate_options, add_model_options, config_from_args, progress
 
 HELP = "measure completion quality on benchmarks (HumanEval infilling: `codefill bench infill`)"
 
@@ -72,6 +72,7 @@ def _add_infill(p: argparse.ArgumentParser) -> None:
                      help="write one JSON line per task (completion, passed, reason, …)")
     out.add_argument("--summary", type=Path, default=None, metavar="JSON",
                      help="write the summary as JSON")
+    add_candidate_options(p)
     add_model_options(p)
 
 
@@ -124,6 +125,9 @@ def _describe(bench: Benchmark, n: int, args: argparse.Namespace, model: str) ->
 
 def _summary_lines(s: Summary) -> list[str]:
     passes = "  ".join(f"pass@{k} {_pct(v)}" for k, v in s.pass_at.items())
+    if s.pass_list is not None:
+        passes += f"  any of the ranked candidates {_pct(s.pass_list)} " \
+                  f"({s.mean_candidates:.1f} per task)"
     return [
         f"{passes}  exact match {_pct(s.exact_match)}",
         f"latency mean {s.mean_latency_ms:.0f} ms, median {s.median_latency_ms:.0f} ms; "

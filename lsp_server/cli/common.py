@@ -41,6 +41,15 @@ def add_remote_options(p: argparse.ArgumentParser) -> None:
                    help="send prompt+suffix, or a raw FIM prompt built with --template")
 
 
+def add_candidate_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("candidates (docs/settings.md: completion.candidates)")
+    g.add_argument("--candidates", type=int, default=None, metavar="N",
+                   help="suggestions generated per cursor and ranked, the best one used "
+                        "(default: the completion.candidates setting, 4; 1: greedy only)")
+    g.add_argument("--no-selector", dest="selector", action="store_false", default=None,
+                   help="keep the generation order (greedy first) instead of ranking")
+
+
 def _gpu_layers(value: str) -> int | str:
     if value == "auto":
         return value
@@ -65,6 +74,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         data["prompt"]["max_tokens"] = args.max_tokens
     if getattr(args, "time_budget_ms", None) is not None:
         data["engine"]["time_budget_ms"] = args.time_budget_ms
+    for key in ("candidates", "selector"):
+        if getattr(args, key, None) is not None:
+            data.setdefault("completion", {})[key] = getattr(args, key)
     config, problems = load_config(data)
     for msg in problems:
         print(f"codefill: warning: {msg}", file=sys.stderr)

@@ -16,7 +16,8 @@ from ..errors import CodefillError
 from .context import find_root
 from ..documents import read_source, split_at
 from ..languages import language_of
-from .common import add_model_options, add_remote_options, config_from_args, progress
+from .common import (add_candidate_options, add_model_options, add_remote_options,
+                     config_from_args, progress)
 
 HELP = "complete the code at a cursor position in a file and print the suggestion"
 
@@ -42,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="leave repository context (imported files, test partner) out")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print template, prompt token counts and timings to stderr")
+    p.add_argument("--explain", action="store_true",
+                   help="print every candidate with its scores to stderr, best first")
+    add_candidate_options(p)
     add_model_options(p)
     add_remote_options(p)
 
@@ -72,9 +76,32 @@ def run(args: argparse.Namespace) -> int:
             Cursor(prefix, suffix, rel, str(file), language_of(args.file)),
             single_line=args.single_line, max_tokens=args.max_tokens)
     sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))
+    if args.explain:
+        _explain(result)
     if args.verbose:
         _report(session, result)
     return 0
+
+
+def _explain(r) -> None:  # noqa: ANN001 - Completion
+    """Each candidate, best first, with the scores that ranked it (stderr)."""
+    if not r.candidates:
+        print("codefill: 1 candidate (completion.candidates is 1, or the engine offers one)",
+              file=sys.stderr)
+        return
+    print(f"codefill: {len(r.candidates)} candidates, best first "
+          f"({r.timings.get('candidates', 0) * 1000:.0f} ms for the alternatives):", file=sys.stderr)
+    for i, c in enumerate(r.candidates, 1):
+        e = c.explain()
+        suffix = "-" if e["suffix_logprob"] is None else \
+            f"{e['suffix_logprob']:.2f} ({e['suffix_tokens']} tokens)"
+        flags = ", ".join(f for f, on in (("repeats the next line", e["echoes_suffix"]),)
+                          if on)
+        print(f"codefill: {i}. {c.text!r}\n"
+              f"codefill:    {e['origin']}: score {e['score']:.2f} = logprob "
+              f"{e['logprob']:.2f} + suffix {suffix}; syntax errors "
+              f"{'-' if e['syntax_errors'] is None else e['syntax_errors']}"
+              + (f"; {flags}" if flags else ""), file=sys.stderr)
 
 
 def _report(session: CompletionBackend, r) -> None:  # noqa: ANN001 - Completion

@@ -56,6 +56,9 @@ class Completion:
     stop: str
     """Why the suggestion ended: an engine stop reason or the stop rule that cut it."""
     timings: dict[str, float] = field(default_factory=dict)
+    candidates: list[Any] = field(default_factory=list)
+    """The ranked :class:`~lsp_server.completion.ranking.Candidate` list when several were
+    generated (``text`` is the first one's), else empty."""
 
 
 class CompletionBackend(abc.ABC):
@@ -109,6 +112,14 @@ class CompletionBackend(abc.ABC):
     @abc.abstractmethod
     def generate(self, req: InfillRequest, listener: Listener | None = None) -> TokenStream:
         """Start generating for ``req``; the text arrives on the returned stream."""
+
+    def alternatives(self, stream: TokenStream, first_text: str, req: InfillRequest, *,
+                     n: int, cut: Callable[[str], int | None]) -> TokenStream | None:
+        """Up to ``n - 1`` alternatives to the suggestion ``stream`` generated (cut to
+        ``first_text``) and scores for all ``n``, as a stream whose ``result`` is a list of
+        :class:`~lsp_server.engine.candidates.EngineCandidate`; None when this backend offers
+        one candidate only."""
+        return None
 
     @abc.abstractmethod
     def status(self) -> dict[str, Any]:

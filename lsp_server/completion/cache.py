@@ -32,6 +32,9 @@ class CacheEntry:
     """The request that made it answers only its first line (single-line mode)."""
     job: object | None = field(default=None, repr=False)
     """The in-flight generation job, while it runs."""
+    candidates: list[str] = field(default_factory=list)
+    """Once done, when several were generated: all suggestions in the order served (``text``
+    is the first); typing through any of them keeps it."""
 
     def typed_since(self, prefix: str, suffix: str) -> str | None:
         """Characters typed at this entry's cursor to reach (prefix, suffix), or None when the
@@ -49,7 +52,12 @@ class CacheEntry:
             return self.text[len(typed):]
         if not self.done and typed.startswith(self.text):
             return ""  # still generating and consistent: the rest may yet match
-        return None
+        rest = self.remainders(typed)
+        return rest[0] if rest else None
+
+    def remainders(self, typed: str) -> list[str]:
+        """What is left of each suggestion that agrees with ``typed``, in the order served."""
+        return [t[len(typed):] for t in (self.candidates or [self.text]) if t.startswith(typed)]
 
 
 def make_entry(uri: str, prefix: str, suffix: str) -> CacheEntry:

@@ -27,6 +27,7 @@ from ..settings import Settings
 from ..errors import CodefillError
 from .backend import Completion, CompletionBackend, InfillRequest, Listener
 from .privacy import mask_secrets, refusal
+from .ranking import Candidate, rank
 from .rules import SuggestionContext, decide_single_line, first_cut, postprocess
 
 log = logging.getLogger("codefill.completion")
@@ -82,8 +83,15 @@ class Generation:
     arrives, cleaned by the post-processors when it ends."""
 
     def __init__(self, stream: TokenStream, ctx: SuggestionContext,
-                 disabled: frozenset[str] = frozenset(), t0: float | None = None) -> None:
+                 disabled: frozenset[str] = frozenset(), t0: float | None = None,
+                 request: InfillRequest | None = None) -> None:
         self.stream = stream
+        self.request = request
+        """What was asked (the alternatives ask the same)."""
+        self.alternatives: TokenStream | None = None
+        """The engine's stream of alternatives, once asked for."""
+        self.cancelled = False
+        """Stopped by the caller (not by a stop rule)."""
         self.ctx = ctx
         self.disabled = disabled
         self.raw = ""
@@ -93,6 +101,18 @@ class Generation:
         self.t0 = t0 if t0 is not None else time.monotonic()
         """When the request began (context selection and prompt assembly count)."""
         self._t_started = time.monotonic()
+
+    def cancel(self) -> None:
+        """Stop generating, the alternatives too (any thread)."""
+        self.cancelled = True
+        self.stream.cancel()
+        if self.alternatives is not None:
+            self.alternatives.cancel()
+
+    def cut(self, text: str) -> int | None:
+        """Where the stop rules end ``text`` (None: not yet)."""
+        found = first_cut(text, self.ctx, self.disabled)
+        return found[0] if found else None
 
     def feed(self, piece: str) -> bool:
         """Add generated text; True when a stop rule cut it (the stream is then cancelled)."""
@@ -205,13 +225,46 @@ class Completer:
         if tokens is not None:
             self._log("debug", f"{cursor.path}: prompt {len(tokens)} tokens "
                                f"({getattr(stream.prompt, 'template', '?')})")
-        return Generation(stream, ctx, disabled_rules, t0)
+        return Generation(stream, ctx, disabled_rules, t0, req)
+
+    def rank(self, gen: Generation, result: Completion, cursor: Cursor,
+             n: int | None = None) -> list[Candidate]:
+        """Up to ``n`` (completion.candidates) candidates for the finished ``gen``, best first
+        (:mod:`.ranking`); [] when the backend offers one only (or the request was stopped).
+        Blocks until the engine has decoded and scored them; :meth:`Generation.cancel` stops
+        it."""
+        n = n or self.config.completion.candidates
+        if n < 2 or gen.request is None or gen.cancelled:
+            return []
+        alts = self.backend.alternatives(gen.stream, gen.raw, gen.request, n=n, cut=gen.cut)
+        if alts is None:
+            return []
+        gen.alternatives = alts
+        if gen.cancelled:
+            alts.cancel()
+        stats = alts.wait()
+        found = alts.result if isinstance(alts.result, list) else []
+        if stats.stop_reason is StopReason.CANCELLED or not found:
+            return []
+        cands = []
+        for i, c in enumerate(found):
+            # The first is the greedy suggestion: post-processed already.
+            text = result.text if i == 0 else postprocess(c.text, gen.ctx, gen.disabled)[0]
+            cands.append(Candidate(text, c.origin, c.logprob, c.suffix_logprob, c.n_suffix))
+        ranked = rank(cands, prefix=cursor.prefix, suffix=cursor.suffix,
+                      language=cursor.language, selector=self.config.completion.selector)
+        self._log("debug", f"{cursor.path}: {len(ranked)} candidate(s) of {len(found)} in "
+                           f"{stats.t_total * 1000:.0f} ms")
+        return ranked
 
     def complete(self, cursor: Cursor, *, single_line: bool | None = None,
                  max_tokens: int | None = None, context: Sequence[ContextFile] | None = None,
                  temperature: float = 0.0, seed: int = 0,
-                 disabled_rules: frozenset[str] = frozenset()) -> Completion:
-        """One suggestion, synchronously (waits for the backend to be ready first)."""
+                 disabled_rules: frozenset[str] = frozenset(),
+                 candidates: int | None = None) -> Completion:
+        """One suggestion, synchronously (waits for the backend to be ready first); with
+        several ``candidates`` (default completion.candidates) the best-ranked one, the ranked
+        list in ``Completion.candidates``."""
         t0 = time.monotonic()
         self.backend.wait_ready()
         gen = self.start(cursor, suggestion_context(cursor, self.config, single_line),
@@ -219,6 +272,12 @@ class Completer:
                          seed=seed, disabled_rules=disabled_rules)
         gen.drain()
         result = gen.finish(self.backend.load_seconds)
+        if candidates != 1:
+            t_rank = time.monotonic()
+            result.candidates = self.rank(gen, result, cursor, candidates)
+            if result.candidates:
+                result.text = result.candidates[0].text
+            result.timings["candidates"] = time.monotonic() - t_rank
         result.timings["wait_ready"] = gen.t0 - t0
         result.timings["total"] = time.monotonic() - t0
         return result

@@ -24,7 +24,10 @@ from .backend import CompletionBackend
 from .cache import CacheEntry, SuggestionCache, make_entry
 from .debounce import TypingPace
 from .privacy import refusal
-from .completer import Completer, ContextSource, Cursor, Generation, suggestion_context
+from .completer import Completer, ContextSource, Generation, suggestion_context
+from .requests import CompletionRequest, Counters, Suggestion, first_line
+
+__all__ = ["CompletionRequest", "Counters", "Pipeline", "Suggestion", "first_line"]
 from .rules import SuggestionContext, postprocess
 
 Log = Callable[[str, str], None]  # (level, message)
@@ -34,57 +37,6 @@ DIVERGED = "the document changed"
 CANCELLED = "generation cancelled"
 # A job whose requests were all cancelled keeps running this long, waiting to be adopted.
 ORPHAN_GRACE_S = 0.3
-
-
-@dataclass(frozen=True)
-class CompletionRequest:
-    """A cursor in a document snapshot."""
-
-    uri: str
-    text: str
-    offset: int
-    """Cursor position as an index into ``text`` (code points)."""
-    language: str = ""
-    path: str = ""
-    """Workspace-relative path shown to the model."""
-    file_path: str = ""
-    """Absolute path on disk ("" for documents that are not files), for repository context."""
-
-    @property
-    def cursor(self) -> Cursor:
-        return Cursor(self.text[:self.offset], self.text[self.offset:], self.path,
-                      self.file_path, self.language)
-
-
-@dataclass
-class Suggestion:
-    """What a request produced ("" with a reason when nothing)."""
-
-    text: str
-    source: str = "none"
-    """'model', 'in_flight', 'cache', 'typing_through' or 'none'."""
-    reason: str = ""
-    """Why it ended, or why there is nothing (shown by codefill/status)."""
-    single_line: bool = False
-    latency_s: float = 0.0
-
-
-@dataclass
-class Counters:
-    requests: int = 0
-    served: int = 0
-    empty: int = 0
-    model_calls: int = 0
-    cache_hits: int = 0
-    typing_through: int = 0
-    in_flight_adopted: int = 0
-    superseded: int = 0
-    cancelled_requests: int = 0
-    cancelled_jobs: int = 0
-    stale_dropped: int = 0
-    speculative: int = 0
-    tokens_evaluated: int = 0
-    tokens_generated: int = 0
 
 
 @dataclass
@@ -108,17 +60,9 @@ class Job:
     def cancel(self) -> None:
         self.cancelled = True
         if self.gen is not None:
-            self.gen.stream.cancel()
+            self.gen.cancel()
         elif self.task is not None:
             self.task.cancel()
-
-
-def first_line(text: str) -> str:
-    """The suggestion up to the end of its first non-empty line (a leading newline is kept:
-    after an accepted line the next one starts with it)."""
-    lead = len(text) - len(text.lstrip("\n"))
-    nl = text.find("\n", lead)
-    return text if nl < 0 else text[:nl]
 
 
 class Pipeline:
@@ -142,7 +86,7 @@ class Pipeline:
         self._jobs: dict[str, list[Job]] = {}
         # uri → (the request, the suggestion it was served): the request whole, so speculation
         # after an accept keeps its path, file and language (the prompt's start, hence the KV cache)
-        self._last_served: dict[str, tuple[CompletionRequest, str]] = {}
+        self._last_served: dict[str, tuple[CompletionRequest, list[str]]] = {}
 
     @property
     def config(self) -> Config:
@@ -168,7 +112,7 @@ class Pipeline:
         if result.text:
             self.counters.served += 1
             self.last_latency_s = result.latency_s
-            self._last_served[req.uri] = (req, result.text)
+            self._last_served[req.uri] = (req, result.candidates or [result.text])
         else:
             self.counters.empty += 1
             self.last_reason = result.reason
@@ -191,12 +135,12 @@ class Pipeline:
         if hit is not None:
             entry, typed = hit
             if entry.done:
-                text = self._answer(entry.text[len(typed):], ctx)
-                if text:
+                texts = self._answers(entry.remainders(typed), ctx)
+                if texts:
                     self.counters.typing_through += bool(typed)
                     self.counters.cache_hits += not typed
-                    return Suggestion(text, "typing_through" if typed else "cache",
-                                      "cached", ctx.single_line)
+                    return Suggestion(texts[0], "typing_through" if typed else "cache",
+                                      "cached", ctx.single_line, candidates=texts)
             elif isinstance(entry.job, Job) and len(entry.text) >= len(typed):
                 # Adopt a running generation only once its text covers what was typed since it
                 # began. A job that has not caught up (still evaluating its prompt, say) is a
@@ -242,6 +186,15 @@ class Pipeline:
         text, _ = postprocess(text, ctx)
         return text
 
+    def _answers(self, remainders: list[str], ctx: SuggestionContext) -> list[str]:
+        """The distinct non-empty answers of several suggestions, in order ([] when one)."""
+        out: list[str] = []
+        for rem in remainders:
+            text = self._answer(rem, ctx)
+            if text and text not in out:
+                out.append(text)
+        return out
+
     async def _wait(self, job: Job, typed: str, ctx: SuggestionContext,
                     on_text: Callable[[str], None] | None, source: str) -> Suggestion:
         """Wait on ``job`` until it can answer a request that typed ``typed`` since it began."""
@@ -270,10 +223,15 @@ class Pipeline:
                         on_text(view)
                     if entry.done or line_done:
                         text = self._answer(rem, ctx)
+                        texts = []
+                        if entry.done and entry.candidates:
+                            self._served_order(entry, sent)
+                            texts = self._answers(entry.remainders(typed), ctx)
+                        text = texts[0] if texts else text
                         reason = job.stop if entry.done else "line complete"
                         return Suggestion(text, source, reason if text else
                                           f"nothing left after post-processing ({job.stop})",
-                                          ctx.single_line)
+                                          ctx.single_line, candidates=texts)
                     await job.changed.wait()
         finally:
             job.waiters -= 1
@@ -281,6 +239,18 @@ class Pipeline:
                 # Keep it briefly: the next keystroke may type through it.
                 loop = asyncio.get_running_loop()
                 job.orphan_timer = loop.call_later(ORPHAN_GRACE_S, self._orphan_expired, job)
+
+    @staticmethod
+    def _served_order(entry: CacheEntry, shown: str) -> list[str]:
+        """The candidates best first, except that the ghost text the user is looking at (the
+        streamed first suggestion) stays first; the entry keeps this order for typing-through."""
+        order = list(entry.candidates)
+        if shown and entry.text in order:
+            order.remove(entry.text)
+            order.insert(0, entry.text)
+        entry.candidates = order
+        entry.text = order[0]
+        return order
 
     def _orphan_expired(self, job: Job) -> None:
         if job.waiters == 0 and not job.entry.done and not job.speculative:
@@ -293,7 +263,9 @@ class Pipeline:
         entry = make_entry(req.uri, prefix, suffix)
         # Single-line requests at the end of a line answer with the first line, but the job goes
         # on with the next lines into the cache: accepting the line then shows them at once.
-        hot_streak = ctx.single_line and not suffix.split("\n", 1)[0].strip()
+        # Not with several candidates: they are lines to choose between, ranked when all are done.
+        hot_streak = (ctx.single_line and not suffix.split("\n", 1)[0].strip()
+                      and self.config.completion.candidates < 2)
         job_ctx = replace(ctx, single_line=ctx.single_line and not hot_streak)
         job = Job(entry=entry, ctx=job_ctx, suffix_len=len(suffix),
                   answer_first_line=ctx.single_line, speculative=speculative)
@@ -318,7 +290,7 @@ class Pipeline:
                 # looks at the generation, so one of the two always cancels it.
                 job.gen = gen
                 if job.cancelled:
-                    gen.stream.cancel()
+                    gen.cancel()
                 return gen
 
             if job.cancelled:
@@ -334,13 +306,20 @@ class Pipeline:
             result = await asyncio.to_thread(gen.finish)  # raises EngineError on failure
             self.counters.tokens_evaluated += result.stats.n_evaluated
             self.counters.tokens_generated += result.stats.n_generated
+            ranked = []
+            if self.config.completion.candidates > 1 and not job.cancelled:
+                ranked = await asyncio.to_thread(completer.rank, gen, result, req.cursor)
+                self.counters.candidates += len(ranked)
             if job.cancelled:
                 raise asyncio.CancelledError
             job.stop = result.stop
             async with job.changed:
                 entry.text, entry.done = result.text, True
+                entry.candidates = [c.text for c in ranked] if len(ranked) > 1 else []
+                if entry.candidates and not entry.text:
+                    entry.text = entry.candidates[0]
                 job.changed.notify_all()
-            if not result.text:
+            if not entry.text:
                 self.cache.remove(entry)
         except asyncio.CancelledError:
             job.cancelled = True
@@ -399,9 +378,11 @@ class Pipeline:
                 self._cancel_job(job, "the document changed")
         served = self._last_served.pop(uri, None)
         if served is not None:
-            was, suggestion = served
-            if text == was.text[:was.offset] + suggestion + was.text[was.offset:]:
-                self.accepted(replace(was, text=text, offset=was.offset + len(suggestion)))
+            was, suggestions = served
+            for suggestion in suggestions:  # any of them may have been accepted
+                if text == was.text[:was.offset] + suggestion + was.text[was.offset:]:
+                    self.accepted(replace(was, text=text, offset=was.offset + len(suggestion)))
+                    break
 
     def accepted(self, req: CompletionRequest) -> None:
         """A suggestion was accepted and the cursor is at ``req.offset``: prepare the next one."""

@@ -7,11 +7,12 @@ completion path (:mod:`lsp_server.completion.completer`) drives it like any othe
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..config import Config
 from ..settings import Settings
 from ..engine.llama_engine import LlamaEngine
+from ..engine.candidates import CandidatesRequest
 from ..engine.types import EngineCounters, GenerationRequest, TokenStream
 from ..errors import ModelError
 from ..models.adapter import AdapterInfo, open_adapter
@@ -54,6 +55,11 @@ def stop_ids_for(info: ModelInfo, detection: Detection) -> frozenset[int]:
     ids.update(i for i, ty in enumerate(info.token_types) if ty == TOKEN_TYPE_CONTROL)
     return frozenset(ids)
 
+
+#: The code after the cursor whose likelihood ranks candidates: at most this many characters,
+#: then this many tokens of them.
+SCORED_CHARS = 400
+SCORED_TOKENS = 32
 
 #: Prompt tokens/s assumed before the engine has measured its own.
 ASSUMED_PROMPT_TPS = 500.0
@@ -146,12 +152,32 @@ class ModelSession(CompletionBackend):
         stream = self.engine.submit(GenerationRequest(
             tokens=prompt.tokens, max_tokens=req.max_tokens, stop_ids=self.stop_ids,
             time_budget_s=req.time_budget_s, temperature=req.temperature, seed=req.seed,
-            background=req.prefill), listener=listener)
+            background=req.prefill, logprobs=True), listener=listener)
         stream.prompt = prompt
+        stream.cold = prompt is not full
         if prompt is not full:
             self.short_prompts += 1
             self.engine.submit(GenerationRequest(tokens=full.tokens, background=True))
         return stream
+
+    def alternatives(self, stream: TokenStream, first_text: str, req: InfillRequest, *,
+                     n: int, cut: Callable[[str], int | None]) -> TokenStream | None:
+        """Alternatives decoded as parallel sequences on the engine (:mod:`..engine.candidates`):
+        half of them branch after the first suggestion's indentation, half are sampled. A
+        prefix-only prompt also scores the suffix's first tokens after each candidate; a FIM
+        prompt has shown the model the suffix already. None after a cold (short) prompt: the
+        full one is being evaluated and must not be interrupted for this."""
+        if n < 2 or stream.cold or not isinstance(stream.prompt, Prompt):
+            return None
+        alts = n - 1
+        return self.engine.submit(CandidatesRequest(
+            tokens=stream.prompt.tokens, first=[e.token_id for e in stream.events],
+            first_text=first_text, first_logprobs=[e.logprob for e in stream.events],
+            branches=(alts + 1) // 2, samples=alts // 2, seed=req.seed,
+            max_tokens=req.max_tokens, stop_ids=self.stop_ids, cut=cut,
+            scored_text="" if self.template.is_fim else req.suffix[:SCORED_CHARS],
+            score_tokens=SCORED_TOKENS, tokenize=self.tokenizer.tokenize,
+            time_budget_s=req.time_budget_s))
 
     def _fits_time(self, req: InfillRequest, prompt: Prompt, budget: Budget) -> Prompt:
         """``prompt``, or a shorter one when its new tokens would not be evaluated in time."""

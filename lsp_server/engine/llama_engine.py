@@ -24,6 +24,7 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..errors import ModelError
+from .candidates import MAX_SEQUENCES, CandidateDecoder, CandidatesRequest, log_softmax_at, pick
 from .prompt_states import MIN_GAIN_TOKENS, PromptStates, common_prefix_len
 from .types import (EngineCounters, GenerationRequest, GenerationStats, StopReason, TokenEvent,
                     TokenStream)
@@ -88,6 +89,17 @@ def _llama_factory(*, use_extra_bufts: bool = True, **kwargs: Any) -> Any:
     captured = io.StringIO()
     with _PARAMS_LOCK, contextlib.redirect_stderr(captured):
         original = ll.llama_model_default_params
+        original_ctx = ll.llama_context_default_params
+
+        def context_params() -> Any:
+            # Candidates are parallel sequences in one KV cache that all of them share
+            # (unified: one pool of n_ctx cells, not n_ctx / n_seq_max per sequence).
+            p = original_ctx()
+            p.n_seq_max = MAX_SEQUENCES
+            p.kv_unified = True
+            return p
+
+        ll.llama_context_default_params = context_params
         if not use_extra_bufts:
             # Llama() has no argument for llama_model_params.use_extra_bufts; it builds its
             # params from llama_model_default_params(), so wrap that while this model loads.
@@ -101,6 +113,7 @@ def _llama_factory(*, use_extra_bufts: bool = True, **kwargs: Any) -> Any:
             return llama_cpp.Llama(**kwargs)
         finally:
             ll.llama_model_default_params = original
+            ll.llama_context_default_params = original_ctx
             for line in captured.getvalue().splitlines():
                 log.debug(line)
 
@@ -271,7 +284,10 @@ class LlamaEngine:
                 stream._finish(StopReason.ERROR, self.load_error)
                 continue
             try:
-                self._generate(stream)
+                if isinstance(stream.request, CandidatesRequest):
+                    self._candidates(stream)
+                else:
+                    self._generate(stream)
             except Exception as exc:  # a decode failure must not kill the worker
                 self._reset_cache()
                 stream._finish(StopReason.ERROR, f"generation failed: {exc}")
@@ -324,32 +340,10 @@ class LlamaEngine:
                                              f"context of {self.n_ctx} tokens")
             return
 
-        # KV reuse: keep the longest common prefix, but always evaluate at least one token so
-        # that fresh logits exist for the first sampled token (a prefill samples nothing).
-        keep = 0
-        if self.config.kv_reuse:
-            keep = min(self._reuse(prompt, stats), len(prompt) - (0 if req.background else 1))
-        if keep < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
-            keep = 0  # this cache cannot drop a suffix: start over
-            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        llm.n_tokens = keep
-        stats.n_reused = keep
-        # A prefill evaluates in smaller batches: a request waits at most one batch for it.
-        batch = min(self.config.batch_size, PREFILL_BATCH) if req.background else \
-            self.config.batch_size
-        t_eval = time.monotonic()
-        for i in range(keep, len(prompt), batch):
-            stop = (StopReason.CANCELLED if stream.cancelled else
-                    StopReason.PREEMPTED if req.background and not self._jobs.empty() else
-                    StopReason.TIME_BUDGET if deadline is not None
-                    and time.monotonic() > deadline else None)
-            if stop is not None:
-                stats.t_prompt_eval = time.monotonic() - t_eval
-                return self._end(stream, stop)
-            chunk = prompt[i: i + batch].tolist()
-            llm.eval(chunk)
-            stats.n_evaluated += len(chunk)
-        stats.t_prompt_eval = time.monotonic() - t_eval
+        stop = self._evaluate(stream, prompt, deadline, background=req.background,
+                              fresh_logits=not req.background)
+        if stop is not None:
+            return self._end(stream, stop)
         if req.background:
             return self._end(stream, StopReason.PREFILLED)
 
@@ -360,14 +354,15 @@ class LlamaEngine:
             ptr = llm._ctx.get_logits_ith(-1)
             logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
                                            shape=(n_vocab,))
-            token = self._pick(logits, req.temperature, rng)
+            token = pick(logits, req.temperature, rng)
             if token in req.stop_ids:
                 return self._end(stream, StopReason.STOP_TOKEN)
             text = decoder.decode(llm.detokenize([token]))
             stats.n_generated += 1
             if stats.t_first_token is None:
                 stats.t_first_token = time.monotonic() - stream.submitted
-            stream._emit(TokenEvent(token, text))
+            stream._emit(TokenEvent(token, text, log_softmax_at(logits, token)
+                                    if req.logprobs else 0.0))
             if stats.n_generated >= req.max_tokens:
                 return self._end(stream, StopReason.MAX_TOKENS)
             if stream.cancelled:
@@ -380,15 +375,58 @@ class LlamaEngine:
             # request that continues this text reuses all of it.
             llm.eval([token])
 
-    @staticmethod
-    def _pick(logits: np.ndarray, temperature: float, rng: np.random.Generator | None) -> int:
-        if temperature <= 0 or rng is None:
-            return int(np.argmax(logits))
-        z = logits.astype(np.float64) / temperature
-        z -= z.max()
-        p = np.exp(z)
-        p /= p.sum()
-        return int(rng.choice(len(p), p=p))
+    def _evaluate(self, stream: TokenStream, prompt: np.ndarray, deadline: float | None, *,
+                  background: bool, fresh_logits: bool) -> StopReason | None:
+        """Bring the KV cache to ``prompt`` (reusing what it holds); a stop reason when it was
+        stopped on the way (``background``: also when another request waits). With
+        ``fresh_logits`` the last token is evaluated even when cached, so that logits exist for
+        the first sampled token."""
+        llm, stats = self._llama, stream.stats
+        keep = 0
+        if self.config.kv_reuse:
+            keep = min(self._reuse(prompt, stats), len(prompt) - fresh_logits)
+        if keep < llm.n_tokens and not llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            keep = 0  # this cache cannot drop a suffix: start over
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.n_tokens = keep
+        stats.n_reused = keep
+        # A prefill evaluates in smaller batches: a request waits at most one batch for it.
+        batch = min(self.config.batch_size, PREFILL_BATCH) if background else \
+            self.config.batch_size
+        t_eval = time.monotonic()
+        for i in range(keep, len(prompt), batch):
+            stop = (StopReason.CANCELLED if stream.cancelled else
+                    StopReason.PREEMPTED if background and not self._jobs.empty() else
+                    StopReason.TIME_BUDGET if deadline is not None
+                    and time.monotonic() > deadline else None)
+            if stop is not None:
+                stats.t_prompt_eval = time.monotonic() - t_eval
+                return stop
+            chunk = prompt[i: i + batch].tolist()
+            llm.eval(chunk)
+            stats.n_evaluated += len(chunk)
+        stats.t_prompt_eval = time.monotonic() - t_eval
+        return None
+
+    def _candidates(self, stream: TokenStream) -> None:
+        """Alternatives to a greedy suggestion and their scores (:mod:`.candidates`); the
+        result is ``stream.result``."""
+        req: CandidatesRequest = stream.request  # type: ignore[assignment]
+        start = time.monotonic()
+        stream.stats.t_queued = start - stream.submitted
+        deadline = start + req.time_budget_s if req.time_budget_s else None
+        self.counters.requests += 1
+        decoder = CandidateDecoder(self._llama, req, self.n_ctx, lambda: stream.cancelled)
+        prompt = np.asarray(req.tokens + req.first[:decoder.kept], dtype=np.intc)
+        stream.stats.n_prompt = len(prompt)
+        if not req.tokens or len(prompt) >= self.n_ctx:
+            return self._end(stream, StopReason.CONTEXT_FULL)
+        stop = self._evaluate(stream, prompt, deadline, background=False, fresh_logits=False)
+        if stop is not None:
+            return self._end(stream, stop)
+        stream.result = decoder.run()
+        self._end(stream, StopReason.CANCELLED if decoder.stopped == "cancelled" else
+                  StopReason.TIME_BUDGET if decoder.stopped else StopReason.MAX_TOKENS)
 
     def _end(self, stream: TokenStream, reason: StopReason) -> None:
         s = stream.stats

@@ -46,6 +46,8 @@ class GenerationRequest:
     background: bool = False
     """A prefill: evaluate the prompt into the KV cache and generate nothing, giving way
     between batches to any request that is waiting (:attr:`StopReason.PREEMPTED`)."""
+    logprobs: bool = False
+    """Give each emitted token its log-probability (:attr:`TokenEvent.logprob`)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class TokenEvent:
 
     token_id: int
     text: str
+    logprob: float = 0.0
+    """log p(token) given everything before it, when the request asked for it."""
 
 
 @dataclass
@@ -143,9 +147,16 @@ class TokenStream:
     listener: Callable[[TokenEvent | None], None] | None = None
     """Called on the worker thread with each event and None at the end (for asyncio bridges);
     it must be quick and must not raise."""
+    result: object = None
+    """What a request that answers as a whole produced (the candidates of a
+    :class:`~lsp_server.engine.candidates.CandidatesRequest`)."""
     prompt: object = None
     """What reached the model: the assembled :class:`~lsp_server.prompt.assemble.Prompt`
     locally, the request body for a remote engine."""
+    events: list[TokenEvent] = field(default_factory=list)
+    """The tokens emitted so far (read them from another thread once the stream is done)."""
+    cold: bool = False
+    """The request was answered from a short prompt while its full prompt was cold."""
     _queue: "queue.SimpleQueue[object]" = field(default_factory=queue.SimpleQueue)
     _cancel_hooks: list[Callable[[], None]] = field(default_factory=list)
     _cancel: threading.Event = field(default_factory=threading.Event)
@@ -198,6 +209,7 @@ class TokenStream:
 
     # --- worker side ---------------------------------------------------------------------
     def _emit(self, event: TokenEvent) -> None:
+        self.events.append(event)
         self._queue.put(event)
         if self.listener is not None:
             self.listener(event)

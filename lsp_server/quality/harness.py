@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence
 
 from ..completion.backend import CompletionBackend
@@ -40,6 +40,8 @@ class Generated:
     tokens: int
     latency_s: float
     stop: str
+    candidates: list[str] = field(default_factory=list)
+    """All ranked candidates when several were generated (``text`` is the first)."""
 
 
 class Completer(Protocol):
@@ -67,7 +69,8 @@ class ModelCompleter:
                                     disabled_rules=disabled, temperature=self.temperature,
                                     seed=self.seed + sample)
         return Generated(text=c.text, tokens=c.stats.n_generated,
-                         latency_s=time.monotonic() - t0, stop=c.stop)
+                         latency_s=time.monotonic() - t0, stop=c.stop,
+                         candidates=[x.text for x in c.candidates])
 
     def prime(self, task: Task) -> None:
         """Put the task's prompt into the KV cache (one generated token, result dropped)."""
@@ -143,11 +146,18 @@ def run(completer: Completer, tasks: Sequence[Task], *,
             gen = Generated(text="", tokens=0, latency_s=0.0, stop="error")
         else:
             ex = run_program(task.program(gen.text), limits)
+        # pass@list: does any candidate pass (what a user who cycles through them gets)?
+        any_passed = ex.passed
+        for other in gen.candidates[1:]:
+            if any_passed:
+                break
+            any_passed = run_program(task.program(other), limits).passed
         return TaskResult(task_id=task.task_id, sample=sample, completion=gen.text,
                           passed=ex.passed, status=ex.status, reason=ex.reason,
                           exact_match=exact_match(gen.text, task.expected),
                           latency_s=gen.latency_s, tokens=gen.tokens, stop=gen.stop,
-                          exec_s=ex.seconds, config=name if len(configs) > 1 else "")
+                          exec_s=ex.seconds, config=name if len(configs) > 1 else "",
+                          candidates=gen.candidates, passed_any=any_passed)
 
     t1 = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

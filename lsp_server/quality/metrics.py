@@ -28,6 +28,10 @@ class TaskResult:
     exec_s: float
     config: str = ""
     """Ablation configuration name ('' for a plain run)."""
+    candidates: list[str] = field(default_factory=list)
+    """Every ranked candidate when several were generated (``completion`` is the first)."""
+    passed_any: bool | None = None
+    """Whether any candidate passed (None in results written before candidates existed)."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -57,6 +61,9 @@ class Summary:
     mean_tokens: float
     statuses: dict[str, int] = field(default_factory=dict)
     stops: dict[str, int] = field(default_factory=dict)
+    pass_list: float | None = None
+    """Share of sample-0 tasks where any of the ranked candidates passed (several per cursor)."""
+    mean_candidates: float | None = None
 
 
 def summarize(results: Iterable[TaskResult], ks: Sequence[int] = (1,)) -> Summary:
@@ -80,4 +87,8 @@ def summarize(results: Iterable[TaskResult], ks: Sequence[int] = (1,)) -> Summar
         tokens_generated=sum(r.tokens for r in results),
         mean_tokens=mean(r.tokens for r in results),
         statuses=dict(Counter(r.status for r in results).most_common()),
-        stops=dict(stops.most_common()))
+        stops=dict(stops.most_common()),
+        pass_list=mean(bool(r.passed_any) for r in first)
+        if first and any(r.candidates for r in first) else None,
+        mean_candidates=mean(max(1, len(r.candidates)) for r in first)
+        if first and any(r.candidates for r in first) else None)

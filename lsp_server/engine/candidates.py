@@ -1,0 +1,361 @@
+"""More candidates for one cursor, decoded as parallel sequences that share the prompt's KV cache.
+
+A request for one suggestion generates the greedy text on KV sequence 0. A
+:class:`CandidatesRequest` then asks for alternatives to it, cheaply:
+
+- **branches**: after the greedy text's leading whitespace (the indentation, where the first
+  token says little), each of the next-likeliest first tokens, continued greedily;
+- **samples**: continuations sampled at a temperature from the prompt's end.
+
+Each alternative is its own KV sequence, made by copying sequence 0's cells (llama.cpp shares
+them, nothing is evaluated again), and all of them advance together: one batch of one token per
+sequence per step, so on a memory-bound CPU n sequences cost little more than one. The stop
+rules (``cut``) end each one where they would end a suggestion.
+
+Then every distinct candidate is scored by what the model could not read: the log-probability
+of the code after the cursor (``scored_text``) following the candidate, evaluated as further
+tokens of its sequence (all candidates in a few batches). A prefix-only model thus ranks
+candidates by the joint likelihood of candidate and suffix. Sequence 0 is left as it was
+(prompt + greedy text), so the next keystroke reuses it; all other sequences are removed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+#: KV sequences the engine's context is created with (0 is the live prompt).
+MAX_SEQUENCES = 16
+#: Rows of logits per scoring batch (each row is n_vocab floats: 1 MiB for Gemma's vocabulary).
+SCORE_ROWS = 64
+
+
+@dataclass(frozen=True)
+class CandidatesRequest:
+    """Alternatives to a greedy suggestion, and scores for all of them."""
+
+    tokens: list[int]
+    """The prompt the greedy suggestion was generated from."""
+    first: list[int]
+    """The greedy suggestion's tokens as generated."""
+    first_text: str
+    """Its text after the stop rules (``first``'s tokens may run past it)."""
+    first_logprobs: Sequence[float] = ()
+    """Per token of ``first``, its log-probability when generated."""
+    branches: int = 3
+    samples: int = 0
+    temperature: float = 0.7
+    seed: int = 0
+    max_tokens: int = 64
+    stop_ids: frozenset[int] = frozenset()
+    cut: Callable[[str], int | None] | None = None
+    """Where the stop rules end a candidate's text (None: not yet)."""
+    scored_text: str = ""
+    """Text whose likelihood after each candidate is measured ("" for none)."""
+    score_tokens: int = 32
+    """Tokens of ``scored_text`` scored at most."""
+    tokenize: Callable[[str], list[int]] | None = None
+    time_budget_s: float | None = None
+
+
+@dataclass
+class EngineCandidate:
+    """One candidate and what the model thinks of it."""
+
+    text: str
+    origin: str
+    """'greedy', 'branch' or 'sample'."""
+    tokens: list[int] = field(default_factory=list)
+    logprob: float = 0.0
+    """Sum of the log-probabilities of ``tokens`` given the prompt."""
+    suffix_logprob: float | None = None
+    """Sum of the log-probabilities of the scored text's tokens after the candidate."""
+    n_suffix: int = 0
+    # decoding state
+    seq: int = 0
+    evaluated: int = 0
+    """Of ``tokens``, how many the sequence's KV cache holds."""
+    done: bool = False
+    raw: str = ""
+    decoder: Any = None
+    rng: np.random.Generator | None = None
+
+
+def log_softmax_at(logits: np.ndarray, token: int) -> float:
+    """log p(token) under ``logits`` (one row)."""
+    m = float(logits.max())
+    return float(logits[token]) - m - float(np.log(np.exp(logits - m).sum()))
+
+
+def pick(logits: np.ndarray, temperature: float, rng: np.random.Generator | None) -> int:
+    """Greedy at temperature 0 (or without a generator), else a sample."""
+    if temperature <= 0 or rng is None:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    z -= z.max()
+    p = np.exp(z)
+    p /= p.sum()
+    return int(rng.choice(len(p), p=p))
+
+
+def kept_tokens(pieces: Sequence[str], text: str) -> int:
+    """How many leading tokens (with texts ``pieces``) lie wholly inside ``text``."""
+    n, used = 0, 0
+    for piece in pieces:
+        if used + len(piece) > len(text):
+            break
+        used += len(piece)
+        n += 1
+    return n
+
+
+class Batch:
+    """A llama.cpp batch filled token by token (each token may belong to several sequences)."""
+
+    def __init__(self, llm: Any, size: int) -> None:
+        from llama_cpp import _internals
+
+        self.llm = llm
+        self._b = _internals.LlamaBatch(n_tokens=size, embd=0, n_seq_max=MAX_SEQUENCES)
+        self.rows = 0
+
+    def clear(self) -> None:
+        self._b.batch.n_tokens = 0
+        self.rows = 0
+
+    def add(self, token: int, pos: int, seqs: Sequence[int], logits: bool) -> int:
+        """Add a token; returns its index in the batch (for :meth:`logits`)."""
+        b = self._b.batch
+        i = b.n_tokens
+        b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, len(seqs), logits
+        for j, s in enumerate(seqs):
+            b.seq_id[i][j] = s
+        b.n_tokens = i + 1
+        self.rows += logits
+        return i
+
+    @property
+    def size(self) -> int:
+        return self._b.batch.n_tokens
+
+    def decode(self) -> None:
+        self.llm._ctx.decode(self._b)
+
+    def logits(self, i: int) -> np.ndarray:
+        """The logits row of batch index ``i`` (valid until the next decode)."""
+        ptr = self.llm._ctx.get_logits_ith(i)
+        return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
+                                     shape=(self.llm.n_vocab(),))
+
+    def close(self) -> None:
+        self._b.close()
+
+
+class CandidateDecoder:
+    """Runs one :class:`CandidatesRequest` on a ``Llama`` whose sequence 0 holds the prompt and
+    the greedy text's kept tokens (the engine prepares it)."""
+
+    def __init__(self, llm: Any, req: CandidatesRequest, n_ctx: int,
+                 cancelled: Callable[[], bool]) -> None:
+        self.llm = llm
+        self.req = req
+        self.n_ctx = n_ctx
+        self.cancelled = cancelled
+        self.deadline = time.monotonic() + req.time_budget_s if req.time_budget_s else None
+        self.prompt = list(req.tokens)
+        self.pieces = [self._piece(t) for t in req.first]
+        self.kept = kept_tokens(self.pieces, req.first_text)
+        self.stopped = ""
+        """Why decoding stopped early ("" when it ran to the end)."""
+
+    def _piece(self, token: int) -> str:
+        return self.llm.detokenize([token]).decode("utf-8", errors="replace")
+
+    def _late(self) -> bool:
+        if self.cancelled():
+            self.stopped = "cancelled"
+        elif self.deadline is not None and time.monotonic() > self.deadline:
+            self.stopped = "time_budget"
+        return bool(self.stopped)
+
+    # --- the candidates ----------------------------------------------------------------------
+    def run(self) -> list[EngineCandidate]:
+        """The greedy candidate first, then the distinct alternatives; scored when asked."""
+        req = self.req
+        greedy = EngineCandidate(req.first_text, "greedy", list(req.first[:self.kept]),
+                                 float(sum(req.first_logprobs[:self.kept])))
+        n_alt = max(0, min(req.branches + req.samples, MAX_SEQUENCES - 2))
+        room = self.n_ctx - len(self.prompt) - 8
+        per_seq = req.max_tokens + req.score_tokens + 8
+        n_alt = max(0, min(n_alt, room // per_seq - 1))  # the unified KV cache must hold all
+        batch = Batch(self.llm, max(self.llm.n_batch, MAX_SEQUENCES))
+        try:
+            alts = self._alternatives(batch, n_alt) if n_alt else []
+            cands = self._distinct([greedy] + alts)
+            if req.scored_text and req.tokenize is not None and not self._late():
+                self._score(batch, cands)
+            return cands
+        finally:
+            mem = self.llm._ctx
+            for s in range(1, MAX_SEQUENCES):
+                mem.kv_cache_seq_rm(s, -1, -1)
+            batch.close()
+
+    @staticmethod
+    def _distinct(cands: list[EngineCandidate]) -> list[EngineCandidate]:
+        seen: set[str] = set()
+        out = []
+        for c in cands:
+            key = c.text.rstrip()
+            if key not in seen:
+                seen.add(key)
+                out.append(c)
+        return out
+
+    def _alternatives(self, batch: Batch, n_alt: int) -> list[EngineCandidate]:
+        req, llm, P = self.req, self.llm, len(self.prompt)
+        # The branch point: after the greedy text's leading whitespace tokens.
+        w = 0
+        while w < self.kept and not self.pieces[w].strip():
+            w += 1
+        b = P + w
+        full = self.prompt + list(req.first[:w])
+        n_branch = min(req.branches, n_alt)
+        branch_seqs = list(range(1, 1 + n_branch))
+        sample_seqs = list(range(1 + n_branch, 1 + n_alt))
+        mem = llm._ctx
+        # Copy the shared cells, then evaluate the token before each start point in the new
+        # sequences, for the logits there (the greedy generation did not keep them).
+        for s in branch_seqs:
+            mem.kv_cache_seq_cp(0, s, 0, b - 1)
+        for s in sample_seqs:
+            mem.kv_cache_seq_cp(0, s, 0, P - 1)
+        batch.clear()
+        if b == P:
+            i_branch = i_sample = batch.add(full[b - 1], b - 1, branch_seqs + sample_seqs, True)
+        else:
+            i_branch = batch.add(full[b - 1], b - 1, branch_seqs, True) if branch_seqs else -1
+            i_sample = batch.add(self.prompt[P - 1], P - 1, sample_seqs, True) \
+                if sample_seqs else -1
+        batch.decode()
+        cands: list[EngineCandidate] = []
+        if branch_seqs:
+            logits = batch.logits(i_branch).copy()
+            taken = {req.first[w]} if w < len(req.first) else set()
+            taken |= set(req.stop_ids)
+            order = np.argsort(-logits)
+            firsts = [int(t) for t in order[: n_branch + len(taken) + 1] if int(t) not in taken]
+            head = float(sum(req.first_logprobs[:w]))
+            for s, tok in zip(branch_seqs, firsts[:n_branch]):
+                c = EngineCandidate("", "branch", list(req.first[:w]), head, seq=s, evaluated=w)
+                c.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                c.raw = "".join(self.pieces[:w])
+                self._append(c, tok, log_softmax_at(logits, tok))
+                cands.append(c)
+        if sample_seqs:
+            logits = batch.logits(i_sample).copy()
+            for k, s in enumerate(sample_seqs):
+                c = EngineCandidate("", "sample", seq=s)
+                c.rng = np.random.default_rng([req.seed, k])
+                c.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                tok = pick(logits, req.temperature, c.rng)
+                if tok in req.stop_ids:
+                    c.done = True
+                else:
+                    self._append(c, tok, log_softmax_at(logits, tok))
+                cands.append(c)
+        self._decode(batch, cands)
+        return [c for c in cands if c.done]
+
+    def _append(self, c: EngineCandidate, tok: int, logprob: float) -> None:
+        """Add a generated token to ``c``; ends it on the stop rules or the token limit."""
+        req = self.req
+        c.tokens.append(tok)
+        c.logprob += logprob
+        c.raw += c.decoder.decode(self.llm.detokenize([tok]))
+        cut = req.cut(c.raw) if req.cut is not None else None
+        if cut is not None:
+            c.text, c.done = c.raw[:cut], True
+        elif len(c.tokens) >= req.max_tokens:
+            c.text, c.done = c.raw, True
+        else:
+            c.text = c.raw
+
+    def _decode(self, batch: Batch, cands: list[EngineCandidate]) -> None:
+        """Advance every unfinished candidate one token per step, all in one batch."""
+        P = len(self.prompt)
+        while True:
+            alive = [c for c in cands if not c.done]
+            if not alive or self._late():
+                return
+            batch.clear()
+            rows = []
+            for c in alive:
+                pos = P + len(c.tokens) - 1
+                rows.append(batch.add(c.tokens[-1], pos, [c.seq], True))
+            batch.decode()
+            for c, i in zip(alive, rows):
+                c.evaluated = len(c.tokens)
+                logits = batch.logits(i)
+                tok = pick(logits, self.req.temperature if c.origin == "sample" else 0.0, c.rng)
+                if tok in self.req.stop_ids:
+                    c.done = True
+                    continue
+                self._append(c, tok, log_softmax_at(logits, tok))
+
+    # --- scoring ------------------------------------------------------------------------------
+    def _score(self, batch: Batch, cands: list[EngineCandidate]) -> None:
+        """log p(scored text | prompt + candidate) for every candidate."""
+        req, llm, P = self.req, self.llm, len(self.prompt)
+        mem = llm._ctx
+        free = MAX_SEQUENCES - 1  # the greedy candidate is scored on a copy of sequence 0
+        mem.kv_cache_seq_rm(free, -1, -1)
+        mem.kv_cache_seq_cp(0, free, 0, P + self.kept)
+        cands[0].seq, cands[0].evaluated = free, self.kept
+        jobs = []
+        for c in cands:
+            pieces = [self._piece(t) for t in c.tokens]
+            kept = kept_tokens(pieces, c.text)
+            fragment = c.text[sum(len(p) for p in pieces[:kept]):]
+            n_frag = len(req.tokenize(fragment)) if fragment else 0
+            scored = req.tokenize(fragment + req.scored_text)[: n_frag + req.score_tokens]
+            # Feed from the token before the first scored one (its logits predict it).
+            start = min(c.evaluated, kept)
+            full = self.prompt + c.tokens[:kept]
+            q = P + start - 1
+            feed = full[q:] + scored
+            if len(feed) > llm.n_batch:
+                continue  # more than one batch of its own (a very long candidate): unscored
+            mem.kv_cache_seq_rm(c.seq, q, -1)
+            jobs.append((c, q, feed, len(full) - 1 - q, n_frag))
+        # Several candidates per batch, within the batch size and the logits rows.
+        pending = list(jobs)
+        while pending and not self._late():
+            batch.clear()
+            group = []
+            while pending:
+                c, q, feed, first_row, n_frag = pending[0]
+                n_rows = len(feed) - first_row
+                if group and (batch.size + len(feed) > llm.n_batch
+                              or batch.rows + n_rows > SCORE_ROWS):
+                    break
+                pending.pop(0)
+                idx = [batch.add(t, q + k, [c.seq], k >= first_row and k < len(feed) - 1)
+                       for k, t in enumerate(feed)]
+                group.append((c, feed, first_row, n_frag, idx))
+            batch.decode()
+            for c, feed, first_row, n_frag, idx in group:
+                total, n = 0.0, 0
+                for k in range(first_row, len(feed) - 1):
+                    lp = log_softmax_at(batch.logits(idx[k]), feed[k + 1])
+                    if k - first_row < n_frag:
+                        c.logprob += lp  # the candidate's own last characters
+                    else:
+                        total += lp
+                        n += 1
+                c.suffix_logprob, c.n_suffix = total, n

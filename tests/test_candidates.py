@@ -1,0 +1,249 @@
+"""Several candidates per cursor: parallel sequences in the engine (checked against a
+reference evaluation with llama.cpp's own full logits), the selector, and the ranked answer
+through a real language server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from bench.common import Harness
+from lsp_server.completion.completer import Completer, Cursor
+from lsp_server.completion.ranking import Candidate, next_line, rank
+from lsp_server.completion.session import ModelSession
+from lsp_server.completion.syntax import syntax_errors
+from lsp_server.engine.candidates import CandidatesRequest, kept_tokens
+from lsp_server.engine.types import GenerationRequest, StopReason
+
+PREFIX = 'def fib(n):\n    """Return the n-th Fibonacci number."""\n    if n < 2:\n        return n\n'
+SUFFIX = "\n\nprint(fib(10))\n"
+
+
+def _line_cut(raw: str) -> int | None:
+    i = raw.find("\n", len(raw) - len(raw.lstrip("\n")))
+    return i if i >= 0 else None
+
+
+def _candidates(session: ModelSession, n_branch: int = 3, n_sample: int = 2,
+                scored: str = SUFFIX) -> tuple[list[int], object]:
+    prompt = session.build_prompt(PREFIX, SUFFIX).tokens
+    first = session.engine.submit(GenerationRequest(prompt, max_tokens=24,
+                                                    stop_ids=session.stop_ids, logprobs=True))
+    events = list(first)
+    raw = "".join(e.text for e in events)
+    text = raw[:_line_cut(raw) or len(raw)]
+    stream = session.engine.submit(CandidatesRequest(
+        tokens=prompt, first=[e.token_id for e in events], first_text=text,
+        first_logprobs=[e.logprob for e in events], branches=n_branch, samples=n_sample,
+        max_tokens=24, stop_ids=session.stop_ids, cut=_line_cut, scored_text=scored,
+        score_tokens=16, tokenize=session.tokenizer.tokenize, seed=3))
+    stream.wait(120)
+    return prompt, stream
+
+
+@pytest.fixture(scope="module")
+def reference(embedded_model: Path) -> Iterator[object]:
+    """The same model in a plain llama.cpp context that keeps every position's logits."""
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(embedded_model), n_ctx=1024, logits_all=True,
+                          n_threads=2, verbose=False)
+    yield llm
+    llm.close()
+
+
+def _reference_logprob(llm: object, context: list[int], tokens: list[int]) -> float:
+    """log p(tokens | context) from one evaluation with all logits kept."""
+    llm.reset()  # type: ignore[attr-defined]
+    llm.eval(context + tokens)  # type: ignore[attr-defined]
+    scores = np.asarray(llm.scores[: len(context) + len(tokens)], dtype=np.float64)  # type: ignore[attr-defined]
+    total = 0.0
+    for k, tok in enumerate(tokens):
+        row = scores[len(context) + k - 1]  # (n_vocab,) the logits that predict tokens[k]
+        m = row.max()
+        total += row[tok] - m - np.log(np.exp(row - m).sum())
+    return float(total)
+
+
+def test_parallel_candidates_match_a_reference_evaluation(session: ModelSession,
+                                                          reference: object) -> None:
+    prompt, stream = _candidates(session)
+    assert stream.stats.stop_reason is StopReason.MAX_TOKENS, stream.stats
+    cands = stream.result
+    assert cands[0].origin == "greedy" and len(cands) >= 3, [c.text for c in cands]
+    assert len({c.text for c in cands}) == len(cands)  # distinct
+    assert {c.origin for c in cands[1:]} <= {"branch", "sample"}
+    tok = session.tokenizer.tokenize
+    for c in cands:
+        assert "\n" not in c.text.strip("\n")
+        # The candidate's own log-probability: its tokens after the prompt.
+        pieces = [session.engine.llama.detokenize([t]).decode("utf-8", "replace")
+                  for t in c.tokens]
+        kept = c.tokens[: kept_tokens(pieces, c.text)]
+        fragment = c.text[len("".join(pieces[: len(kept)])):]
+        # The suffix's log-probability after it, as the engine tokenized it.
+        n_frag = len(tok(fragment)) if fragment else 0
+        scored = tok(fragment + SUFFIX)[: n_frag + 16]
+        ref_all = _reference_logprob(reference, prompt, kept + scored)
+        ref_cand = _reference_logprob(reference, prompt, kept + scored[:n_frag])
+        assert c.suffix_logprob is not None and c.n_suffix == len(scored) - n_frag
+        # Batches of another shape give slightly different logits: a tolerance, not equality.
+        assert abs(c.logprob - ref_cand) < 0.05 * max(1, len(kept)), (c.text, c.logprob, ref_cand)
+        assert abs((c.logprob + c.suffix_logprob) - ref_all) < 0.1 * len(kept + scored), \
+            (c.text, c.logprob + c.suffix_logprob, ref_all)
+
+
+def test_branch_continues_greedily_like_a_sequential_generation(session: ModelSession) -> None:
+    prompt, stream = _candidates(session, n_branch=2, n_sample=0)
+    for c in stream.result[1:]:
+        assert c.origin == "branch"
+        # The branch's first own token forced, then greedy: a plain request from there agrees.
+        n_ws = 0
+        while n_ws < len(c.tokens) and not session.engine.llama.detokenize(
+                [c.tokens[n_ws]]).decode("utf-8", "replace").strip():
+            n_ws += 1
+        head = c.tokens[: n_ws + 1]
+        ref = session.engine.submit(GenerationRequest(prompt + head, max_tokens=24,
+                                                      stop_ids=session.stop_ids))
+        raw = "".join(e.text for e in ref)
+        start = session.engine.llama.detokenize(head).decode("utf-8", "replace")
+        full = start + raw
+        assert full[: _line_cut(full) or len(full)] == c.text
+
+
+def test_sequence_zero_is_kept_for_the_next_keystroke(session: ModelSession) -> None:
+    prompt, stream = _candidates(session)
+    greedy = stream.result[0]
+    again = session.engine.submit(GenerationRequest(prompt, max_tokens=24,
+                                                    stop_ids=session.stop_ids))
+    text = again.text()
+    assert again.wait().n_reused == len(prompt) - 1  # all but the one re-evaluated for logits
+    assert text[: _line_cut(text) or len(text)] == greedy.text
+
+
+def test_cancelled_candidates_end_at_once_and_leave_the_engine_usable(
+        session: ModelSession) -> None:
+    prompt = session.build_prompt(PREFIX, SUFFIX).tokens
+    first = session.engine.submit(GenerationRequest(prompt, max_tokens=4,
+                                                    stop_ids=session.stop_ids, logprobs=True))
+    events = list(first)
+    stream = session.engine.submit(CandidatesRequest(
+        tokens=prompt, first=[e.token_id for e in events], first_text="".join(e.text for e in events),
+        branches=4, samples=3, max_tokens=64, stop_ids=frozenset()))
+    stream.cancel()
+    assert stream.wait(30).stop_reason in (StopReason.CANCELLED, StopReason.MAX_TOKENS)
+    after = session.engine.submit(GenerationRequest(prompt, max_tokens=4,
+                                                    stop_ids=session.stop_ids))
+    assert after.text() == "".join(e.text for e in events)
+
+
+def test_completer_ranks_by_what_follows(session: ModelSession) -> None:
+    """The greedy line leaves the function unparsable; a candidate that completes it is
+    ranked first, and the ranked list says why."""
+    c = Completer(session).complete(Cursor(PREFIX, SUFFIX, "fib.py", language="python"),
+                                    single_line=True, candidates=8)
+    assert len(c.candidates) >= 3 and c.text == c.candidates[0].text
+    origins = {x.origin for x in c.candidates}
+    assert "greedy" in origins and origins & {"branch", "sample"}
+    best = c.candidates[0]
+    assert best.syntax_errors == 0 and best.suffix_logprob is not None
+    assert all(best.score >= x.score for x in c.candidates if x.syntax_errors == 0)
+    one = Completer(session).complete(Cursor(PREFIX, SUFFIX, "fib.py", language="python"),
+                                      single_line=True, candidates=1)
+    assert one.candidates == [] and one.text == next(x.text for x in c.candidates
+                                                      if x.origin == "greedy")
+
+
+# --- the selector, as a unit ------------------------------------------------------------------
+def test_rank_orders_by_echo_syntax_then_score() -> None:
+    prefix, suffix = "def f(x):\n", "\n    return y\n"
+    cands = [Candidate("    y = x +", "greedy", -1.0, -5.0),
+             Candidate("    y = x + 1", "branch", -2.0, -6.0),
+             Candidate("    return y", "branch", -0.5, -1.0),
+             Candidate("    y = 2 * x", "sample", -3.0, -2.0),
+             Candidate("   ", "sample", 0.0, 0.0),
+             Candidate("    y = x + 1", "sample", -9.0, -9.0)]
+    out = rank(cands, prefix=prefix, suffix=suffix, language="python")
+    assert [c.text for c in out] == ["    y = 2 * x", "    y = x + 1", "    y = x +",
+                                     "    return y"]
+    assert out[-1].echoes_suffix and out[2].syntax_errors == 1
+    plain = rank(cands, prefix=prefix, suffix=suffix, language="python", selector=False)
+    assert [c.text for c in plain] == ["    y = x +", "    y = x + 1", "    return y",
+                                       "    y = 2 * x"]
+
+
+def test_syntax_errors_for_other_languages() -> None:
+    prefix, suffix = "function f(x) {\n  ", "\n}\n"
+    assert syntax_errors("javascript", prefix, ["return x + 1;", "return x +;"], suffix) \
+        == [0, 1]
+    assert syntax_errors("go", "package m\nfunc f() int {\n\t", ["return 1", "return (1"],
+                         "\n}\n")[0] == 0
+    assert syntax_errors("plaintext", "", ["x"], "") == [None]
+    assert syntax_errors("python", "x" * 70_000, ["y"], "") == [None]  # too long to parse
+
+
+def test_next_line() -> None:
+    assert next_line("rest of line\n\n   return y\nz") == "return y"
+    assert next_line("only") == ""
+
+
+# --- through the language server ----------------------------------------------------------------
+def _settings(candidates: int) -> dict:
+    return {"completion": {"candidates": candidates, "mode": "single", "debounce_min_ms": 0},
+            "prompt": {"max_tokens": 16},
+            "engine": {"context_size": 2048, "time_budget_ms": 60000}}
+
+
+def test_server_answers_ranked_candidates_and_types_through_each(tmp_path: Path) -> None:
+    h = Harness(tmp_path, settings=_settings(candidates=4))
+    h.start()
+    try:
+        uri = h.open(tmp_path / "fib.py", PREFIX + SUFFIX)
+        line = PREFIX.count("\n")
+        h.partials.clear()
+        reply = h.request("codefill/complete", {"textDocument": {"uri": uri},
+                                                "position": {"line": line, "character": 0},
+                                                "streamId": "c"})
+        cands = reply["candidates"]
+        assert len(cands) >= 2 and reply["text"] == cands[0], reply
+        streamed = [p["text"] for p in h.partials if p["streamId"] == "c"]
+        if streamed:  # the ghost text the user saw stays first
+            assert cands[0].startswith(streamed[-1]), (streamed, cands)
+        client = h.client
+        assert client is not None
+
+        async def inline() -> object:
+            return await client.text_document_inline_completion_async(
+                h.inline_params(uri, line, 0))
+        texts = [i.insert_text for i in h.run(inline()).items]  # type: ignore[attr-defined]
+        assert texts == cands, (texts, cands)
+        # Type the first characters of the second candidate where it differs from the first.
+        other = cands[1]
+        k = next(i for i, (a, b) in enumerate(zip(other + "\0", cands[0] + "\0")) if a != b) + 1
+        before = h.counters()
+        h.change(uri, (line, 0), (line, 0), other[:k])
+        rest = h.inline(uri, line, k)
+        assert rest == other[k:], (rest, other, k)
+        assert h.counters()["model_calls"] == before["model_calls"]
+        assert h.counters()["candidates"] >= 2
+    finally:
+        assert h.stop() == 0
+
+
+def test_one_candidate_setting_answers_as_before(tmp_path: Path) -> None:
+    h = Harness(tmp_path, settings=_settings(candidates=1))
+    h.start()
+    try:
+        uri = h.open(tmp_path / "fib.py", PREFIX + SUFFIX)
+        t0 = time.monotonic()
+        reply = h.request("codefill/complete", {"textDocument": {"uri": uri},
+                                                "position": {"line": PREFIX.count("\n"),
+                                                             "character": 0}})
+        assert time.monotonic() - t0 < 120
+        assert reply["candidates"] == ([reply["text"]] if reply["text"] else [])
+    finally:
+        assert h.stop() == 0
