@@ -9,6 +9,16 @@ Figures (medians over --reps, the two sides alternating so machine drift hits bo
 - ratio codefill / bare for each (goal: time ratio ≤ 1.05), in wall time and in the process's
   CPU time (all threads), which a machine shared with other work disturbs much less;
 - one-token extension: the prompt plus one token, with KV reuse (codefill's engine) vs cold.
+
+    .venv/bin/python bench/engine.py --candidates N [--reps 9] [--json FILE]
+
+What several candidates cost (completion.candidates): single-line suggestions through the
+completion path (``Completer.complete``) at cursors after the indentation of lines of real code
+(the rest of the file after the cursor's line is the suffix, as in an editor), one candidate vs
+N in alternating order at each cursor. The prompt is in the KV cache first (as after a prefill
+or the previous keystroke), so the figures are the generation and ranking the user waits for.
+Reported: median wall and CPU time of each and their ratio, and the resident memory after
+suggestions with one candidate and after suggestions with N (VmRSS).
 """
 
 from __future__ import annotations
@@ -80,6 +90,74 @@ def engine_run(engine: LlamaEngine, tokens: list[int], n_gen: int) -> tuple[floa
     return t_eval, first, s.stats.t_total - first, c_eval, c_all
 
 
+def rss_mib() -> float:
+    """The process's resident memory now (VmRSS), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def candidates_cost(args: argparse.Namespace) -> dict:
+    from lsp_server.completion.completer import Completer, Cursor
+    from lsp_server.completion.session import ModelSession
+    from lsp_server.config import Config
+
+    config = Config()
+    config.engine.model = args.model or ""
+    config.engine.context_size, config.engine.threads = 2048, args.threads
+    config.engine.time_budget_ms = 60000
+    session = ModelSession(config)
+    session.wait_ready()
+    completer = Completer(session)
+    lines = source_text(60000).splitlines(keepends=True)
+    picks = [i for i in range(40, len(lines)) if lines[i].startswith("        ")
+             and len(lines[i].strip()) > 10][:: 7][: args.reps + 2]
+    cursors = []
+    for i in picks:
+        indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+        cursors.append(Cursor("".join(lines[:i]) + indent, "\n" + "".join(lines[i + 1:]),
+                              "textwrap.py", language="python"))
+
+    def timed(cursor: Cursor, n: int) -> tuple[float, float, int]:
+        completer.complete(cursor, single_line=True, max_tokens=1, candidates=1)  # warm prompt
+        t0, c0 = time.perf_counter(), time.process_time()
+        r = completer.complete(cursor, single_line=True, max_tokens=args.gen, candidates=n)
+        return time.perf_counter() - t0, time.process_time() - c0, len(r.candidates)
+
+    mem = {"loaded": rss_mib()}
+    for n in (1, args.candidates):  # memory: one candidate first, then N
+        for cursor in cursors[:2]:
+            timed(cursor, n)
+        mem[f"after_{n}"] = rss_mib()
+    rows: dict[str, list[float]] = {"wall_1": [], "wall_n": [], "cpu_1": [], "cpu_n": [],
+                                    "listed": []}
+    for rep, cursor in enumerate(cursors[2:]):
+        for n in ((1, args.candidates) if rep % 2 == 0 else (args.candidates, 1)):
+            wall, cpu, listed = timed(cursor, n)
+            key = "1" if n == 1 else "n"
+            rows[f"wall_{key}"].append(wall)
+            rows[f"cpu_{key}"].append(cpu)
+            if n != 1:
+                rows["listed"].append(listed)
+    session.close()
+    med = {k: statistics.median(v) for k, v in rows.items() if v}
+    print(f"model: {session.model_path.name}, threads {session.engine.threads}, "
+          f"{len(rows['wall_1'])} cursors, up to {args.gen} tokens, single-line, prompt cached; "
+          f"median {med['listed']:.0f} distinct candidates of {args.candidates}\n")
+    print(f"| figure | 1 candidate | {args.candidates} candidates | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    print(f"| wall time per suggestion | {med['wall_1'] * 1000:.0f} ms "
+          f"| {med['wall_n'] * 1000:.0f} ms | {med['wall_n'] / med['wall_1']:.2f} |")
+    print(f"| CPU time per suggestion | {med['cpu_1'] * 1000:.0f} ms "
+          f"| {med['cpu_n'] * 1000:.0f} ms | {med['cpu_n'] / med['cpu_1']:.2f} |")
+    print(f"| resident memory (model loaded: {mem['loaded']:.0f} MiB) "
+          f"| {mem['after_1']:.0f} MiB | {mem[f'after_{args.candidates}']:.0f} MiB "
+          f"| {mem[f'after_{args.candidates}'] / mem['after_1']:.2f} |")
+    return {"candidates": args.candidates, "threads": session.engine.threads, "gen": args.gen,
+            "rows": rows, "medians": med, "rss_mib": mem}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="")
@@ -87,7 +165,19 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=512)
     ap.add_argument("--gen", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--candidates", type=int, default=0,
+                    help="measure N candidates against one instead (see above)")
+    ap.add_argument("--json", type=Path, default=None, help="write the raw figures here")
     args = ap.parse_args()
+    if args.candidates:
+        if args.gen == 64:
+            args.gen = 48  # a single line
+        out = candidates_cost(args)
+        if args.json:
+            import json
+
+            args.json.write_text(json.dumps(out, indent=1) + "\n")
+        return
 
     path = resolve_model(args.model or None)
     info = read_model_info(path)

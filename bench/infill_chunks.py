@@ -170,7 +170,10 @@ def summary_text(out_dir: Path) -> str:
             f"pass@1 {100 * s.pass_at[1]:.1f} % ({sum(r.passed for r in results)})  "
             f"exact match {100 * s.exact_match:.1f} %  tokens/task {s.mean_tokens:.1f}  "
             f"latency mean {s.mean_latency_ms:.0f} ms, median {s.median_latency_ms:.0f} ms\n"
-            f"results: {s.statuses}\nstops: {s.stops}")
+            + (f"any of the ranked candidates passes: {100 * s.pass_list:.1f} % "
+               f"({s.mean_candidates:.1f} candidates per task)\n"
+               if s.pass_list is not None else "")
+            + f"results: {s.statuses}\nstops: {s.stops}")
 
 
 def span_bin(canonical: str) -> str:

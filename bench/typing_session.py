@@ -4,6 +4,7 @@
     .venv/bin/python bench/typing_session.py [--model PATH] [--chars 400] [--seed 1] [--plot docs/typing.png]
     .venv/bin/python bench/typing_session.py --engine remote [--model FIM.gguf] [--spm]
     .venv/bin/python bench/typing_session.py --adapter X.gguf [--order spm]
+    .venv/bin/python bench/typing_session.py --candidates N [--json FILE]
 
 A real file (the standard library's `textwrap.py`) is retyped character by character from a
 point in its middle, with realistic pauses (log-normal inter-key intervals, longer at line ends
@@ -18,6 +19,9 @@ With ``--adapter`` two runs of the server as shipped, the embedded model prefix-
 default) and the same with the FIM adapter loaded (its template, ``--order``): what the adapter
 costs in the editor, where the KV cache keeps the evaluated prompt between keystrokes (a
 benchmark's per-task latency evaluates every prompt from scratch).
+
+With ``--candidates N`` two runs of the server as shipped, one with ``completion.candidates`` 1
+and one with N: what several ranked candidates cost the typist.
 
 With ``--engine remote`` both runs use llama.cpp's llama-server (scripts/build-llama-server),
 started fresh for each run with the same model and flags:
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import sysconfig
@@ -392,6 +397,35 @@ def run_adapter(args: argparse.Namespace) -> None:
     print(f"\np50 adapter / prefix only = {b / a if a else float('nan'):.2f}")
 
 
+def run_candidates(args: argparse.Namespace) -> None:
+    """The shipped server with one candidate vs N, same keystrokes."""
+    base = {"engine": {"model": args.model, "context_size": 2048},
+            "prompt": {"max_tokens": 32}}
+    runs = [run_server(f"{n} candidate{'s' * (n > 1)}", {**base, "completion": {"candidates": n}},
+                       args) for n in (1, args.candidates)]
+    print(f"typing replay: {runs[0].keystrokes} keystrokes of textwrap.py, seed {args.seed}\n")
+    print("| run | suggestions | p50 latency | p95 latency | p50 keystroke → suggestion (all "
+          "keystrokes, Kaplan–Meier) | model calls / keystroke | candidates / model call |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    out = []
+    for r in runs:
+        calls, _ = model_load(r)
+        c = r.status["completion"]["counters"]
+        row = {"run": r.name, "suggestions": len(r.latencies),
+               "p50_ms": pct(r.latencies, .5) * 1000, "p95_ms": pct(r.latencies, .95) * 1000,
+               "km_p50_ms": km_quantile(r, .5) * 1000, "calls_per_key": calls,
+               "candidates_per_call": c["candidates"] / max(1, c["model_calls"]),
+               "latencies_s": r.latencies, "counters": c}
+        out.append(row)
+        print(f"| {r.name} | {row['suggestions']} | {row['p50_ms']:.0f} ms | {row['p95_ms']:.0f} ms"
+              f" | {row['km_p50_ms']:.0f} ms | {calls:.2f} | {row['candidates_per_call']:.1f} |")
+    a, b = (r["km_p50_ms"] for r in out)
+    print(f"\np50 keystroke → suggestion, {args.candidates} candidates / 1 = "
+          f"{b / a if a else float('nan'):.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"seed": args.seed, "runs": out}, indent=1) + "\n")
+
+
 def model_load(r: RunResult) -> tuple[float, float]:
     """(model calls per keystroke, prompt tokens evaluated per model request) of a local run."""
     c = r.status["completion"]["counters"]
@@ -450,7 +484,13 @@ def main() -> None:
                                                   "adapter GGUF loaded")
     ap.add_argument("--order", choices=("auto", "psm", "spm"), default="spm",
                     help="with --adapter: its prompt order (spm)")
+    ap.add_argument("--candidates", type=int, default=0,
+                    help="local: compare one candidate with N (completion.candidates)")
+    ap.add_argument("--json", default="", help="with --candidates: write the raw figures here")
     args = ap.parse_args()
+    if args.candidates:
+        run_candidates(args)
+        return
     if args.engine == "remote":
         run_remote(args)
         return

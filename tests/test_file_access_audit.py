@@ -130,8 +130,10 @@ def test_secret_ignored_and_outside_files_are_never_opened(tmp_path: Path) -> No
     assert os.path.join(real_root, "helpers.py") in seen, sorted(seen)[:50]
     assert final["context"]["state"] == "ready", final["context"]
     assert all(r is not None and r["source"] == "model" for r in replies), replies
-    prompts = [json.loads(x)["prompt"] for x in record.read_text().splitlines()]
-    assert len(prompts) == len(replies) and any(LEGIT in p for p in prompts), prompts
+    records = [json.loads(x) for x in record.read_text().splitlines()]
+    prompts = [r["prompt"] for r in records]  # the candidates' scored suffixes included
+    generated = [r for r in records if r["kind"] == "generate"]
+    assert len(generated) == len(replies) and any(LEGIT in p for p in prompts), prompts
 
     forbidden_files = {os.path.join(real_root, rel) for rel in (*SECRETS, *IGNORED)}
     forbidden_dirs = [os.path.join(real_root, d) for d in ("node_modules", "build", "generated")]

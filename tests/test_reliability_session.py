@@ -122,7 +122,8 @@ def test_session_hygiene_and_sync(tmp_path: Path) -> None:
                                                                       "character": pos.character}})
                 assert result is not None, (name, pos)
                 lines = record.read_text().splitlines() if record.exists() else []
-                prompts = [json.loads(x)["prompt"] for x in lines[n_before:]]
+                prompts = [r["prompt"] for r in map(json.loads, lines[n_before:])
+                           if r["kind"] == "generate"]
                 checks.append((name, text[:offset], prompts, result))
         st = h.status()
     finally:
@@ -139,7 +140,8 @@ def test_session_hygiene_and_sync(tmp_path: Path) -> None:
     # Every request accounted for: each "model" reply put exactly one prompt on record while it
     # was served, the others (answered from an earlier generation, or nothing ran) none.
     counters = st["completion"]["counters"]
-    recorded = [json.loads(x)["prompt"] for x in record.read_text().splitlines()]
+    recorded = [r["prompt"] for r in map(json.loads, record.read_text().splitlines())
+                if r["kind"] == "generate"]  # not the candidates of those prompts
     by_source = account_for_every_request([c[3] for c in checks], recorded, counters)
     assert len(checks) == 8
     if counters["speculative"] == 0:

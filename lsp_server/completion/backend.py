@@ -40,6 +40,8 @@ class InfillRequest:
     time_budget_s: float | None = None
     temperature: float = 0.0
     seed: int = 0
+    logprobs: bool = False
+    """Give each generated token its log-probability (several candidates are ranked by it)."""
     prefill: bool = False
     """Only evaluate the prompt into the engine's cache, in the background (it gives way to any
     other request), generating nothing: the prompt a request at this cursor will need."""
@@ -82,8 +84,14 @@ class CompletionBackend(abc.ABC):
         """The prompt budget of one request that generates up to ``max_tokens``: the context
         window less the allowance, split by the prompt settings (in the backend's units)."""
         p = self.config.prompt
-        return Budget.for_window(self.n_ctx, max_tokens, context_share=p.context_share,
+        return Budget.for_window(self.n_ctx, max_tokens + self.candidates_room(max_tokens),
+                                 context_share=p.context_share,
                                  suffix_share=p.suffix_share, sticky_share=p.sticky_cut)
+
+    def candidates_room(self, max_tokens: int) -> int:
+        """Context-window room the alternatives need beside the prompt (completion.candidates;
+        0 for a backend that offers one candidate)."""
+        return 0
 
     @abc.abstractmethod
     def context_allowance(self, budget: Budget) -> int:

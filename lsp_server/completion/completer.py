@@ -188,7 +188,8 @@ class Completer:
 
     def request(self, cursor: Cursor, *, max_tokens: int | None = None,
                 context: Sequence[ContextFile] | None = None, temperature: float = 0.0,
-                seed: int = 0, prefill: bool = False) -> InfillRequest:
+                seed: int = 0, prefill: bool = False, candidates: int | None = None
+                ) -> InfillRequest:
         """The generation request for ``cursor``: budget, context, limits from the settings.
         ``context`` given: those files instead of asking the context source. A secret document
         raises :class:`SecretDocument`; secret values in any text are masked."""
@@ -206,20 +207,23 @@ class Completer:
             max_tokens=n, budget=budget,
             # A prefill has no user waiting on it: it runs until done or preempted.
             time_budget_s=None if prefill else self.config.engine.time_budget_ms / 1000,
-            temperature=temperature, seed=seed, prefill=prefill)
+            temperature=temperature, seed=seed, prefill=prefill,
+            logprobs=(candidates or self.config.completion.candidates) > 1)
 
     def start(self, cursor: Cursor, ctx: SuggestionContext | None = None, *,
               max_tokens: int | None = None, context: Sequence[ContextFile] | None = None,
               temperature: float = 0.0, seed: int = 0,
               disabled_rules: frozenset[str] = frozenset(),
-              listener: Listener | None = None, prefill: bool = False) -> Generation:
+              listener: Listener | None = None, prefill: bool = False,
+              candidates: int | None = None) -> Generation:
         """Select context, assemble and submit; the returned generation streams on
         ``listener`` (called on the engine's thread) or through :meth:`Generation.drain`.
         ``prefill``: only evaluate the prompt into the engine's cache, in the background."""
         t0 = time.monotonic()
         ctx = ctx or suggestion_context(cursor, self.config)
         req = self.request(cursor, max_tokens=max_tokens, context=context,
-                           temperature=temperature, seed=seed, prefill=prefill)
+                           temperature=temperature, seed=seed, prefill=prefill,
+                           candidates=candidates)
         stream = self.backend.generate(req, listener=listener)
         tokens = getattr(stream.prompt, "tokens", None)
         if tokens is not None:
@@ -269,7 +273,7 @@ class Completer:
         self.backend.wait_ready()
         gen = self.start(cursor, suggestion_context(cursor, self.config, single_line),
                          max_tokens=max_tokens, context=context, temperature=temperature,
-                         seed=seed, disabled_rules=disabled_rules)
+                         seed=seed, disabled_rules=disabled_rules, candidates=candidates)
         gen.drain()
         result = gen.finish(self.backend.load_seconds)
         if candidates != 1:

@@ -152,7 +152,7 @@ class ModelSession(CompletionBackend):
         stream = self.engine.submit(GenerationRequest(
             tokens=prompt.tokens, max_tokens=req.max_tokens, stop_ids=self.stop_ids,
             time_budget_s=req.time_budget_s, temperature=req.temperature, seed=req.seed,
-            background=req.prefill, logprobs=True), listener=listener)
+            background=req.prefill, logprobs=req.logprobs), listener=listener)
         stream.prompt = prompt
         stream.cold = prompt is not full
         if prompt is not full:
@@ -178,6 +178,12 @@ class ModelSession(CompletionBackend):
             scored_text="" if self.template.is_fim else req.suffix[:SCORED_CHARS],
             score_tokens=SCORED_TOKENS, tokenize=self.tokenizer.tokenize,
             time_budget_s=req.time_budget_s))
+
+    def candidates_room(self, max_tokens: int) -> int:
+        """The KV cells the alternatives and the scoring take beside the prompt: each
+        alternative up to ``max_tokens``, each candidate its scored suffix tokens."""
+        n = self.config.completion.candidates
+        return 0 if n < 2 else (n - 1) * max_tokens + n * (SCORED_TOKENS + 8)
 
     def _fits_time(self, req: InfillRequest, prompt: Prompt, budget: Budget) -> Prompt:
         """``prompt``, or a shorter one when its new tokens would not be evaluated in time."""

@@ -190,9 +190,10 @@ class CandidateDecoder:
         greedy = EngineCandidate(req.first_text, "greedy", list(req.first[:self.kept]),
                                  float(sum(req.first_logprobs[:self.kept])))
         n_alt = max(0, min(req.branches + req.samples, MAX_SEQUENCES - 2))
-        room = self.n_ctx - len(self.prompt) - 8
-        per_seq = req.max_tokens + req.score_tokens + 8
-        n_alt = max(0, min(n_alt, room // per_seq - 1))  # the unified KV cache must hold all
+        # The unified KV cache holds the prompt once; each alternative adds its own tokens, each
+        # candidate its scored ones (the prompt budget leaves room: candidates_room).
+        room = self.n_ctx - len(self.prompt) - len(req.first) - (req.score_tokens + 8)
+        n_alt = max(0, min(n_alt, room // (req.max_tokens + req.score_tokens + 8)))
         batch = Batch(self.llm, max(self.llm.n_batch, MAX_SEQUENCES))
         try:
             alts = self._alternatives(batch, n_alt) if n_alt else []

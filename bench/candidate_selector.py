@@ -1,0 +1,114 @@
+"""Choose the candidates' settings on held-out data: how many, and which selector.
+
+    .venv/bin/python bench/heldout_lines.py --ctx-size 2048 --threads 2 --candidates 8 \\
+        --output bench/results/candidates/heldout-n8.jsonl
+    .venv/bin/python bench/candidate_selector.py bench/results/candidates/heldout-n8.jsonl
+
+The first command records, for every held-out repository line, all 8 candidates the product
+generated (greedy, 4 branches, 3 samples: ``ModelSession.alternatives``) with their scores; this
+one replays smaller settings from them without the model: n candidates are the greedy one,
+the first ⌈(n−1)/2⌉ branches and the first ⌊(n−1)/2⌋ samples (the split the product uses; the
+branches come in likelihood order and each sample has its own seed, so a smaller run would
+generate exactly these), ranked by each selector variant. It prints exact match of the
+first-ranked candidate, of any candidate (what cycling can reach), and the paired difference
+to greedy with its standard error. HumanEval is not used here: it is the benchmark the chosen
+settings are reported on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+Row = dict[str, Any]
+Key = Callable[[dict[str, Any], int], tuple]
+
+
+def subset(cands: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The candidates a run with ``n`` would have had (generation order kept)."""
+    alts = n - 1
+    b, s = (alts + 1) // 2, alts // 2
+    greedy = [c for c in cands if c["origin"] == "greedy"]
+    branches = [c for c in cands if c["origin"] == "branch"][:b]
+    samples = [c for c in cands if c["origin"] == "sample"][:s]
+    return greedy + branches + samples
+
+
+def _syntax(c: dict[str, Any], least: int) -> int:
+    return (c["syntax_errors"] - least) if c["syntax_errors"] is not None else 0
+
+
+def _score(c: dict[str, Any], use_logprob: bool, use_suffix: bool) -> float:
+    return ((c["logprob"] if use_logprob else 0.0)
+            + ((c["suffix_logprob"] or 0.0) if use_suffix else 0.0))
+
+
+SELECTORS: dict[str, tuple[bool, bool, bool, bool]] = {
+    # name → (echo, syntax, logprob, suffix)
+    "joint + syntax + echo (product)": (True, True, True, True),
+    "joint + syntax": (False, True, True, True),
+    "joint only": (False, False, True, True),
+    "suffix + syntax + echo": (True, True, False, True),
+    "logprob + syntax + echo": (True, True, True, False),
+    "syntax + echo, then generation order": (True, True, False, False),
+}
+
+
+def choose(cands: list[dict[str, Any]], selector: str) -> dict[str, Any] | None:
+    echo, syntax, lp, sfx = SELECTORS[selector]
+    if not cands:
+        return None
+    least = min((c["syntax_errors"] for c in cands if c["syntax_errors"] is not None),
+                default=0)
+    order = sorted(enumerate(cands), key=lambda ic: (
+        echo and ic[1]["echoes_suffix"], _syntax(ic[1], least) if syntax else 0,
+        -_score(ic[1], lp, sfx) if (lp or sfx) else ic[0]))
+    return order[0][1]
+
+
+def paired(a: list[bool], b: list[bool]) -> tuple[float, float]:
+    """Mean of a − b and its standard error, in points."""
+    d = [float(x) - float(y) for x, y in zip(a, b)]
+    n = len(d)
+    mean = sum(d) / n
+    var = sum((x - mean) ** 2 for x in d) / (n - 1) if n > 1 else 0.0
+    return 100 * mean, 100 * math.sqrt(var / n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", type=Path, help="heldout_lines.py --candidates 8 --output JSONL")
+    ap.add_argument("--n", default="1,2,3,4,6,8", help="candidate counts to replay")
+    a = ap.parse_args(argv)
+    rows: list[Row] = [json.loads(x) for x in a.results.read_text().splitlines() if x.strip()]
+    if not rows:
+        print("no rows", file=sys.stderr)
+        return 1
+    greedy = [next((c["exact"] for c in r["candidates"] if c["origin"] == "greedy"),
+                   r["exact"] if not r["candidates"] else False) for r in rows]
+    print(f"{len(rows)} held-out lines; greedy exact match {100 * sum(greedy) / len(rows):.1f} % "
+          f"({sum(greedy)})")
+    print("| n | selector | exact match | Δ vs greedy (± SE) | any candidate |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    for n in (int(x) for x in a.n.split(",")):
+        for name in SELECTORS:
+            hits, anys = [], []
+            for r, g in zip(rows, greedy):
+                sub = subset(r["candidates"], n)
+                best = choose(sub, name) if n > 1 else None
+                hits.append(bool(best["exact"]) if best else g)
+                anys.append(any(c["exact"] for c in sub) or g)
+            d, se = paired(hits, greedy)
+            print(f"| {n} | {name} | {100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | "
+                  f"{d:+.1f} ± {se:.1f} | {100 * sum(anys) / len(rows):.1f} % ({sum(anys)}) |")
+            if n == 1:
+                break
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
