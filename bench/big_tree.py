@@ -112,7 +112,8 @@ def run(n_files: int, tmp: Path | None = None, *, keystrokes: int = 6, timeout_s
         after = tree_state(root)
         figures["written"] = sorted(os.path.relpath(p, root) for p in set(before) | set(after)
                                     if before.get(p) != after.get(p))
-        figures["prompts"] = (sum(1 for _ in record.open()) if record.exists() else 0)
+        figures["prompts"] = (sum(json.loads(x)["kind"] == "generate" for x in record.open())
+                              if record.exists() else 0)
         figures["load_end"] = os.getloadavg()
         return figures
     finally:

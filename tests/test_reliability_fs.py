@@ -193,10 +193,14 @@ def make_home(home: Path) -> None:
     (home / "pkg" / "mod.py").write_text(f'SECRET = "{CANARIES["home_mod"]}"\n')
 
 
-def prompts_of(record: Path) -> list[str]:
+def prompts_of(record: Path, kinds: tuple[str, ...] = ("generate", "prefill", "candidates")
+               ) -> list[str]:
+    """Every text the model was sent (the suffixes scored for candidates included), or only
+    those of ``kinds``."""
     if not record.exists():
         return []
-    return [json.loads(line)["prompt"] for line in record.read_text().splitlines()]
+    return [r["prompt"] for r in map(json.loads, record.read_text().splitlines())
+            if r["kind"] in kinds]
 
 
 def complete_lines(h: Harness, uri: str, text: str, n: int,
@@ -300,6 +304,10 @@ def plant_hostile(root: Path, home: Path) -> None:
 @dataclass
 class Session:
     prompts: list[str] = field(default_factory=list)
+    generated: list[str] = field(default_factory=list)
+    """The prompts generated from (a request's accounting: not its candidates' scoring)."""
+    generated_phase1: int = 0
+    generated_phase2: int = 0
     statuses: list[dict[str, Any]] = field(default_factory=list)
     before: dict[str, tuple] = field(default_factory=dict)
     after: dict[str, tuple] = field(default_factory=dict)
@@ -331,6 +339,7 @@ def serving(s: Session, h: Harness, root: Path, home: Path, record: Path) -> Ite
         s.logs = list(h.logs)
     s.after, s.home_after = snapshot(root), snapshot(home)
     s.prompts = prompts_of(record)
+    s.generated = prompts_of(record, ("generate",))
 
 
 @pytest.fixture(scope="module")
@@ -358,6 +367,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
                 s.requests += complete_lines(h, h.open(root / rel, text), text, 1, s.replies)
             s.statuses.append(h.status())
             s.phase1 = len(prompts_of(record))
+            s.generated_phase1 = len(prompts_of(record, ("generate",)))
             # Phase 2: new hostile entries appear while the server watches; a legitimate new
             # module shows that the watcher did see them.
             s.mid_before = snapshot(root)
@@ -380,6 +390,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
             h.change(uri, (0, 0), (0, 0), late)
             s.requests += complete_lines(h, uri, late + APP, 1, s.replies)
             s.phase2 = len(prompts_of(record))
+            s.generated_phase2 = len(prompts_of(record, ("generate",)))
             # Phase 3: the user opens the out-of-root files through the workspace's symlinks
             # (editors keep the symlinked path), then completes in app.py again.
             h.open(root / "home" / "settings.py", (home / "settings.py").read_text())
@@ -399,7 +410,7 @@ def test_hostile_workspace_nothing_leaks(hostile: Session) -> None:
     s = hostile
     assert s.exit_code == 0
     assert s.requests == len(s.replies) == 5
-    account_for_every_request(s.replies, s.prompts, s.statuses[-1]["completion"]["counters"])
+    account_for_every_request(s.replies, s.generated, s.statuses[-1]["completion"]["counters"])
     assert any(CONTROL in p for p in s.prompts), "no repository context reached a prompt"
     prompts = s.prompts[:s.phase2]  # phase 3 (out-of-root buffers): the test below
     leaks = {name: sum(canary in p.replace("\0", "") for p in prompts)
@@ -452,7 +463,9 @@ def test_hostile_workspace_changes_seen_by_the_watcher(hostile: Session) -> None
     """Entries created during the session: a module (must be picked up), a file and a directory
     symlink into $HOME, a loop to the root, a mode-000 package (must not)."""
     late = hostile.prompts[hostile.phase1:hostile.phase2]
-    assert late and all(LATE_OK in p for p in late), "the watcher missed late_ok.py"
+    # The completions of phase 2 (not a background prefill of a file opened before it).
+    asked = hostile.generated[hostile.generated_phase1:hostile.generated_phase2]
+    assert asked and all(LATE_OK in p for p in asked), "the watcher missed late_ok.py"
     assert not any(CANARIES["home_mod"] in p for p in late)
     if not hostile.perms_skip:
         assert not any(CANARIES["perm_dir"] in p for p in late)
@@ -548,7 +561,7 @@ def test_files_changed_between_index_and_read(race: Session) -> None:
     s = race
     assert s.exit_code == 0
     assert s.requests == len(s.replies) == 2
-    account_for_every_request(s.replies, s.prompts, s.statuses[-1]["completion"]["counters"])
+    account_for_every_request(s.replies, s.generated, s.statuses[-1]["completion"]["counters"])
     assert any(CONTROL in p for p in s.prompts), "no repository context reached a prompt"
     names = [n for n in ("swapped", "grown", "flipped", "locked")
              if not (s.perms_skip and n == "locked")]

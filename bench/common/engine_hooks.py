@@ -20,9 +20,10 @@ from typing import Any
 def record_prompt(path: str, llama: Any, tokens: list[int], kind: str = "generate",
                   scored: str = "") -> None:
     """Append ``tokens`` (detokenized) to ``path`` as one JSON line ``{"pid", "n_tokens",
-    "prompt", "kind"}``; ``prompt`` is null before the model is loaded. ``kind`` "candidates":
-    the alternatives to a suggestion, whose ``scored`` text (the code after the cursor) also
-    reaches the model (it ends ``prompt``, so a scan of prompts sees it)."""
+    "prompt", "kind"}``; ``prompt`` is null before the model is loaded. ``kind``: "generate"
+    (a request that generates), "prefill" (a prompt evaluated in the background), "candidates"
+    (the alternatives to a suggestion, whose ``scored`` text — the code after the cursor — also
+    reaches the model: it ends ``prompt``, so a scan of prompts sees it)."""
     text = (llama.detokenize(list(tokens), special=True).decode("utf-8", errors="replace")
             + scored if llama is not None else None)
     with open(path, "a", encoding="utf-8") as f:
@@ -86,7 +87,8 @@ def install_engine_hooks(*, record_prompts: str | os.PathLike[str] | None = None
                 record_prompt(path, self._llama, request.tokens + request.first, "candidates",
                               request.scored_text)
             else:
-                record_prompt(path, self._llama, request.tokens)
+                record_prompt(path, self._llama, request.tokens,
+                              "prefill" if request.background else "generate")
             return submit(self, request, listener)
         LlamaEngine.submit = recording_submit  # type: ignore[method-assign]
 
