@@ -1,7 +1,7 @@
 """The VS Code extension (editors/vscode): settings manifest, lint, type check, unit tests,
 .vsix package, and end-to-end tests in a real VS Code (code-server in headless Chromium): ghost
-text, remote engine and crashes; choosing a model that is pulled from a local stand-in for the
-Hugging Face hub.
+text, remote engine and crashes; cycling through ranked candidates; choosing a model that is
+pulled from a local stand-in for the Hugging Face hub.
 
 The npm dependencies and the e2e tools are installed by editors/vscode/scripts/setup-tests.sh
 (.ci/run calls it); each test skips and names what is missing when they are not there.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -204,6 +205,54 @@ def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
     assert result["serversAfterGivingUp"] == 0
     assert "# still typing" in result["fileAfterCrash"].splitlines()
     print(f"ghost text after {result['ghostLatencyS']:.1f} s; timings {result['timings']}")
+
+
+@pytest.mark.model
+@pytest.mark.timeout(1260)  # the vsix fixture's npm run (600 s) and the e2e driver (600 s)
+def test_e2e_cycle_ranked_candidates_in_code_server(vsix: Path, tmp_path: Path) -> None:
+    """Real VS Code, real server, embedded model, codefill.completion.candidates = 4: type, see
+    ghost text; Alt+] shows another candidate (the toolbar counts them), Alt+[ the first again;
+    Tab accepts the candidate shown and the file has it."""
+    if missing := _e2e_missing():
+        pytest.skip(missing)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    shutil.copy(FIXTURE, workspace / "fib.py")
+    original = (workspace / "fib.py").read_text()
+    screenshot = ARTIFACTS / "vscode-candidates.png"
+    env = {**os.environ, "CODE_SERVER": str(CODE_SERVER), "VSIX": str(vsix),
+           "WORKSPACE": str(workspace), "SCREENSHOT": str(screenshot), "CHROMIUM": CHROMIUM,
+           "SERVER_CMD": json.dumps([sys.executable, "-m", "lsp_server.cli.main", "serve"]),
+           "CANDIDATES": "4", "MAX_TOKENS": "16", "GHOST_TIMEOUT_MS": "150000"}
+    proc = subprocess.run(["node", str(EXT / "e2e" / "candidates.mjs")], cwd=EXT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert lines, f"no result from the e2e driver:\n{proc.stdout}\n{proc.stderr}"
+    result = json.loads(lines[-1])
+    assert result["ok"], (f"{result.get('error')}\n{result.get('extensionLog', '')}\n"
+                          f"{result.get('codeServerLog', '')}\n{proc.stderr}")
+    first, second = result["first"], result["second"]
+    assert first.strip() and second.strip() and first != second, result
+    # Until the final answer the ghost text only grew towards the first candidate (the one that
+    # streamed stays first), and it never went away in between (no hiding to query again).
+    shown = [e["text"] for e in result["ghostLog"]]
+    shown = shown[next(i for i, t in enumerate(shown) if t):]
+    assert all(t for t in shown), result["ghostLog"]
+    assert all(first.startswith(t) or t.startswith(first) for t in shown), (first, result["ghostLog"])
+    assert result["countFinal"] == f"1/{result['countAfterNext'].split('/')[1]}", result
+    # The toolbar counts the candidates: the second of at least two, then the first again.
+    assert re.fullmatch(r"2/[2-4]", result["countAfterNext"]), result
+    total = result["countAfterNext"].split("/")[1]
+    assert result["countAfterPrevious"] == f"1/{total}", result
+    assert result["countAccepted"] == f"2/{total}", result
+    # Tab accepted the candidate shown (the second), and nothing else changed.
+    new_lines = result["fileText"].split("\n")
+    assert new_lines[3].rstrip() == ("    return fib" + second).rstrip(), (new_lines[3], result)
+    orig_lines = original.split("\n")
+    assert new_lines[:3] == orig_lines[:3] and new_lines[4:] == orig_lines[4:], result["fileText"]
+    assert screenshot.exists() and screenshot.stat().st_size > 10_000
+    print(f"candidates {first!r} then {second!r} ({result['countAfterNext']}); ghost text after "
+          f"{result['ghostLatencyS']:.1f} s, then {result['ghostLog']}; timings {result['timings']}")
 
 
 @pytest.mark.model

@@ -226,6 +226,22 @@ export function ghostTexts(page) {
     .map((e) => (e.textContent ?? "").replace(/\u00a0/g, " ")).filter((t) => t.length > 0));
 }
 
+/** The ghost text on the cursor line: VS Code renders it as one span per syntax token (each with
+ * the ghost-text-decoration class), so the line is the pieces joined in document order. */
+export function ghostInline(page) {
+  return page.evaluate(() => [...document.querySelectorAll("[class*='ghost-text-decoration']")]
+    .filter((e) => !e.parentElement?.closest("[class*='ghost-text-decoration']"))
+    .map((e) => (e.textContent ?? "").replace(/\u00a0/g, " ")).join(""));
+}
+
+/** The inline suggestion toolbar's "1/3" (which item is shown, of how many), or "" when it shows
+ * none (it needs `editor.inlineSuggest.showToolbar: "always"`, and VS Code counts the items only
+ * after an explicit trigger). */
+export function suggestionCount(page) {
+  return page.evaluate(() => [...document.querySelectorAll(".inlineSuggestionsHints .availableSuggestionCount")]
+    .map((e) => (e.textContent ?? "").trim()).find((t) => t.length > 0) ?? "");
+}
+
 /** The message of codefill: Show Status (the server's codefill/status); the toast is cleared. */
 export async function showStatus(page, timeoutMs = 30_000) {
   await runCommand(page, "codefill: Show Status");
@@ -250,9 +266,10 @@ export async function typeAtLineEnd(page, line, text) {
 
 
 /** startVSCode with what the test passes in the environment: CODE_SERVER, VSIX, WORKSPACE,
- * SERVER_CMD (a JSON argv) and CHROMIUM (default /usr/bin/chromium). */
-export function startVSCodeFromEnv({ mark, log }, vscode) {
+ * SERVER_CMD (a JSON argv) and CHROMIUM (default /usr/bin/chromium); `settings`: more user
+ * settings. */
+export function startVSCodeFromEnv({ mark, log, settings = {} }, vscode) {
   return startVSCode({ codeServer: env("CODE_SERVER"), vsix: env("VSIX"), workspace: env("WORKSPACE"),
-    chromiumPath: env("CHROMIUM", "/usr/bin/chromium"), settings: userSettings(JSON.parse(env("SERVER_CMD"))),
-    mark, log }, vscode);
+    chromiumPath: env("CHROMIUM", "/usr/bin/chromium"),
+    settings: userSettings(JSON.parse(env("SERVER_CMD")), settings), mark, log }, vscode);
 }

@@ -16,7 +16,7 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import {
-  clock, env, freePort, openFile, showStatus, sleep, startVSCodeFromEnv, stopVSCode, typeAtLineEnd, waitFor, waitStatusIcon,
+  clock, env, freePort, ghostInline, openFile, showStatus, sleep, startVSCodeFromEnv, stopVSCode, typeAtLineEnd, waitFor, waitStatusIcon,
 } from "./common.mjs";
 
 const WORKSPACE = env("WORKSPACE");
@@ -125,11 +125,7 @@ try {
   await page.waitForTimeout(1500);
   result.ghost = await page.evaluate(() => [...document.querySelectorAll("[class*='ghost-text']")]
     .map((e) => (e.textContent ?? "").replace(/\u00a0/g, " ")).filter((t) => t.length > 0));
-  // The cursor line's ghost text: VS Code renders it as one span per syntax token (each with the
-  // ghost-text-decoration class), so the line is the pieces joined in document order.
-  result.ghostInline = await page.evaluate(() => [...document.querySelectorAll("[class*='ghost-text-decoration']")]
-    .filter((e) => !e.parentElement?.closest("[class*='ghost-text-decoration']"))
-    .map((e) => (e.textContent ?? "").replace(/\u00a0/g, " ")).join(""));
+  result.ghostInline = await ghostInline(page);
   log(`ghost text: ${JSON.stringify(result.ghost)}; cursor line: ${JSON.stringify(result.ghostInline)}`);
   fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
   await page.screenshot({ path: SCREENSHOT });

@@ -1,6 +1,6 @@
 // codefill for VS Code: starts `codefill serve` over stdio with vscode-languageclient, shows its
-// suggestions as inline completions (ghost text) that grow with codefill/partial notifications,
-// one item per ranked candidate once the answer is final (VS Code's Alt+] / Alt+[ cycle them),
+// suggestions as inline completions (ghost text): the first codefill/partial text at once, then
+// the final answer with one item per ranked candidate (VS Code's Alt+] / Alt+[ cycle them),
 // reports accepts with codefill/didAccept and where the user is looking with codefill/didFocus
 // (the server prepares the prompt there), shows the server's state in the status bar, and picks,
 // pulls (codefill/models, codefill/pullModel with $/progress) and sets the model.
@@ -32,6 +32,7 @@ import {
   pullOutcome,
   refreshAfterAnswer,
   remoteOf,
+  requeryCommands,
   RestartPolicy,
   ServerCommand,
   Settings,
@@ -102,6 +103,10 @@ class Codefill {
   /** After a change that reloads the server's backend: poll at least until then (ms epoch). */
   private pollAtLeastUntil = 0;
   private retriggerTimer: NodeJS.Timeout | undefined;
+  /** The stream the pending retrigger is for (the latest asked). */
+  private retriggerFor: { stream: Stream; always: boolean } | undefined;
+  /** The last query of the provider (streaming): its stream key and whether it was explicit. */
+  private lastQuery: { key: string; explicit: boolean } | undefined;
   private stopping = false;
   private server: ServerCommand | undefined;
   /** Models being pulled now (one pull of a model at a time). */
@@ -649,14 +654,24 @@ class Codefill {
       return items;
     }
     const key = Streams.key(uri, document.version, position.line, position.character);
+    const explicit = context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke;
+    this.lastQuery = { key, explicit };
     let stream = this.streams.find(uri, key);
     if (!stream) {
       stream = this.startStream(document, position, key);
     }
-    await Promise.race([
-      Streams.wait(stream, STREAM_WAIT_MS),
-      new Promise<void>((resolve) => token.onCancellationRequested(() => resolve())),
-    ]);
+    // The first query answers with the text so far; an explicit one of a suggestion shown
+    // already waits for the final answer (VS Code keeps showing the text so far meanwhile).
+    const hold = Streams.holds(stream, explicit);
+    stream.holding += Number(hold);
+    try {
+      await Promise.race([
+        Streams.wait(stream, STREAM_WAIT_MS, hold),
+        new Promise<void>((resolve) => token.onCancellationRequested(() => resolve())),
+      ]);
+    } finally {
+      stream.holding -= Number(hold);
+    }
     const texts = Streams.items(stream);
     if (token.isCancellationRequested || texts.length === 0) {
       return undefined;
@@ -722,31 +737,44 @@ class Codefill {
         this.retried.clear();
       }
       this.streams.drop(uri);
-      this.retrigger(stream);
+      this.retrigger(stream, true);
       return;
     }
-    // The text changed, or more candidates came: VS Code asks again (an explicit trigger, so its
-    // toolbar counts them, "1/3").
+    // The text changed, or more candidates came: a query waiting for the final answer gets them,
+    // else VS Code is asked again (explicitly, so its toolbar counts them: "1/3").
     if (Streams.stale(stream)) {
       this.retrigger(stream);
     }
   }
 
-  /** Ask VS Code to query the provider again (the stream's items changed) if still relevant. */
-  private retrigger(stream: Stream): void {
+  /**
+   * Ask VS Code to query the provider again when the stream's items changed (or `always`: a new
+   * stream for the same place), if the cursor is still where the stream was asked for.
+   */
+  private retrigger(stream: Stream, always = false): void {
+    this.retriggerFor = { stream, always };
     if (this.retriggerTimer) {
       return;
     }
     this.retriggerTimer = setTimeout(() => {
       this.retriggerTimer = undefined;
+      const asked = this.retriggerFor;
+      this.retriggerFor = undefined;
       const editor = vscode.window.activeTextEditor;
-      if (!editor) {
+      if (!editor || !asked) {
         return;
       }
       const pos = editor.selection.active;
       const key = Streams.key(editor.document.uri.toString(), editor.document.version, pos.line, pos.character);
-      if (key === stream.key) {
-        void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+      if (key !== asked.stream.key || !(asked.always || Streams.stale(asked.stream))) {
+        return;
+      }
+      const commands = requeryCommands(asked.stream, this.lastQuery?.key !== key || this.lastQuery.explicit);
+      if (commands.length === 1) {
+        void vscode.commands.executeCommand(commands[0]);
+      } else if (commands.length > 1) {
+        // Back to back in the window (runCommands), with no round trip to this host between.
+        void vscode.commands.executeCommand("runCommands", { commands });
       }
     }, RETRIGGER_MS);
   }

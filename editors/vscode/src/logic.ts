@@ -288,6 +288,8 @@ export interface Stream {
   done: boolean;
   /** the texts last handed to VS Code, one inline completion item each (the first is shown) */
   shown?: string[];
+  /** queries of VS Code waiting for the final answer (see `Streams.holds`) */
+  holding: number;
   waiters: (() => void)[];
 }
 
@@ -361,7 +363,7 @@ export class Streams {
     }
     this.seq += 1;
     const stream: Stream = { id: `${this.prefix}-${this.seq}`, key, text: "", candidates: [], done: false,
-      waiters: [] };
+      holding: 0, waiters: [] };
     this.byId.set(stream.id, stream);
     this.byDoc.set(uri, stream);
     return { stream, replaced };
@@ -427,17 +429,41 @@ export class Streams {
     return this.byId.size;
   }
 
-  /** Resolve when the stream has text or is done (or after timeoutMs). */
-  static wait(s: Stream, timeoutMs: number): Promise<void> {
-    if (s.text || s.done) {
+  /**
+   * Whether a query of VS Code should wait for the final answer instead of answering with the
+   * text so far: an explicit query (VS Code's trigger, showNext/showPrevious) of a stream whose
+   * text VS Code shows already. VS Code answers its next explicit queries at that place from
+   * this answer (see `requeryCommands`), so it had better be the final one.
+   */
+  static holds(s: Stream, explicit: boolean): boolean {
+    return explicit && !s.done && s.shown !== undefined;
+  }
+
+  /** Resolve when the stream has text or is done, or with `untilDone` when it is done (or after
+   * timeoutMs). */
+  static wait(s: Stream, timeoutMs: number, untilDone = false): Promise<void> {
+    const ready = () => s.done || (!untilDone && s.text !== "");
+    if (ready()) {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      s.waiters.push(() => {
+      let settled = false;
+      const settle = () => {
+        settled = true;
         clearTimeout(timer);
         resolve();
+      };
+      const timer = setTimeout(settle, timeoutMs);
+      const arm = () => s.waiters.push(() => {
+        if (!settled) {
+          if (ready()) {
+            settle();
+          } else {
+            arm();
+          }
+        }
       });
+      arm();
     });
   }
 
@@ -448,6 +474,30 @@ export class Streams {
       w();
     }
   }
+}
+
+/** VS Code's command that asks the inline completion providers again (an explicit query). */
+export const TRIGGER_INLINE = "editor.action.inlineSuggest.trigger";
+/** VS Code's command that hides the inline suggestion and forgets its last result. */
+export const HIDE_INLINE = "editor.action.inlineSuggest.hide";
+
+/**
+ * The commands that make VS Code query the provider again at the same cursor and document
+ * version, when the items it shows are out of date (the suggestion grew, or its other candidates
+ * came): none while a query waits for the final answer (it gets it); after an automatic query, an
+ * explicit trigger; after an explicit one (`lastQueryExplicit`, or not known), VS Code answers
+ * the next explicit trigger from that result (its InlineCompletionsSource: "satisfies"), so the
+ * suggestion is hidden first, which forgets it: that blinks, so only for the final answer, never
+ * while the suggestion streams.
+ */
+export function requeryCommands(s: Stream, lastQueryExplicit: boolean): string[] {
+  if (s.holding > 0) {
+    return [];
+  }
+  if (!lastQueryExplicit) {
+    return [TRIGGER_INLINE];
+  }
+  return s.done ? [HIDE_INLINE, TRIGGER_INLINE] : [];
 }
 
 // --- choosing a model (codefill: Choose Model) ---------------------------------------------

@@ -3,10 +3,11 @@ import { strict as assert } from "node:assert";
 import * as path from "node:path";
 import { test } from "node:test";
 import {
-  candidatesOf, EMBEDDED_LABEL, findServer, FindOptions, FOCUS_ACTIVE_MS, FOCUS_REST_MS, FocusTracker, humanBytes,
-  humanParameters, keepShownFirst, languageEnabled, modelPicks, ModelRow, modelSettingTarget, pickerPlaceholder,
-  prefillSummary, PULL_CANCELLED_MESSAGE, PullProgress, pullOutcome, refreshAfterAnswer, remoteOf, REQUEST_CANCELLED, RestartPolicy,
-  SERVER_SECTIONS, splitModelName, StatusInput, statusPollMs, statusView, Streams, toServerSettings,
+  candidatesOf, EMBEDDED_LABEL, findServer, FindOptions, FOCUS_ACTIVE_MS, FOCUS_REST_MS, FocusTracker, HIDE_INLINE,
+  humanBytes, humanParameters, keepShownFirst, languageEnabled, modelPicks, ModelRow, modelSettingTarget,
+  pickerPlaceholder, prefillSummary, PULL_CANCELLED_MESSAGE, PullProgress, pullOutcome, refreshAfterAnswer, remoteOf,
+  REQUEST_CANCELLED, requeryCommands, RestartPolicy, SERVER_SECTIONS, splitModelName, StatusInput, statusPollMs,
+  statusView, Streams, toServerSettings, TRIGGER_INLINE,
 } from "../src/logic";
 
 function opts(over: Partial<FindOptions>, executables: string[] = []): FindOptions {
@@ -231,6 +232,61 @@ test("Streams.wait resolves on the first partial, on drop, or on timeout", async
   await Streams.wait(c, 30);
   assert.ok(Date.now() - t0 >= 25);
   assert.equal(c.text, "");
+});
+
+test("Streams.wait with untilDone resolves on the final answer only (or on timeout)", async () => {
+  const s = new Streams();
+  const a = s.start("u1", "k1").stream;
+  let resolved = false;
+  const waited = Streams.wait(a, 5000, true).then(() => {
+    resolved = true;
+  });
+  s.partial(a.id, "x");
+  s.partial(a.id, "xy");
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(resolved, false, "partials do not end the wait");
+  s.finish(a.id, "xyz", ["xyz", "w"]);
+  await waited;
+  assert.equal(resolved, true);
+  assert.deepEqual(Streams.items(a), ["xyz", "w"]);
+  const b = s.start("u2", "k2").stream;
+  s.partial(b.id, "p");
+  const t0 = Date.now();
+  await Streams.wait(b, 30, true);
+  assert.ok(Date.now() - t0 >= 25, "timed out");
+  assert.equal(b.done, false);
+});
+
+test("Streams.holds: an explicit query of a suggestion shown and still streaming waits for the final answer", () => {
+  const s = new Streams();
+  const a = s.start("u", "k").stream;
+  assert.equal(Streams.holds(a, true), false, "nothing shown yet: answer with the first text");
+  s.partial(a.id, "re");
+  a.shown = Streams.items(a);
+  assert.equal(Streams.holds(a, false), false, "automatic queries answer at once");
+  assert.equal(Streams.holds(a, true), true);
+  s.finish(a.id, "return", ["return", "pass"]);
+  assert.equal(Streams.holds(a, true), false, "done: all candidates at once");
+});
+
+test("requeryCommands: a trigger after an automatic query; none while a query waits or the text streams; "
+  + "hide and trigger for the final answer after an explicit query", () => {
+  const s = new Streams();
+  const a = s.start("u", "k").stream;
+  s.partial(a.id, "re");
+  a.shown = Streams.items(a);
+  s.partial(a.id, "retu");
+  assert.deepEqual(requeryCommands(a, false), [TRIGGER_INLINE]);
+  a.holding = 1;
+  assert.deepEqual(requeryCommands(a, false), [], "the waiting query gets the answer");
+  assert.deepEqual(requeryCommands(a, true), []);
+  a.holding = 0;
+  assert.deepEqual(requeryCommands(a, true), [], "no blinking while it streams");
+  s.finish(a.id, "return", ["return", "pass"]);
+  assert.deepEqual(requeryCommands(a, true), [HIDE_INLINE, TRIGGER_INLINE]);
+  assert.deepEqual(requeryCommands(a, false), [TRIGGER_INLINE]);
+  a.holding = 1;
+  assert.deepEqual(requeryCommands(a, true), []);
 });
 
 const FAILING = { backend: "llama-server", url: "http://gpu-box:8080", state: "ready" as const,
