@@ -92,7 +92,9 @@ def test_commands_are_contributed() -> None:
                         "codefill.showStatus", "codefill.showLog", "codefill.restartServer",
                         "codefill.chooseModel"}
     source = (EXT / "src" / "extension.ts").read_text()
-    for command in commands | {"codefill.didAccept"}:
+    bound = {k["command"] for k in package["contributes"]["keybindings"]}
+    assert {"codefill.showNext", "codefill.showPrevious"} <= bound
+    for command in commands | bound | {"codefill.didAccept"}:
         assert f'"{command}"' in source, f"{command} is not registered"
 
 
@@ -211,8 +213,9 @@ def test_e2e_ghost_text_in_code_server(vsix: Path, tmp_path: Path) -> None:
 @pytest.mark.timeout(1260)  # the vsix fixture's npm run (600 s) and the e2e driver (600 s)
 def test_e2e_cycle_ranked_candidates_in_code_server(vsix: Path, tmp_path: Path) -> None:
     """Real VS Code, real server, embedded model, codefill.completion.candidates = 4: type, see
-    ghost text; Alt+] shows another candidate (the toolbar counts them), Alt+[ the first again;
-    Tab accepts the candidate shown and the file has it."""
+    ghost text grow into the first candidate; Alt+] shows another candidate (the toolbar counts
+    them), Alt+[ the first again; typing through the candidate shown keeps it; Tab accepts it and
+    the file has it."""
     if missing := _e2e_missing():
         pytest.skip(missing)
     workspace = tmp_path / "ws"
@@ -245,6 +248,15 @@ def test_e2e_cycle_ranked_candidates_in_code_server(vsix: Path, tmp_path: Path) 
     total = result["countAfterNext"].split("/")[1]
     assert result["countAfterPrevious"] == f"1/{total}", result
     assert result["countAccepted"] == f"2/{total}", result
+    # Typing the first character of the second candidate kept it (where the server may have put
+    # the first candidate first, the typed character fitting both), from the keystroke on.
+    if typed := result["typed"]:
+        rest = second[len(typed):]
+        assert result["afterTyping"] == rest, result
+        before, *after = result["typedLog"]  # the ghost text before the keystroke, then after
+        assert before["text"] == second, result["typedLog"]
+        assert all(rest.startswith(e["text"]) or e["text"].startswith(rest)
+                   for e in after if e["text"]), (rest, result["typedLog"])
     # Tab accepted the candidate shown (the second), and nothing else changed.
     new_lines = result["fileText"].split("\n")
     assert new_lines[3].rstrip() == ("    return fib" + second).rstrip(), (new_lines[3], result)
@@ -252,7 +264,8 @@ def test_e2e_cycle_ranked_candidates_in_code_server(vsix: Path, tmp_path: Path) 
     assert new_lines[:3] == orig_lines[:3] and new_lines[4:] == orig_lines[4:], result["fileText"]
     assert screenshot.exists() and screenshot.stat().st_size > 10_000
     print(f"candidates {first!r} then {second!r} ({result['countAfterNext']}); ghost text after "
-          f"{result['ghostLatencyS']:.1f} s, then {result['ghostLog']}; timings {result['timings']}")
+          f"{result['ghostLatencyS']:.1f} s, then {result['ghostLog']}; typed {result['typed']!r}: "
+          f"{result.get('typedLog')}; timings {result['timings']}")
 
 
 @pytest.mark.model

@@ -4,8 +4,9 @@
 // (the toolbar counts them, "1/N"; the ghost text is noted at each animation frame meanwhile, to
 // check that it only grew and never went away), shows the next candidate with Alt+]
 // (editor.action.inlineSuggest.showNext: the ghost text must change and the toolbar count move
-// to "2/N"), goes back with Alt+[ and forward again, takes a screenshot, accepts with Tab, saves,
-// and reads the file. Prints one JSON line.
+// to "2/N"), goes back with Alt+[ and forward again, takes a screenshot, types the first
+// character of the candidate shown (its rest must stay shown once the server has answered),
+// accepts with Tab, saves, and reads the file. Prints one JSON line.
 //
 // Environment: CODE_SERVER, VSIX, WORKSPACE (a copy of the fixture), SERVER_CMD (JSON list for
 // codefill.server.command), SCREENSHOT (PNG path), CANDIDATES (default 4), MAX_TOKENS (default
@@ -13,8 +14,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-  clock, env, ghostInline, openFile, sleep, startVSCodeFromEnv, stopVSCode, suggestionCount, typeAtLineEnd,
-  waitFor, waitStatusIcon,
+  clock, env, ghostInline, openFile, sleep, startVSCodeFromEnv, statusIcon, stopVSCode, suggestionCount,
+  typeAtLineEnd, waitFor, waitStatusIcon,
 } from "./common.mjs";
 
 const WORKSPACE = env("WORKSPACE");
@@ -31,6 +32,58 @@ function waitGhost(page, ok, timeoutMs, what) {
     const g = await ghostInline(page);
     return g.trim() && ok(g) ? g : undefined;
   }, timeoutMs, what);
+}
+
+/** Note the cursor line's ghost text at each animation frame where it changed (stopGhostLog
+ * returns the notes: text and page time in ms). */
+function startGhostLog(page) {
+  return page.evaluate(() => {
+    const w = /** @type {any} */ (window);
+    w.__ghostLog = [];
+    w.__ghostLogOn = true;
+    let last = null;
+    const tick = () => {
+      const t = [...document.querySelectorAll("[class*='ghost-text-decoration']")]
+        .filter((e) => !e.parentElement?.closest("[class*='ghost-text-decoration']"))
+        .map((e) => (e.textContent ?? "").replace(/\u00a0/g, " ")).join("");
+      if (t !== last) {
+        w.__ghostLog.push({ text: t, ms: Math.round(performance.now()) });
+        last = t;
+      }
+      if (w.__ghostLogOn) {
+        requestAnimationFrame(tick);
+      }
+    };
+    requestAnimationFrame(tick);
+  });
+}
+
+function stopGhostLog(page) {
+  return page.evaluate(() => {
+    const w = /** @type {any} */ (window);
+    w.__ghostLogOn = false;
+    return w.__ghostLog;
+  });
+}
+
+/** Wait until the server has answered what typing asked: at least `minMs`, and the status bar
+ * not "generating" for the last second. */
+async function waitAnswered(page, minMs, timeoutMs) {
+  const start = Date.now();
+  let quietSince = Date.now();
+  for (;;) {
+    const busy = (await statusIcon(page)).icon !== "check";
+    if (busy) {
+      quietSince = Date.now();
+    }
+    if (Date.now() - start >= minMs && Date.now() - quietSince >= 1000) {
+      return;
+    }
+    if (Date.now() - start > timeoutMs) {
+      throw new Error(`the status bar stayed busy for ${timeoutMs} ms`);
+    }
+    await sleep(100);
+  }
 }
 
 /** The codefill output channel as VS Code logged it under the user data dir ("" if none). */
@@ -77,25 +130,7 @@ try {
   const typedAt = await typeAtLineEnd(page, 4, "fib");
   // From now on, each animation frame notes the cursor line's ghost text when it changes: the
   // texts shown while the suggestion streams, and any frame without it.
-  await page.evaluate(() => {
-    const w = /** @type {any} */ (window);
-    w.__ghostLog = [];
-    w.__ghostLogOn = true;
-    let last = null;
-    const tick = () => {
-      const t = [...document.querySelectorAll("[class*='ghost-text-decoration']")]
-        .filter((e) => !e.parentElement?.closest("[class*='ghost-text-decoration']"))
-        .map((e) => (e.textContent ?? "").replace(/\u00a0/g, " ")).join("");
-      if (t !== last) {
-        w.__ghostLog.push({ text: t, ms: Math.round(performance.now()) });
-        last = t;
-      }
-      if (w.__ghostLogOn) {
-        requestAnimationFrame(tick);
-      }
-    };
-    requestAnimationFrame(tick);
-  });
+  await startGhostLog(page);
   await waitGhost(page, () => true, GHOST_TIMEOUT_MS, "ghost text");
   result.ghostLatencyS = (Date.now() - typedAt) / 1000;
   mark("ghost text");
@@ -109,11 +144,7 @@ try {
     throw err;
   });
   await sleep(500);
-  result.ghostLog = await page.evaluate(() => {
-    const w = /** @type {any} */ (window);
-    w.__ghostLogOn = false;
-    return w.__ghostLog;
-  });
+  result.ghostLog = await stopGhostLog(page);
   result.first = await ghostInline(page);
   mark("final answer");
   log(`first candidate: ${JSON.stringify(result.first)} (toolbar ${JSON.stringify(result.countFinal)}); `
@@ -141,6 +172,21 @@ try {
   fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
   await page.screenshot({ path: SCREENSHOT });
   result.screenshot = SCREENSHOT;
+
+  // Typing what the candidate shown begins with keeps it: VS Code shows the rest of it meanwhile,
+  // and the next answer (the server's candidates, typed through) keeps it first even where the
+  // typed text fits the first candidate too.
+  result.typed = /^[A-Za-z0-9_ ]/.test(result.second) ? result.second[0] : "";
+  if (result.typed) {
+    await startGhostLog(page);
+    await page.keyboard.type(result.typed);
+    await waitAnswered(page, 2000, GHOST_TIMEOUT_MS);
+    result.typedLog = await stopGhostLog(page);
+    result.afterTyping = await ghostInline(page);
+    mark("typed through");
+    log(`typed ${JSON.stringify(result.typed)}: ${JSON.stringify(result.afterTyping)}; `
+      + `ghost text over time: ${JSON.stringify(result.typedLog)}`);
+  }
 
   // Tab accepts the candidate shown: the second one.
   await page.keyboard.press("Tab");

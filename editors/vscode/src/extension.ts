@@ -36,6 +36,8 @@ import {
   RestartPolicy,
   ServerCommand,
   Settings,
+  Shown,
+  shownAt,
   StatusModel,
   statusPollMs,
   statusView,
@@ -43,6 +45,7 @@ import {
   Streams,
   StatusInput,
   toServerSettings,
+  typedThrough,
 } from "./logic";
 
 const RETRIGGER_MS = 60;
@@ -107,6 +110,9 @@ class Codefill {
   private retriggerFor: { stream: Stream; always: boolean } | undefined;
   /** The last query of the provider (streaming): its stream key and whether it was explicit. */
   private lastQuery: { key: string; explicit: boolean } | undefined;
+  /** After typing through the candidate shown, per document: where, and what is left of it
+   * (`typedThrough`). */
+  private readonly expected = new Map<string, Shown & { key: string }>();
   private stopping = false;
   private server: ServerCommand | undefined;
   /** Models being pulled now (one pull of a model at a time). */
@@ -133,15 +139,27 @@ class Codefill {
     cmd("codefill.restartServer", () => this.restart());
     cmd("codefill.chooseModel", () => this.chooseModel());
     cmd("codefill.didAccept", (uri: unknown) => this.didAccept(typeof uri === "string" ? uri : undefined));
+    cmd("codefill.showNext", () => this.cycle(1));
+    cmd("codefill.showPrevious", () => this.cycle(-1));
     context.subscriptions.push(
       vscode.workspace.onDidChangeConfiguration((e) => this.onConfigChanged(e)),
       vscode.workspace.onDidChangeTextDocument((e) => {
         if (e.contentChanges.length > 0) {
-          this.dropStream(e.document.uri.toString());
+          const uri = e.document.uri.toString();
+          // Typed through the candidate shown: the next answer keeps it first.
+          const shown = shownAt(this.streams.current(uri)) ?? this.expected.get(uri);
+          const next = typedThrough(uri, shown, e.contentChanges, e.document.version);
+          if (next) {
+            this.expected.set(uri, next);
+          } else {
+            this.expected.delete(uri);
+          }
+          this.dropStream(uri);
         }
       }),
       vscode.workspace.onDidCloseTextDocument((d) => {
         this.dropStream(d.uri.toString());
+        this.expected.delete(d.uri.toString());
         this.focus.forget(d.uri.toString());
       }),
       vscode.window.onDidChangeActiveTextEditor(() => this.scheduleFocus("active")),
@@ -659,6 +677,11 @@ class Codefill {
     let stream = this.streams.find(uri, key);
     if (!stream) {
       stream = this.startStream(document, position, key);
+      const expected = this.expected.get(uri);
+      this.expected.delete(uri);
+      if (expected?.key === key) {
+        stream.expected = expected.text;
+      }
     }
     // The first query answers with the text so far; an explicit one of a suggestion shown
     // already waits for the final answer (VS Code keeps showing the text so far meanwhile).
@@ -677,7 +700,7 @@ class Codefill {
       return undefined;
     }
     // One item while the suggestion streams; once final, one per candidate, the one shown first.
-    stream.shown = texts;
+    Streams.show(stream, texts);
     const range = new vscode.Range(position, position);
     return texts.map((text) => new vscode.InlineCompletionItem(text, range, this.acceptCommand(uri)));
   }
@@ -685,7 +708,8 @@ class Codefill {
   private startStream(document: vscode.TextDocument, position: vscode.Position, key: string): Stream {
     const client = this.client as LanguageClient;
     const uri = document.uri.toString();
-    const { stream, replaced } = this.streams.start(uri, key);
+    const { stream, replaced } = this.streams.start(uri, key,
+      { line: position.line, character: position.character });
     if (replaced) {
       this.cancellers.get(replaced.id)?.cancel();
     }
@@ -802,6 +826,25 @@ class Codefill {
       position: c2p.asPosition(editor.selection.active),
     });
     this.output.debug(`accepted at ${editor.selection.active.line + 1}:${editor.selection.active.character + 1}`);
+  }
+
+  /**
+   * Alt+] / Alt+[: VS Code's showNext / showPrevious, noting which candidate it will show (for
+   * typing through it; VS Code does not tell).
+   */
+  private async cycle(delta: number): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    if (editor) {
+      const uri = editor.document.uri.toString();
+      const pos = editor.selection.active;
+      const key = Streams.key(uri, editor.document.version, pos.line, pos.character);
+      const stream = this.streams.find(uri, key);
+      if (stream) {
+        Streams.cycle(stream, delta, this.lastQuery?.key !== key || this.lastQuery.explicit);
+      }
+    }
+    await vscode.commands.executeCommand(delta > 0 ? "editor.action.inlineSuggest.showNext"
+      : "editor.action.inlineSuggest.showPrevious");
   }
 
   private async acceptPart(command: string): Promise<void> {

@@ -290,7 +290,24 @@ export interface Stream {
   shown?: string[];
   /** queries of VS Code waiting for the final answer (see `Streams.holds`) */
   holding: number;
+  /** the cursor the stream was asked for */
+  at?: Position;
+  /**
+   * The text VS Code still shows here from the previous suggestion, typed through (see
+   * `typedThrough`): a text that does not go on with it is not offered while the suggestion
+   * streams, and the candidate that does goes first.
+   */
+  expected?: string;
+  /** which of the `shown` items VS Code shows, as far as the extension knows (see `cycle`) */
+  selected: number;
+  /** showNext (+1) / showPrevious (-1) presses that apply to the next items handed to VS Code */
+  cycles: number;
   waiters: (() => void)[];
+}
+
+export interface Position {
+  line: number;
+  character: number;
 }
 
 /**
@@ -355,15 +372,21 @@ export class Streams {
     return s && s.key === key ? s : undefined;
   }
 
-  /** Start a stream for uri/key; returns it and the one it replaces (to cancel). */
-  start(uri: string, key: string): { stream: Stream; replaced?: Stream } {
+  /** The document's stream (in flight or finished), if any. */
+  current(uri: string): Stream | undefined {
+    return this.byDoc.get(uri);
+  }
+
+  /** Start a stream for uri/key (at the cursor `at`); returns it and the one it replaces (to
+   * cancel). */
+  start(uri: string, key: string, at?: Position): { stream: Stream; replaced?: Stream } {
     const replaced = this.byDoc.get(uri);
     if (replaced) {
       this.byId.delete(replaced.id);
     }
     this.seq += 1;
     const stream: Stream = { id: `${this.prefix}-${this.seq}`, key, text: "", candidates: [], done: false,
-      holding: 0, waiters: [] };
+      holding: 0, at, selected: 0, cycles: 0, waiters: [] };
     this.byId.set(stream.id, stream);
     this.byDoc.set(uri, stream);
     return { stream, replaced };
@@ -389,7 +412,7 @@ export class Streams {
     if (!s) {
       return undefined;
     }
-    s.candidates = keepShownFirst(candidatesOf(text, candidates), s.shown?.[0]);
+    s.candidates = keepShownFirst(candidatesOf(text, candidates), s.shown?.[0] ?? s.expected);
     s.text = s.candidates[0] ?? "";
     s.done = true;
     this.byId.delete(id);
@@ -405,7 +428,43 @@ export class Streams {
     if (s.done) {
       return [...s.candidates];
     }
-    return s.text ? [s.text] : [];
+    const fits = s.expected === undefined || s.text.startsWith(s.expected) || s.expected.startsWith(s.text);
+    return s.text && fits ? [s.text] : [];
+  }
+
+  /**
+   * The items are handed to VS Code: a list other than the one it had starts at its first item
+   * (VS Code keeps the item shown by its text and place), moved by the presses of showNext /
+   * showPrevious that waited for it.
+   */
+  static show(s: Stream, texts: string[]): void {
+    if (!sameTexts(s.shown, texts)) {
+      s.selected = 0;
+    }
+    s.shown = texts;
+    if (s.cycles !== 0 && texts.length > 0) {
+      s.selected = mod(s.selected + s.cycles, texts.length);
+    }
+    s.cycles = 0;
+  }
+
+  /**
+   * showNext (+1) or showPrevious (-1) was pressed. VS Code first asks again (an explicit query)
+   * unless its items here came from one (`lastQueryExplicit`) and none is waiting (`holding`),
+   * then shows the next or previous of the items it has, wrapping around: the move applies to
+   * the items the query gets (`show`), else at once to the items VS Code has.
+   */
+  static cycle(s: Stream, delta: number, lastQueryExplicit: boolean): void {
+    if (s.holding > 0 || !lastQueryExplicit) {
+      s.cycles += delta;
+    } else if (s.shown !== undefined && s.shown.length > 0) {
+      s.selected = mod(s.selected + delta, s.shown.length);
+    }
+  }
+
+  /** The text VS Code shows at the stream's place, as far as the extension knows. */
+  static shownText(s: Stream): string | undefined {
+    return s.shown?.[s.selected] ?? s.expected;
   }
 
   /** Whether VS Code shows items of this stream that are out of date (query the provider again). */
@@ -439,10 +498,10 @@ export class Streams {
     return explicit && !s.done && s.shown !== undefined;
   }
 
-  /** Resolve when the stream has text or is done, or with `untilDone` when it is done (or after
-   * timeoutMs). */
+  /** Resolve when the stream has an item to offer (`items`) or is done, or with `untilDone` when
+   * it is done (or after timeoutMs). */
   static wait(s: Stream, timeoutMs: number, untilDone = false): Promise<void> {
-    const ready = () => s.done || (!untilDone && s.text !== "");
+    const ready = () => s.done || (!untilDone && Streams.items(s).length > 0);
     if (ready()) {
       return Promise.resolve();
     }
@@ -474,6 +533,60 @@ export class Streams {
       w();
     }
   }
+}
+
+function mod(a: number, n: number): number {
+  return ((a % n) + n) % n;
+}
+
+/** The cursor after `text` was inserted at `at`. */
+export function positionAfter(at: Position, text: string): Position {
+  const lines = text.split("\n");
+  return lines.length === 1 ? { line: at.line, character: at.character + text.length }
+    : { line: at.line + lines.length - 1, character: lines[lines.length - 1].length };
+}
+
+/** A document change as VS Code reports it (`TextDocumentContentChangeEvent`). */
+export interface ContentChange {
+  range: { start: Position; end: Position };
+  text: string;
+}
+
+/** What VS Code shows at a place: the text of a suggestion at a cursor. */
+export interface Shown {
+  at: Position;
+  text: string;
+}
+
+/** What VS Code shows at a stream's place, as far as the extension knows. */
+export function shownAt(s: Stream | undefined): Shown | undefined {
+  const text = s ? Streams.shownText(s) : undefined;
+  return s?.at && text ? { at: s.at, text } : undefined;
+}
+
+/**
+ * The user typed (or accepted part of the suggestion) where VS Code showed `shown`: what is left
+ * of it, at the cursor after the change (`key` for the document's new `version`). VS Code keeps
+ * showing that candidate while the user types what it begins with; the next answer (where the
+ * server may put another candidate first when the typed text fits it too) then keeps it first.
+ * Undefined when the change is not one insertion at that cursor that the text begins with and
+ * goes on after.
+ */
+export function typedThrough(uri: string, shown: Shown | undefined, changes: readonly ContentChange[],
+  version: number): (Shown & { key: string }) | undefined {
+  if (!shown || changes.length !== 1) {
+    return undefined;
+  }
+  const { range, text } = changes[0];
+  const at = shown.at;
+  const empty = range.start.line === range.end.line && range.start.character === range.end.character;
+  if (!empty || range.start.line !== at.line || range.start.character !== at.character
+      || !text || !shown.text.startsWith(text) || shown.text.length === text.length) {
+    return undefined;
+  }
+  const after = positionAfter(at, text);
+  return { key: Streams.key(uri, version, after.line, after.character), at: after,
+    text: shown.text.slice(text.length) };
 }
 
 /** VS Code's command that asks the inline completion providers again (an explicit query). */

@@ -5,9 +5,9 @@ import { test } from "node:test";
 import {
   candidatesOf, EMBEDDED_LABEL, findServer, FindOptions, FOCUS_ACTIVE_MS, FOCUS_REST_MS, FocusTracker, HIDE_INLINE,
   humanBytes, humanParameters, keepShownFirst, languageEnabled, modelPicks, ModelRow, modelSettingTarget,
-  pickerPlaceholder, prefillSummary, PULL_CANCELLED_MESSAGE, PullProgress, pullOutcome, refreshAfterAnswer, remoteOf,
-  REQUEST_CANCELLED, requeryCommands, RestartPolicy, SERVER_SECTIONS, splitModelName, StatusInput, statusPollMs,
-  statusView, Streams, toServerSettings, TRIGGER_INLINE,
+  pickerPlaceholder, positionAfter, prefillSummary, PULL_CANCELLED_MESSAGE, PullProgress, pullOutcome, refreshAfterAnswer, remoteOf,
+  REQUEST_CANCELLED, requeryCommands, RestartPolicy, SERVER_SECTIONS, shownAt, splitModelName, StatusInput,
+  statusPollMs, statusView, Streams, toServerSettings, TRIGGER_INLINE, typedThrough,
 } from "../src/logic";
 
 function opts(over: Partial<FindOptions>, executables: string[] = []): FindOptions {
@@ -287,6 +287,87 @@ test("requeryCommands: a trigger after an automatic query; none while a query wa
   assert.deepEqual(requeryCommands(a, false), [TRIGGER_INLINE]);
   a.holding = 1;
   assert.deepEqual(requeryCommands(a, true), []);
+});
+
+test("Streams.show and cycle follow the item VS Code shows: a new list starts at its first item", () => {
+  const s = new Streams();
+  const a = s.start("u", "k", { line: 3, character: 14 }).stream;
+  s.partial(a.id, "on");
+  Streams.show(a, Streams.items(a));  // an automatic query
+  assert.equal(Streams.shownText(a), "on");
+  a.holding = 1;  // showNext: VS Code's explicit query waits for the final answer
+  Streams.cycle(a, 1, true);
+  assert.equal(a.selected, 0);
+  s.finish(a.id, "one", ["one", "two", "three"]);
+  a.holding = 0;
+  Streams.show(a, Streams.items(a));
+  assert.equal(Streams.shownText(a), "two", "moved on the items the query got");
+  // VS Code has them from an explicit query: it moves at once.
+  Streams.cycle(a, 1, true);
+  Streams.cycle(a, 1, true);
+  assert.equal(Streams.shownText(a), "one", "wraps around");
+  Streams.cycle(a, -1, true);
+  assert.equal(Streams.shownText(a), "three");
+  Streams.show(a, ["one", "two", "three"]);
+  assert.equal(Streams.shownText(a), "three", "the same list again: VS Code keeps the item shown");
+  Streams.show(a, ["x", "y"]);
+  assert.equal(Streams.shownText(a), "x");
+  // After an automatic query VS Code asks again first: the move applies to what it gets.
+  Streams.cycle(a, 1, false);
+  assert.equal(Streams.shownText(a), "x");
+  Streams.show(a, ["x", "y"]);
+  assert.equal(Streams.shownText(a), "y");
+  const b = s.start("v", "k2").stream;
+  s.partial(b.id, "p");
+  Streams.show(b, Streams.items(b));
+  s.finish(b.id, "p1", ["p1", "p2"]);
+  Streams.cycle(b, 1, false);
+  Streams.show(b, Streams.items(b));
+  assert.equal(Streams.shownText(b), "p2", "a new list, then the move");
+});
+
+test("positionAfter: on the same line, or on the last line of the inserted text", () => {
+  assert.deepEqual(positionAfter({ line: 3, character: 14 }, "abc"), { line: 3, character: 17 });
+  assert.deepEqual(positionAfter({ line: 3, character: 14 }, "a\n  b"), { line: 4, character: 3 });
+});
+
+test("typedThrough: typing what the candidate shown begins with leaves the rest of it", () => {
+  const s = new Streams();
+  const a = s.start("u", "k", { line: 3, character: 14 }).stream;
+  s.finish(a.id, "onacci(n-1)", ["onacci(n-1)", "onacci(n - 1)"]);
+  Streams.show(a, Streams.items(a));
+  Streams.cycle(a, 1, true);
+  const at = { line: 3, character: 14 };
+  const typed = (text: string, start = at, end = at) => typedThrough("u", shownAt(a), [{ range: { start, end }, text }], 7);
+  assert.deepEqual(typed("o"), { key: Streams.key("u", 7, 3, 15), at: { line: 3, character: 15 }, text: "nacci(n - 1)" });
+  assert.deepEqual(typed("onacci(n "), { key: Streams.key("u", 7, 3, 23), at: { line: 3, character: 23 },
+    text: "- 1)" });
+  assert.equal(typed("x"), undefined, "not what it begins with");
+  assert.equal(typed("onacci(n - 1)"), undefined, "all of it: accepted, nothing left");
+  assert.equal(typed("o", { line: 3, character: 13 }, { line: 3, character: 13 }), undefined, "elsewhere");
+  assert.equal(typed("o", at, { line: 3, character: 15 }), undefined, "a replacement");
+  assert.equal(typedThrough("u", shownAt(a), [], 7), undefined);
+  assert.equal(typedThrough("u", undefined, [{ range: { start: at, end: at }, text: "o" }], 7), undefined);
+  // A chain: typed again before the next answer came, from what was left.
+  const first = typed("o");
+  const second = typedThrough("u", first, [{ range: { start: first!.at, end: first!.at }, text: "n" }], 8);
+  assert.deepEqual(second, { key: Streams.key("u", 8, 3, 16), at: { line: 3, character: 16 }, text: "acci(n - 1)" });
+});
+
+test("Streams: after typing through a candidate, the answer keeps what is left of it first", () => {
+  const s = new Streams();
+  const a = s.start("u", "k2").stream;
+  a.expected = "nacci(n - 1)";
+  s.partial(a.id, "nacci(n-");
+  assert.deepEqual(Streams.items(a), [], "a text that does not go on with the one shown waits");
+  s.partial(a.id, "nacci(n-1)");
+  assert.deepEqual(Streams.items(a), []);
+  s.finish(a.id, "nacci(n-1)", ["nacci(n-1)", "nacci(n - 1)", "x"]);
+  assert.deepEqual(Streams.items(a), ["nacci(n - 1)", "nacci(n-1)", "x"]);
+  const b = s.start("v", "k3").stream;
+  b.expected = "nacci(n - 1)";
+  s.partial(b.id, "nacci");
+  assert.deepEqual(Streams.items(b), ["nacci"], "one that fits is offered while it streams");
 });
 
 const FAILING = { backend: "llama-server", url: "http://gpu-box:8080", state: "ready" as const,
