@@ -65,7 +65,7 @@ def choose(cands: list[dict[str, Any]], selector: str) -> dict[str, Any] | None:
     least = min((c["syntax_errors"] for c in cands if c["syntax_errors"] is not None),
                 default=0)
     order = sorted(enumerate(cands), key=lambda ic: (
-        echo and ic[1]["echoes_suffix"], _syntax(ic[1], least) if syntax else 0,
+        echo and ic[1]["echoes_suffix"] and any(ch.isalnum() for ch in ic[1]["text"]), _syntax(ic[1], least) if syntax else 0,
         -_score(ic[1], lp, sfx) if (lp or sfx) else ic[0]))
     return order[0][1]
 

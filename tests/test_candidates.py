@@ -13,7 +13,7 @@ import pytest
 
 from bench.common import Harness
 from lsp_server.completion.completer import Completer, Cursor
-from lsp_server.completion.ranking import Candidate, next_line, rank
+from lsp_server.completion.ranking import Candidate, echoes, next_line, rank
 from lsp_server.completion.session import ModelSession
 from lsp_server.completion.syntax import syntax_errors
 from lsp_server.engine.candidates import CandidatesRequest, kept_tokens
@@ -141,7 +141,17 @@ def test_cancelled_candidates_end_at_once_and_leave_the_engine_usable(
     assert after.text() == "".join(e.text for e in events)
 
 
-def test_completer_ranks_by_what_follows(session: ModelSession) -> None:
+@pytest.fixture
+def patient(session: ModelSession) -> Iterator[ModelSession]:
+    """The shared session with a time budget a loaded machine cannot exhaust here."""
+    engine = session.config.engine
+    before, engine.time_budget_ms = engine.time_budget_ms, 120000
+    yield session
+    engine.time_budget_ms = before
+
+
+def test_completer_ranks_by_what_follows(patient: ModelSession) -> None:
+    session = patient
     """The greedy line leaves the function unparsable; a candidate that completes it is
     ranked first, and the ranked list says why."""
     c = Completer(session).complete(Cursor(PREFIX, SUFFIX, "fib.py", language="python"),
@@ -184,6 +194,11 @@ def test_syntax_errors_for_other_languages() -> None:
                          "\n}\n")[0] == 0
     assert syntax_errors("plaintext", "", ["x"], "") == [None]
     assert syntax_errors("python", "x" * 70_000, ["y"], "") == [None]  # too long to parse
+
+
+def test_a_repeated_closing_bracket_is_not_an_echo() -> None:
+    assert echoes("    return y", "return y")
+    assert not echoes("    ],", "],") and not echoes("}", "}") and not echoes("x", "")
 
 
 def test_next_line() -> None:

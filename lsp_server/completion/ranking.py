@@ -4,7 +4,8 @@ A prefix-only model writes a line without seeing the code after the cursor; a FI
 but still makes mistakes a parser would catch. Given the candidates of one cursor
 (:mod:`lsp_server.engine.candidates`), the order is, key by key:
 
-1. a candidate that repeats the suffix's next line (the line the user already has) goes last;
+1. a candidate that repeats the suffix's next line (a statement the user already has; closing
+   brackets alone repeat legitimately) goes last;
 2. fewer syntax errors in the file with the candidate in place (:mod:`.syntax`; only a
    difference between candidates counts);
 3. a higher score: the log-probability of the candidate given the prompt plus, when the model
@@ -56,6 +57,13 @@ def next_line(suffix: str) -> str:
     return ""
 
 
+def echoes(text: str, following: str) -> bool:
+    """``text`` repeats the suffix's next line — a statement the user already has. Lines
+    without a word character (``],``, ``)``, ``}``) repeat legitimately and do not count."""
+    line = text.strip()
+    return bool(following) and line == following and any(ch.isalnum() for ch in line)
+
+
 def distinct(cands: Iterable[Candidate]) -> list[Candidate]:
     """Non-empty candidates, the first of each text."""
     seen: set[str] = set()
@@ -79,7 +87,7 @@ def rank(cands: Iterable[Candidate], *, prefix: str, suffix: str, language: str,
     errors = syntax_errors(language, prefix, [c.text for c in out], suffix)
     for c, n in zip(out, errors):
         c.syntax_errors = n
-        c.echoes_suffix = bool(following) and c.text.strip() == following
+        c.echoes_suffix = echoes(c.text, following)
     least = min((n for n in errors if n is not None), default=0)
     scored = any(c.suffix_logprob is not None for c in out)
     return sorted(out, key=lambda c: (

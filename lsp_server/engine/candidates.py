@@ -249,8 +249,10 @@ class CandidateDecoder:
             logits = batch.logits(i_branch).copy()
             taken = {req.first[w]} if w < len(req.first) else set()
             taken |= set(req.stop_ids)
-            order = np.argsort(-logits)
-            firsts = [int(t) for t in order[: n_branch + len(taken) + 1] if int(t) not in taken]
+            k = n_branch + len(taken) + 1
+            top = np.argpartition(-logits, k)[:k]  # the k likeliest, unordered (no full sort)
+            order = top[np.argsort(-logits[top])]
+            firsts = [int(t) for t in order if int(t) not in taken]
             head = float(sum(req.first_logprobs[:w]))
             for s, tok in zip(branch_seqs, firsts[:n_branch]):
                 c = EngineCandidate("", "branch", list(req.first[:w]), head, seq=s, evaluated=w)
