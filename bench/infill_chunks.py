@@ -3,6 +3,7 @@
     .venv/bin/python bench/infill_chunks.py run --benchmark multi-line --dir DIR [--chunks 30]
         [-- CODEFILL BENCH INFILL OPTIONS, e.g. --threads 1 --workers 1 --adapter X --order spm]
     .venv/bin/python bench/infill_chunks.py summary DIR [--vs OTHER_DIR]
+    .venv/bin/python bench/infill_chunks.py compare A.jsonl B.jsonl --benchmark NAME
 
 The full multi-line set (5,815 tasks, up to 256 tokens each) is hours of CPU here, too long to
 risk in one process, so ``run`` splits the file into ``--chunks`` contiguous slices and runs each
@@ -22,6 +23,7 @@ DIR/run.json records the benchmark, the chunking and the options; running again 
 ones is refused, so slices of different settings never mix. ``summary`` merges the slices into
 one summary; ``--vs`` compares two runs on the tasks both have (pass@1 each, tasks gained and
 lost, the standard error of the paired difference, pass@1 by the length of the missing span).
+``compare`` does the same for two ``codefill bench infill --output`` files (subsets).
 """
 
 from __future__ import annotations
@@ -151,6 +153,10 @@ def run_chunks(benchmark: str, out_dir: Path, chunks: int, extra: list[str],
 
 
 def load_results(out_dir: Path) -> list[TaskResult]:
+    """A run directory's finished chunks, or one ``codefill bench infill --output`` file."""
+    if out_dir.is_file():
+        return [TaskResult(**json.loads(line)) for line in out_dir.read_text().splitlines()
+                if line.strip()]
     results = []
     for path in sorted(out_dir.glob("chunk-*.jsonl.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -181,7 +187,7 @@ def span_bin(canonical: str) -> str:
     return next(label for top, label in SPAN_BINS if lines <= top)
 
 
-def compare_text(a_dir: Path, b_dir: Path) -> str:
+def compare_text(a_dir: Path, b_dir: Path, benchmark: str = "") -> str:
     a = {r.task_id: r for r in load_results(a_dir)}
     b = {r.task_id: r for r in load_results(b_dir)}
     common = sorted(a.keys() & b.keys())
@@ -199,7 +205,8 @@ def compare_text(a_dir: Path, b_dir: Path) -> str:
              f"{b_dir.name} {100 * pb / n:.1f} % ({pb}); {b_dir.name} gains {gained}, "
              f"loses {lost} (difference {100 * mean_d:+.1f} points, SE {se:.1f}); "
              f"empty completions {empty[0]} vs {empty[1]}"]
-    record = json.loads((a_dir / RUN_FILE).read_text(encoding="utf-8"))
+    record = ({"benchmark": benchmark} if benchmark else
+              json.loads((a_dir / RUN_FILE).read_text(encoding="utf-8")))
     data_dir = Path(record["data_dir"]) if record.get("data_dir") else None
     canon = {t.task_id: t.canonical_solution
              for t in load_tasks(record["benchmark"], data_dir=data_dir)}
@@ -228,12 +235,26 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--chunks", type=int, default=30)
     r.add_argument("--data-dir", type=Path, default=None,
                    help="HumanEval infilling files (default: the copy shipped with codefill)")
+    c = sub.add_parser("compare", help="compare two `codefill bench infill --output` files "
+                                       "task by task")
+    c.add_argument("a", type=Path)
+    c.add_argument("b", type=Path)
+    c.add_argument("--benchmark", required=True)
     s = sub.add_parser("summary", help="merge the finished chunks of a run")
     s.add_argument("dir", type=Path)
     s.add_argument("--vs", type=Path, default=None, help="a second run to compare with")
     args = p.parse_args(argv)
     if args.cmd == "run":
         return run_chunks(args.benchmark, args.dir, args.chunks, extra, args.data_dir)
+    if args.cmd == "compare":
+        for path in (args.a, args.b):
+            s = summarize(load_results(path))
+            print(f"{path.name}: pass@1 {100 * s.pass_at[1]:.1f} %, tokens/task "
+                  f"{s.mean_tokens:.1f}, latency median {s.median_latency_ms:.0f} ms"
+                  + (f", any of the ranked candidates {100 * s.pass_list:.1f} %"
+                     if s.pass_list is not None else ""))
+        print(compare_text(args.a, args.b, args.benchmark))
+        return 0
     print(summary_text(args.dir))
     if args.vs:
         print(summary_text(args.vs))

@@ -14,6 +14,7 @@ complete``, ``codefill bench`` and the benchmark scripts. Per suggestion:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -232,15 +233,27 @@ class Completer:
         return Generation(stream, ctx, disabled_rules, t0, req)
 
     def rank(self, gen: Generation, result: Completion, cursor: Cursor,
-             n: int | None = None) -> list[Candidate]:
+             n: int | None = None, *, single_line: bool = False) -> list[Candidate]:
         """Up to ``n`` (completion.candidates) candidates for the finished ``gen``, best first
         (:mod:`.ranking`); [] when the backend offers one only (or the request was stopped).
+        ``single_line``: candidates for the first line of a generation that went on past it.
         Blocks until the engine has decoded and scored them; :meth:`Generation.cancel` stops
         it."""
         n = n or self.config.completion.candidates
         if n < 2 or gen.request is None or gen.cancelled:
             return []
-        alts = self.backend.alternatives(gen.stream, gen.raw, gen.request, n=n, cut=gen.cut)
+        ctx, first, shown = gen.ctx, gen.raw, result.text
+        if single_line and not ctx.single_line:
+            ctx = dataclasses.replace(ctx, single_line=True)
+            cut = first_cut(first, ctx, gen.disabled)
+            first = first[:cut[0]] if cut else first
+            shown = postprocess(first, ctx, gen.disabled)[0]
+
+        def cut_at(text: str) -> int | None:
+            found = first_cut(text, ctx, gen.disabled)
+            return found[0] if found else None
+
+        alts = self.backend.alternatives(gen.stream, first, gen.request, n=n, cut=cut_at)
         if alts is None:
             return []
         gen.alternatives = alts
@@ -253,7 +266,7 @@ class Completer:
         cands = []
         for i, c in enumerate(found):
             # The first is the greedy suggestion: post-processed already.
-            text = result.text if i == 0 else postprocess(c.text, gen.ctx, gen.disabled)[0]
+            text = shown if i == 0 else postprocess(c.text, ctx, gen.disabled)[0]
             cands.append(Candidate(text, c.origin, c.logprob, c.suffix_logprob, c.n_suffix))
         ranked = rank(cands, prefix=cursor.prefix, suffix=cursor.suffix,
                       language=cursor.language, selector=self.config.completion.selector)

@@ -20,7 +20,7 @@ from typing import Callable
 from ..config import Config
 from ..engine.types import TokenEvent
 from ..settings import Settings
-from .backend import CompletionBackend
+from .backend import Completion, CompletionBackend
 from .cache import CacheEntry, SuggestionCache, make_entry
 from .debounce import TypingPace
 from .privacy import refusal
@@ -56,6 +56,9 @@ class Job:
     error: str = ""
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     orphan_timer: asyncio.TimerHandle | None = None
+    ranking: bool = False
+    """The suggestion is served; its alternatives are being generated and ranked."""
+    ranked: asyncio.Event = field(default_factory=asyncio.Event)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -135,6 +138,8 @@ class Pipeline:
         if hit is not None:
             entry, typed = hit
             if entry.done:
+                if not typed and isinstance(entry.job, Job) and entry.job.ranking:
+                    await entry.job.ranked.wait()
                 texts = self._answers(entry.remainders(typed), ctx)
                 if texts:
                     self.counters.typing_through += bool(typed)
@@ -149,7 +154,9 @@ class Pipeline:
                 # same stale job. A new job from here reuses the KV cache up to the old cursor.
                 self.counters.in_flight_adopted += 1
                 self.counters.typing_through += bool(typed)
-                result = await self._wait(entry.job, typed, ctx, on_text, "in_flight")
+                # Asked again where it began (nothing typed): an editor wants the candidates.
+                result = await self._wait(entry.job, typed, ctx, on_text, "in_flight",
+                                          candidates=not typed)
                 if result.text or result.reason not in (DIVERGED, CANCELLED):
                     return result
                 # The generation went another way than the user typed (or was stopped):
@@ -196,8 +203,10 @@ class Pipeline:
         return out
 
     async def _wait(self, job: Job, typed: str, ctx: SuggestionContext,
-                    on_text: Callable[[str], None] | None, source: str) -> Suggestion:
-        """Wait on ``job`` until it can answer a request that typed ``typed`` since it began."""
+                    on_text: Callable[[str], None] | None, source: str,
+                    candidates: bool = False) -> Suggestion:
+        """Wait on ``job`` until it can answer a request that typed ``typed`` since it began
+        (``candidates``: until its alternatives are ranked too)."""
         job.waiters += 1
         if job.orphan_timer is not None:
             job.orphan_timer.cancel()
@@ -208,7 +217,7 @@ class Pipeline:
                 while True:
                     entry = job.entry
                     rem = entry.remainder(typed)
-                    if rem is None or job.cancelled:
+                    if rem is None or (job.cancelled and not entry.done):
                         self.counters.stale_dropped += rem is None
                         return Suggestion("", source, DIVERGED if rem is None else CANCELLED,
                                           ctx.single_line)
@@ -221,16 +230,15 @@ class Pipeline:
                     if on_text is not None and view != sent and not entry.done:
                         sent = view
                         on_text(view)
-                    if entry.done or line_done:
+                    more = candidates and self.config.completion.candidates > 1 and (
+                        not entry.done or job.ranking)
+                    if (entry.done or line_done) and not more:
                         text = self._answer(rem, ctx)
-                        texts = []
-                        if entry.done and entry.candidates:
-                            self._served_order(entry, sent)
-                            texts = self._answers(entry.remainders(typed), ctx)
-                        text = texts[0] if texts else text
+                        texts = self._answers(entry.remainders(typed), ctx) \
+                            if entry.candidates else []
                         reason = job.stop if entry.done else "line complete"
-                        return Suggestion(text, source, reason if text else
-                                          f"nothing left after post-processing ({job.stop})",
+                        return Suggestion(texts[0] if texts else text, source, reason if text
+                                          else f"nothing left after post-processing ({job.stop})",
                                           ctx.single_line, candidates=texts)
                     await job.changed.wait()
         finally:
@@ -239,18 +247,6 @@ class Pipeline:
                 # Keep it briefly: the next keystroke may type through it.
                 loop = asyncio.get_running_loop()
                 job.orphan_timer = loop.call_later(ORPHAN_GRACE_S, self._orphan_expired, job)
-
-    @staticmethod
-    def _served_order(entry: CacheEntry, shown: str) -> list[str]:
-        """The candidates best first, except that the ghost text the user is looking at (the
-        streamed first suggestion) stays first; the entry keeps this order for typing-through."""
-        order = list(entry.candidates)
-        if shown and entry.text in order:
-            order.remove(entry.text)
-            order.insert(0, entry.text)
-        entry.candidates = order
-        entry.text = order[0]
-        return order
 
     def _orphan_expired(self, job: Job) -> None:
         if job.waiters == 0 and not job.entry.done and not job.speculative:
@@ -263,9 +259,7 @@ class Pipeline:
         entry = make_entry(req.uri, prefix, suffix)
         # Single-line requests at the end of a line answer with the first line, but the job goes
         # on with the next lines into the cache: accepting the line then shows them at once.
-        # Not with several candidates: they are lines to choose between, ranked when all are done.
-        hot_streak = (ctx.single_line and not suffix.split("\n", 1)[0].strip()
-                      and self.config.completion.candidates < 2)
+        hot_streak = ctx.single_line and not suffix.split("\n", 1)[0].strip()
         job_ctx = replace(ctx, single_line=ctx.single_line and not hot_streak)
         job = Job(entry=entry, ctx=job_ctx, suffix_len=len(suffix),
                   answer_first_line=ctx.single_line, speculative=speculative)
@@ -306,21 +300,17 @@ class Pipeline:
             result = await asyncio.to_thread(gen.finish)  # raises EngineError on failure
             self.counters.tokens_evaluated += result.stats.n_evaluated
             self.counters.tokens_generated += result.stats.n_generated
-            ranked = []
-            if self.config.completion.candidates > 1 and not job.cancelled:
-                ranked = await asyncio.to_thread(completer.rank, gen, result, req.cursor)
-                self.counters.candidates += len(ranked)
             if job.cancelled:
                 raise asyncio.CancelledError
             job.stop = result.stop
+            # Served now (the user waits for this one); the alternatives come after it.
             async with job.changed:
                 entry.text, entry.done = result.text, True
-                entry.candidates = [c.text for c in ranked] if len(ranked) > 1 else []
-                if entry.candidates and not entry.text:
-                    entry.text = entry.candidates[0]
                 job.changed.notify_all()
             if not entry.text:
                 self.cache.remove(entry)
+            if self.config.completion.candidates > 1:
+                await self._rank(completer, job, gen, result, req)
         except asyncio.CancelledError:
             job.cancelled = True
             self.cache.remove(entry)
@@ -338,7 +328,35 @@ class Pipeline:
             if job in jobs:
                 jobs.remove(job)
 
+    async def _rank(self, completer: Completer, job: Job, gen: Generation, result: Completion,
+                    req: CompletionRequest) -> None:
+        """The alternatives to a served suggestion, ranked into its cache entry: the served text
+        stays first (the user may be looking at it), the others follow best first. A request
+        at the same place with nothing typed waits for them (an editor asking for more); one
+        that types through does not."""
+        entry = job.entry
+        job.ranking = True
+        try:
+            ranked = await asyncio.to_thread(completer.rank, gen, result, req.cursor,
+                                             single_line=job.answer_first_line)
+            self.counters.candidates += len(ranked)
+            texts = [c.text for c in ranked]
+            if not job.cancelled and len(texts) > 1:
+                shown = first_line(entry.text) if job.answer_first_line else entry.text
+                if entry.text:
+                    texts = [entry.text] + [t for t in texts if t != shown]
+                entry.text, entry.candidates = texts[0], texts
+                self.cache.add(entry)  # back in when the served text was empty
+        finally:
+            job.ranking = False
+            job.ranked.set()
+            async with job.changed:
+                job.changed.notify_all()
+
     def _cancel_job(self, job: Job, why: str) -> None:
+        if job.ranking and not job.cancelled:
+            job.cancel()  # served already: only its alternatives stop (the entry stays)
+            return
         if job.cancelled or job.entry.done:
             return
         self.counters.cancelled_jobs += 1
