@@ -75,4 +75,5 @@ def complete_reply(result: Suggestion | None) -> dict[str, Any] | None:
         return None
     return {"text": result.text, "source": result.source, "reason": result.reason,
             "singleLine": result.single_line, "latencyMs": round(result.latency_s * 1000, 1),
-            "candidates": result.candidates or ([result.text] if result.text else [])}
+            "candidates": result.candidates or ([result.text] if result.text else []),
+            "moreCandidates": result.more_candidates}

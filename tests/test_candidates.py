@@ -225,6 +225,7 @@ def test_server_answers_ranked_candidates_and_types_through_each(tmp_path: Path)
                                                 "streamId": "c"})
         # Served as soon as the greedy line is done: the alternatives come after it.
         assert first["source"] == "model" and first["candidates"] == [first["text"]], first
+        assert first["moreCandidates"] is True, first
         streamed = [p["text"] for p in h.partials if p["streamId"] == "c"]
         # Asked again at the same place (an editor cycling): the ranked list, the text the user
         # is looking at first.
@@ -232,7 +233,7 @@ def test_server_answers_ranked_candidates_and_types_through_each(tmp_path: Path)
                                                 "position": {"line": line, "character": 0}})
         cands = reply["candidates"]
         assert reply["source"] in ("cache", "in_flight") and len(cands) >= 2, reply
-        assert reply["text"] == cands[0], reply
+        assert reply["text"] == cands[0] and reply["moreCandidates"] is False, reply
         assert cands[0] == first["text"] and (not streamed or cands[0].startswith(streamed[-1]))
         client = h.client
         assert client is not None

@@ -155,7 +155,7 @@ MODELS_CASES = [
 CANDIDATES_CASES = [
     "candidate lists: ranking kept, repeats and empty texts dropped; typing-through and wrap-around arithmetic",
     "next/prev keys cycle the ghost text with an n/m count and wrap around; <Tab> accepts the one shown",
-    "one candidate: no count is shown and next/prev leave it",
+    "one candidate: no count is shown; next/prev ask again and leave it",
     "typing-through keeps the candidates that go on with the typed text; the shown one stays shown",
     "accept next word keeps the candidates that start with it; <Tab> then accepts the shown one's rest",
     "next pressed while the answer streams shows the second candidate once it arrives; with nothing shown it asks",

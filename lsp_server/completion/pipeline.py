@@ -26,9 +26,9 @@ from .debounce import TypingPace
 from .privacy import refusal
 from .completer import Completer, ContextSource, Generation, suggestion_context
 from .requests import CompletionRequest, Counters, Suggestion, first_line
+from .rules import SuggestionContext, postprocess
 
 __all__ = ["CompletionRequest", "Counters", "Pipeline", "Suggestion", "first_line"]
-from .rules import SuggestionContext, postprocess
 
 Log = Callable[[str, str], None]  # (level, message)
 
@@ -194,13 +194,9 @@ class Pipeline:
         return text
 
     def _answers(self, remainders: list[str], ctx: SuggestionContext) -> list[str]:
-        """The distinct non-empty answers of several suggestions, in order ([] when one)."""
-        out: list[str] = []
-        for rem in remainders:
-            text = self._answer(rem, ctx)
-            if text and text not in out:
-                out.append(text)
-        return out
+        """The distinct non-empty answers of several suggestions, in order."""
+        texts = (self._answer(rem, ctx) for rem in remainders)
+        return list(dict.fromkeys(t for t in texts if t))
 
     async def _wait(self, job: Job, typed: str, ctx: SuggestionContext,
                     on_text: Callable[[str], None] | None, source: str,
@@ -230,16 +226,17 @@ class Pipeline:
                     if on_text is not None and view != sent and not entry.done:
                         sent = view
                         on_text(view)
-                    more = candidates and self.config.completion.candidates > 1 and (
-                        not entry.done or job.ranking)
-                    if (entry.done or line_done) and not more:
+                    coming = self.config.completion.candidates > 1 and (
+                        job.ranking or not entry.done) and not job.cancelled
+                    if (entry.done or line_done) and not (candidates and coming):
                         text = self._answer(rem, ctx)
                         texts = self._answers(entry.remainders(typed), ctx) \
                             if entry.candidates else []
                         reason = job.stop if entry.done else "line complete"
                         return Suggestion(texts[0] if texts else text, source, reason if text
                                           else f"nothing left after post-processing ({job.stop})",
-                                          ctx.single_line, candidates=texts)
+                                          ctx.single_line, candidates=texts,
+                                          more_candidates=coming)
                     await job.changed.wait()
         finally:
             job.waiters -= 1
@@ -304,12 +301,13 @@ class Pipeline:
                 raise asyncio.CancelledError
             job.stop = result.stop
             # Served now (the user waits for this one); the alternatives come after it.
+            rank = job.ranking = self.config.completion.candidates > 1
             async with job.changed:
                 entry.text, entry.done = result.text, True
                 job.changed.notify_all()
             if not entry.text:
                 self.cache.remove(entry)
-            if self.config.completion.candidates > 1:
+            if rank:
                 await self._rank(completer, job, gen, result, req)
         except asyncio.CancelledError:
             job.cancelled = True
@@ -323,6 +321,9 @@ class Pipeline:
             async with job.changed:
                 job.changed.notify_all()
         finally:
+            if job.ranking:  # stopped before its alternatives were ranked: nobody waits on them
+                job.ranking = False
+                job.ranked.set()
             entry.job = None
             jobs = self._jobs.get(req.uri, [])
             if job in jobs:

@@ -42,6 +42,9 @@ class Suggestion:
     candidates: list[str] = field(default_factory=list)
     """Every suggestion for the cursor in the order to show them (``text`` first) when there
     are several, else empty."""
+    more_candidates: bool = False
+    """Alternatives to ``text`` are being generated: a request at the same place with nothing
+    typed answers once they are ranked."""
 
 
 @dataclass

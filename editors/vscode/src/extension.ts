@@ -16,10 +16,12 @@ import {
   WorkDoneProgress,
 } from "vscode-languageclient/node";
 import {
+  candidatesOf,
   findServer,
   FOCUS_ACTIVE_MS,
   FOCUS_REST_MS,
   FocusTracker,
+  keepShownFirst,
   languageEnabled,
   ModelPick,
   modelPicks,
@@ -55,6 +57,9 @@ interface CompleteResult {
   text: string;
   /** the ranked suggestion texts (candidates[0] is text); absent when there is one */
   candidates?: string[];
+  /** alternatives to `text` are being ranked: asked again at the same place, the server answers
+   * with all of them once they are */
+  moreCandidates?: boolean;
   source?: string;
   reason?: string;
 }
@@ -717,12 +722,15 @@ class Codefill {
     this.cancellers.set(stream.id, cts);
     this.render();
     const c2p = client.code2ProtocolConverter;
+    const place = { textDocument: c2p.asTextDocumentIdentifier(document), position: c2p.asPosition(position) };
     client.sendRequest<CompleteResult | null>("codefill/complete", {
-      textDocument: c2p.asTextDocumentIdentifier(document),
-      position: c2p.asPosition(position),
+      ...place,
       streamId: stream.id,
     }, cts.token).then((result) => {
       this.onFinal(stream, uri, result ?? undefined);
+      if (result?.moreCandidates && result.text) {
+        this.fetchCandidates(stream, uri, place);
+      }
     }, (err: unknown) => {
       const cancelled = cts.token.isCancellationRequested;
       if (!cancelled) {
@@ -731,6 +739,31 @@ class Codefill {
       this.onFinal(stream, uri, undefined);
     });
     return stream;
+  }
+
+  /**
+   * The server served the first suggestion before ranking its alternatives: ask again at the
+   * same place (the server answers once they are ranked) and offer them, the text shown first.
+   */
+  private fetchCandidates(stream: Stream, uri: string, place: object): void {
+    const client = this.client;
+    if (!client) {
+      return;
+    }
+    client.sendRequest<CompleteResult | null>("codefill/complete", place).then((result) => {
+      if (!result || this.streams.find(uri, stream.key) !== stream) {
+        return;
+      }
+      const texts = keepShownFirst(candidatesOf(result.text, result.candidates),
+        Streams.shownText(stream) ?? stream.text);
+      if (texts.length < 2) {
+        return;
+      }
+      stream.candidates = texts;
+      if (Streams.stale(stream)) {
+        this.retrigger(stream);
+      }
+    }, () => undefined);
   }
 
   private onPartial(p: { streamId: string; text: string }): void {

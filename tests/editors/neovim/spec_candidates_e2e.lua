@@ -91,6 +91,22 @@ return function(t)
       ]], GHOST_TIMEOUT, "an answer")
       if ok and type(g) == "table" then
         last = g
+        if g.n < 2 then
+          -- The first answer is the greedy suggestion alone; the next key asks the server again
+          -- at the same place, which answers once the alternatives are ranked. Back to the first.
+          c:input("<M-]>")
+          local ok2, g2 = pcall(c.wait_lua, c, [[
+            if require("codefill.server").generating > 0 then return nil end
+            local g = (function() ]] .. SETTLED .. [[ end)()
+            if g and g.n >= 2 then return g end
+            return nil
+          ]], 30000, "the ranked candidates")
+          if ok2 and type(g2) == "table" then
+            c:input("<M-[>")
+            g = c:wait_lua("return (function() " .. SETTLED .. " end)()", 5000, "the first again")
+            last = g
+          end
+        end
         if g.n >= 2 then
           return g
         end

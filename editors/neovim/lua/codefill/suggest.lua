@@ -509,6 +509,14 @@ function M.cycle(step)
       req.cycle = (req.cycle or 0) + step
       return true
     end
+    -- The server serves the first suggestion before it has ranked the alternatives; asked
+    -- again at the same place it waits for them. Step once they arrive.
+    M.request(true)
+    local again = bstate(buf).req
+    if again then
+      again.cycle = step
+      return true
+    end
     return false
   end
   local index = step_index(sugg.index, step, #sugg.candidates)
