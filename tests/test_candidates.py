@@ -269,3 +269,23 @@ def test_one_candidate_setting_answers_as_before(tmp_path: Path) -> None:
         assert reply["candidates"] == ([reply["text"]] if reply["text"] else [])
     finally:
         assert h.stop() == 0
+
+
+def test_cli_explains_every_candidate(tmp_path: Path) -> None:
+    from tests.test_cli import codefill
+
+    src = tmp_path / "fib.py"
+    src.write_text(PREFIX + SUFFIX)
+    proc = codefill("complete", str(src), "--line", str(PREFIX.count("\n") + 1), "--col", "1",
+                    "--single-line", "--candidates", "3", "--explain", "--no-context",
+                    "--time-budget-ms", "120000")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    head = next(i for i, x in enumerate(lines) if "candidates, best first" in x)
+    n = int(lines[head].split("codefill: ")[1].split()[0])
+    assert 2 <= n <= 3, proc.stderr
+    first = lines[head + 1]
+    assert first.startswith("codefill: 1. ") and "score" in lines[head + 2], proc.stderr
+    assert "logprob" in lines[head + 2] and "syntax errors" in lines[head + 2]
+    # stdout is the best-ranked candidate.
+    assert repr(proc.stdout.rstrip("\n")) == first.split("1. ", 1)[1], (proc.stdout, first)
