@@ -332,9 +332,7 @@ class Pipeline:
     async def _rank(self, completer: Completer, job: Job, gen: Generation, result: Completion,
                     req: CompletionRequest) -> None:
         """The alternatives to a served suggestion, ranked into its cache entry: the served text
-        stays first (the user may be looking at it), the others follow best first. A request
-        at the same place with nothing typed waits for them (an editor asking for more); one
-        that types through does not."""
+        stays first (the user may be looking at it), the others follow best first."""
         entry = job.entry
         job.ranking = True
         try:
@@ -407,8 +405,11 @@ class Pipeline:
         """A suggestion was accepted and the cursor is at ``req.offset``: prepare the next one."""
         uri, text, offset = req.uri, req.text, req.offset
         session = self._session()
+        for job in [j for j in self._jobs.get(uri, []) if j.ranking]:
+            self._cancel_job(job, "a suggestion was accepted")  # its alternatives are moot now
         if (not self.config.completion.speculative or session is None
-                or self._jobs.get(uri) or not 0 <= offset <= len(text)
+                or any(not j.ranking for j in self._jobs.get(uri, []))
+                or not 0 <= offset <= len(text)
                 or refusal(req.file_path or req.path, text, self.config)):
             return
         prefix, suffix = text[:offset], text[offset:]
