@@ -28,10 +28,14 @@ Row = dict[str, Any]
 Key = Callable[[dict[str, Any], int], tuple]
 
 
-def subset(cands: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
-    """The candidates a run with ``n`` would have had (generation order kept)."""
+def subset(cands: list[dict[str, Any]], n: int, branches: int | None = None
+           ) -> list[dict[str, Any]]:
+    """The candidates a run with ``n`` would have had (generation order kept); ``branches``:
+    that many of the alternatives branch and the rest are samples (default: the product's
+    split, half rounded up)."""
     alts = n - 1
-    b, s = (alts + 1) // 2, alts // 2
+    b = (alts + 1) // 2 if branches is None else branches
+    s = alts - b
     greedy = [c for c in cands if c["origin"] == "greedy"]
     branches = [c for c in cands if c["origin"] == "branch"][:b]
     samples = [c for c in cands if c["origin"] == "sample"][:s]
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", type=Path, help="heldout_lines.py --candidates 8 --output JSONL")
     ap.add_argument("--n", default="1,2,3,4,6,8", help="candidate counts to replay")
+    ap.add_argument("--splits", type=int, default=0, metavar="N",
+                    help="instead: N candidates with every split into branches and samples")
     a = ap.parse_args(argv)
     rows: list[Row] = [json.loads(x) for x in a.results.read_text().splitlines() if x.strip()]
     if not rows:
@@ -92,6 +98,20 @@ def main(argv: list[str] | None = None) -> int:
                    r["exact"] if not r["candidates"] else False) for r in rows]
     print(f"{len(rows)} held-out lines; greedy exact match {100 * sum(greedy) / len(rows):.1f} % "
           f"({sum(greedy)})")
+    if a.splits:
+        print(f"| {a.splits} candidates | exact match, shipped selector | any candidate |")
+        print("| --- | ---: | ---: |")
+        for b in range(a.splits - 1, -1, -1):
+            hits, anys = [], []
+            for r, g in zip(rows, greedy):
+                sub = subset(r["candidates"], a.splits, b)
+                best = choose(sub, "joint + syntax + echo (product)")
+                hits.append(bool(best["exact"]) if best else g)
+                anys.append(any(c["exact"] for c in sub) or g)
+            print(f"| greedy + {b} branch(es) + {a.splits - 1 - b} sample(s) | "
+                  f"{100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | "
+                  f"{100 * sum(anys) / len(rows):.1f} % ({sum(anys)}) |")
+        return 0
     print("| n | selector | exact match | Δ vs greedy (± SE) | any candidate |")
     print("| ---: | --- | ---: | ---: | ---: |")
     for n in (int(x) for x in a.n.split(",")):
