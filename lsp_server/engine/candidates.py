@@ -29,10 +29,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-#: KV sequences the engine's context is created with (0 is the live prompt).
-MAX_SEQUENCES = 16
-#: Rows of logits per scoring batch (each row is n_vocab floats: 1 MiB for Gemma's vocabulary).
-SCORE_ROWS = 64
+#: KV sequences the engine's context is created with: 0 is the live prompt, 1–7 the
+#: alternatives of up to 8 candidates (completion.candidates), the last a copy of 0 for scoring.
+#: llama.cpp reserves one row of logits per sequence for the context's lifetime.
+MAX_SEQUENCES = 9
+#: Rows of logits per scoring batch. Each row is n_vocab floats (1 MiB for Gemma's vocabulary)
+#: and llama.cpp keeps an output buffer as large as the largest batch asked for, for the
+#: context's lifetime: more rows per batch would save a few decode calls at that memory.
+SCORE_ROWS = 8
 
 
 @dataclass(frozen=True)
