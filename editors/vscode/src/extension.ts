@@ -21,7 +21,6 @@ import {
   FOCUS_ACTIVE_MS,
   FOCUS_REST_MS,
   FocusTracker,
-  keepShownFirst,
   languageEnabled,
   ModelPick,
   modelPicks,
@@ -727,10 +726,14 @@ class Codefill {
       ...place,
       streamId: stream.id,
     }, cts.token).then((result) => {
-      this.onFinal(stream, uri, result ?? undefined);
       if (result?.moreCandidates && result.text) {
-        this.fetchCandidates(stream, uri, place);
+        // The server ranks the alternatives after serving this text: ask again at the same
+        // place (it answers once they are ranked) and finish the stream with all of them, so
+        // VS Code is asked once for the final items (the text so far stays shown meanwhile).
+        this.fetchCandidates(stream, uri, place, result, cts.token);
+        return;
       }
+      this.onFinal(stream, uri, result ?? undefined);
     }, (err: unknown) => {
       const cancelled = cts.token.isCancellationRequested;
       if (!cancelled) {
@@ -742,28 +745,21 @@ class Codefill {
   }
 
   /**
-   * The server served the first suggestion before ranking its alternatives: ask again at the
-   * same place (the server answers once they are ranked) and offer them, the text shown first.
+   * The server served `first` before ranking its alternatives: ask again at the same place and
+   * finish the stream with the whole list (with `first` alone if that fails).
    */
-  private fetchCandidates(stream: Stream, uri: string, place: object): void {
+  private fetchCandidates(stream: Stream, uri: string, place: object, first: CompleteResult,
+                          token: vscode.CancellationToken): void {
     const client = this.client;
     if (!client) {
+      this.onFinal(stream, uri, first);
       return;
     }
-    client.sendRequest<CompleteResult | null>("codefill/complete", place).then((result) => {
-      if (!result || this.streams.find(uri, stream.key) !== stream) {
-        return;
-      }
-      const texts = keepShownFirst(candidatesOf(result.text, result.candidates),
-        Streams.shownText(stream) ?? stream.text);
-      if (texts.length < 2) {
-        return;
-      }
-      stream.candidates = texts;
-      if (Streams.stale(stream)) {
-        this.retrigger(stream);
-      }
-    }, () => undefined);
+    client.sendRequest<CompleteResult | null>("codefill/complete", place, token).then((more) => {
+      const texts = candidatesOf(more?.text, more?.candidates);
+      this.onFinal(stream, uri, more && texts.length > 1 && texts.includes(first.text)
+        ? { ...first, candidates: texts } : first);
+    }, () => this.onFinal(stream, uri, first));
   }
 
   private onPartial(p: { streamId: string; text: string }): void {
