@@ -110,11 +110,6 @@ class Generation:
         if self.alternatives is not None:
             self.alternatives.cancel()
 
-    def cut(self, text: str) -> int | None:
-        """Where the stop rules end ``text`` (None: not yet)."""
-        found = first_cut(text, self.ctx, self.disabled)
-        return found[0] if found else None
-
     def feed(self, piece: str) -> bool:
         """Add generated text; True when a stop rule cut it (the stream is then cancelled)."""
         if self.stop:
