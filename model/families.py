@@ -17,7 +17,6 @@ untrained base is evaluated before the first step, as the loss curve's starting 
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -27,6 +26,7 @@ from torch import nn
 
 from .data.corpus import Corpus
 from .data.dataset import is_eval_path
+from .device import autocast
 from .train_state import say
 
 if TYPE_CHECKING:
@@ -60,10 +60,14 @@ class Family:
     """Rows per evaluation forward pass (None: the micro-batch)."""
     eval_at_start: bool
     """Evaluate the starting weights before the first step of a new run."""
+    export: Callable[["TrainConfig", nn.Module, int, Path], None] | None = None
+    """(settings, model, tokens seen, path) → the adapter the daemon loads, written at every
+    checkpoint when ``adapter_out`` is set (None: the family exports at the end only)."""
 
 
-def _autocast(bf16: bool) -> Any:
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+def _autocast(batch: Batch, bf16: bool) -> Any:
+    """bf16 autocast on the device the batch is on (model/device.py)."""
+    return autocast(batch["input_ids"].device.type, bf16)
 
 
 # -- Gemma 1 ------------------------------------------------------------------------------------
@@ -108,7 +112,7 @@ def _gemma_loss(model: nn.Module, batch: Batch, bf16: bool
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     from .gemma import lm_loss
 
-    with _autocast(bf16):
+    with _autocast(batch, bf16):
         logits = model(batch["input_ids"], position_ids=batch["position_ids"],
                        segment_ids=batch["segment_ids"])  # (B, T, vocab) float32
     return lm_loss(logits, batch["labels"])
@@ -153,10 +157,20 @@ def _gemma3_loss(model: nn.Module, batch: Batch, bf16: bool
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     from .gemma3 import selected_lm_loss
 
-    with _autocast(bf16):
+    with _autocast(batch, bf16):
         return selected_lm_loss(model,  # type: ignore[arg-type]
                                 batch["input_ids"], batch["labels"], batch["position_ids"],
                                 batch["segment_ids"])
+
+
+def _gemma3_export(cfg: "TrainConfig", model: nn.Module, tokens: int, path: Path) -> None:
+    from lsp_server.models.resolve import resolve_model
+
+    from .export_adapter import export_adapter
+
+    rep = export_adapter(model, path, base=resolve_model(cfg.init_from or ""),
+                         template=cfg.template, tokens_seen=tokens)
+    say(f"adapter {path} ({rep.size_bytes / 1e6:.1f} MB, {tokens:,} tokens seen)")
 
 
 def _nothing(cfg: "TrainConfig", model: nn.Module, built: Built, result: "TrainResult") -> None:
@@ -166,5 +180,6 @@ def _nothing(cfg: "TrainConfig", model: nn.Module, built: Built, result: "TrainR
 FAMILIES: Mapping[str, Family] = {f.name: f for f in (
     Family("gemma", _gemma_build, _gemma_loss, _gemma_finish, eval_batch=None,
            eval_at_start=False),
-    Family("gemma3", _gemma3_build, _gemma3_loss, _nothing, eval_batch=1, eval_at_start=True),
+    Family("gemma3", _gemma3_build, _gemma3_loss, _nothing, eval_batch=1, eval_at_start=True,
+           export=_gemma3_export),
 )}

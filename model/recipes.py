@@ -93,6 +93,13 @@ class TrainConfig:
     """The linear layers LoRA wraps."""
     time_limit: float | None = None
     """Seconds of training after which the run stops (checkpointed and exported) early."""
+    save_minutes: float | None = None
+    """Also checkpoint whenever this many minutes have passed since the last checkpoint."""
+    device: str = "cpu"
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (:mod:`model.device`)."""
+    adapter_out: str | None = None
+    """At every checkpoint also write the llama.cpp adapter here (families that export one) and,
+    beside it with ``.pt``, the LoRA tensors without the optimizer state."""
     threads: int | None = None
     max_files: int | None = None
     export: bool = True
@@ -109,9 +116,12 @@ class TrainConfig:
 
 CONFIG_FIELDS = frozenset(f.name for f in fields(TrainConfig))
 RUN_LOCAL = ("out_dir", "csv", "threads", "time_limit", "stop_after", "init_from", "venv",
-             "bench_dir")
+             "bench_dir", "device", "save_minutes", "adapter_out", "eval_every", "save_every",
+             "log_every")
 """Settings of one invocation, not of the run: a resumed run that keeps its saved settings
-still takes these from the command line."""
+still takes these from the command line. None of them changes the updates (evaluations and
+checkpoints read the weights, they draw no random numbers), so a run can move between machines
+and change how often it evaluates."""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """The trainer behind ``codefill train``: FIM training of a Gemma-family model, by recipe.
 
 One loop for every recipe (:mod:`model.recipes`): AdamW (decay on matrices only), linear warmup
-then cosine decay to ``min_lr_ratio``, gradient accumulation, bf16 autocast on CPU (float32
-master weights), gradient-norm clipping, periodic eval loss on held-out files, checkpoints with
-exact resume (:mod:`model.train_state`), LoRA on a frozen base, and DDP over gloo when launched
-by ``torchrun`` (``WORLD_SIZE`` > 1). The recipe's family (:mod:`model.families`) supplies the
+then cosine decay to ``min_lr_ratio``, gradient accumulation, bf16 autocast (float32 master
+weights), gradient-norm clipping, periodic eval loss on held-out files, checkpoints with exact
+resume (:mod:`model.train_state`) every ``save_every`` steps and every ``save_minutes``, a
+``time_limit`` that stops cleanly (checkpointed), LoRA on a frozen base, the CPU or a CUDA GPU
+(:mod:`model.device`), and DDP (gloo on CPUs, NCCL on GPUs) when launched by ``torchrun``
+(``WORLD_SIZE`` > 1). Throughput is logged as tokens/s and loss tokens/s (the tokens the loss
+covers: the middles, for middle-only recipes). The recipe's family (:mod:`model.families`) supplies the
 model, tokenizer and loss; its data source (:mod:`model.data.loaders`) the files.
 
 The loss of a step is the sum of token cross-entropies over the *global* batch divided by the
@@ -30,6 +33,7 @@ from torch import nn
 
 from lsp_server.prompt.templates import get_template
 
+from . import device as devices
 from . import train_state
 from .data.corpus import Corpus
 from .data.dataset import DataConfig, Row, RowStream, collate, prefetch
@@ -94,37 +98,44 @@ class Dist:
             print(time.strftime("%H:%M:%S ") + msg, file=sys.stderr, flush=True)
 
 
-def init_dist() -> Dist:
+def init_dist(dev: torch.device) -> tuple[Dist, torch.device]:
+    """The processes of the run, and this one's device (one GPU per process under torchrun)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist()
+        return Dist(), dev
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group("gloo")  # CPU collectives; NCCL would need GPUs
-    return Dist(dist.get_rank(), dist.get_world_size())
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size()), dev
 
 
 # -- pieces of a step ---------------------------------------------------------------------------
 
-def optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def optimizer(model: nn.Module, cfg: TrainConfig, dev: torch.device = torch.device("cpu")
+              ) -> torch.optim.AdamW:
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     # No weight decay on norm scales (1-D): decaying them pulls 1+w towards 1, not towards 0.
     decay = [p for _, p in params if p.dim() >= 2]
     rest = [p for _, p in params if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
+                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas,
+                             **devices.fused_adamw(dev))
 
 
 LossFn = Callable[[nn.Module, Batch, bool], tuple[torch.Tensor, torch.Tensor]]
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, rows: list[Row], batch: int, bf16: bool, loss: LossFn) -> float:
+def evaluate(model: nn.Module, rows: list[Row], batch: int, bf16: bool, loss: LossFn,
+             dev: torch.device = torch.device("cpu")) -> float:
     """Mean cross-entropy per predicted token over ``rows``, ``batch`` rows per forward pass."""
     was = model.training
     model.eval()
     total, n = 0.0, 0
     for i in range(0, len(rows), batch):
-        s, k = loss(model, collate(rows[i:i + batch]), bf16)
+        s, k = loss(model, devices.to_device(collate(rows[i:i + batch]), dev), bf16)
         total, n = total + float(s), n + int(k)
     model.train(was)
     return total / max(1, n)
@@ -138,7 +149,8 @@ def _progress(rec: dict[str, float], total: int, seconds: float, steps: int) -> 
     eta = seconds / max(1, steps) * (total - step)
     return (f"[{'#' * done}{'.' * (width - done)}] step {step}/{total}  loss {rec['loss']:.4f}  "
             f"lr {rec['lr']:.2e}  |g| {rec['grad_norm']:.3f}  tokens {int(rec['tokens']):,} "
-            f"(loss {int(rec['loss_tokens']):,})  {rec['tok_s']:,.0f} tok/s  "
+            f"(loss {int(rec['loss_tokens']):,})  {rec['tok_s']:,.0f} tok/s "
+            f"({rec['loss_tok_s']:,.0f} loss tok/s)  "
             f"{rec['elapsed']:.0f}s (eta {eta:.0f}s)")
 
 
@@ -177,7 +189,7 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
     what the recipe would load (tests, benchmarks); ``meta`` goes into every checkpoint."""
     recipe = check_config(cfg, corpus_given=corpus is not None)
     family: Family = FAMILIES[recipe.family]
-    d = init_dist()
+    d, dev = init_dist(devices.resolve(cfg.device))
     _threads(cfg, d)
     out = Path(cfg.out_dir)
     if d.main:
@@ -195,8 +207,9 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
     model = built.model
     if cfg.lora_rank:
         apply_lora(model, cfg.lora_rank, cfg.lora_alpha, targets=cfg.targets)
+    devices.place(model, dev, cfg.bf16)
     model.train()
-    opt = optimizer(model, cfg)
+    opt = optimizer(model, cfg, dev)
     res = TrainResult(step=0, params=sum(p.numel() for p in model.parameters()),
                       trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
     at = Progress()
@@ -207,7 +220,8 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
               f"{at.trained_tokens:,} tokens trained ({at.loss_tokens:,} loss tokens)")
     ddp: nn.Module = model
     if d.world > 1:
-        ddp = nn.parallel.DistributedDataParallel(model)
+        ddp = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     dcfg = DataConfig(seq_len=cfg.seq_len, example_len=cfg.example_len,
                       rates=FimRates(cfg.fim_rate, cfg.spm_rate, cfg.line_rate, cfg.max_lines),
@@ -224,7 +238,7 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
     lora = f", LoRA rank {cfg.lora_rank} on {','.join(cfg.targets)}" if cfg.lora_rank else ""
     d.say(f"model {name}: {res.params:,} parameters ({res.trainable:,} trainable{lora}), vocab "
           f"{getattr(built.tok, 'vocab_size', '?')}, global batch {global_rows} x "
-          f"{cfg.seq_len} tokens, {d.world} process(es)")
+          f"{cfg.seq_len} tokens, {d.world} process(es) on {dev}")
     d.say(f"{len(rows.targets):,} training files, {len(corpus.files) - len(rows.targets):,} held "
           f"out; {len(eval_rows)} eval rows "
           f"({sum(int((r.labels != IGNORE_INDEX).sum()) for r in eval_rows):,} loss tokens)")
@@ -233,7 +247,7 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
 
     def run_eval(step: int) -> None:
         t = time.perf_counter()
-        loss = evaluate(model, eval_rows, eval_batch, cfg.bf16, family.loss)
+        loss = evaluate(model, eval_rows, eval_batch, cfg.bf16, family.loss, dev)
         at.evals.append({"step": step, "eval_loss": loss})
         d.say(f"eval loss {loss:.4f} at step {step} ({time.perf_counter() - t:.0f} s)")
 
@@ -244,7 +258,19 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
     t0 = time.perf_counter()
     elapsed_before = float(at.history[-1]["elapsed"]) if at.history else 0.0
     # Totals carry over a resume; tok/s and the ETA are this process's.
-    new_tokens, new_steps = 0, 0
+    new_tokens, new_loss_tokens, new_steps = 0, 0, 0
+    saved_at = t0
+
+    def checkpoint() -> None:
+        nonlocal saved_at
+        res.checkpoint = train_state.save(out, recipe.checkpoints, model, opt, at, cfg, meta)
+        if cfg.adapter_out:  # what a run away from this machine brings back
+            train_state.save_weights(Path(cfg.adapter_out).with_suffix(".pt"), model, at, cfg,
+                                     meta)
+            if family.export is not None:
+                family.export(cfg, model, at.trained_tokens, Path(cfg.adapter_out))
+        saved_at = time.perf_counter()
+
     stop_at = min(cfg.steps, cfg.stop_after if cfg.stop_after is not None else cfg.steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
     while at.step < stop_at:
@@ -262,7 +288,8 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
             g["lr"] = lr
         loss_sum = 0.0
         for m in range(cfg.grad_accum):
-            batch = collate(mine[m * cfg.micro_batch:(m + 1) * cfg.micro_batch])
+            batch = devices.to_device(collate(mine[m * cfg.micro_batch:(m + 1) * cfg.micro_batch]),
+                                      dev)
             sync = m == cfg.grad_accum - 1 or d.world == 1
             with ddp.no_sync() if not sync else nullcontext():  # type: ignore[operator]
                 s, _ = family.loss(ddp, batch, cfg.bf16)
@@ -278,19 +305,25 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
         at.trained_tokens += n_tok
         at.loss_tokens += n_loss
         new_tokens += n_tok
+        new_loss_tokens += n_loss
         new_steps += 1
-        el = time.perf_counter() - t0
+        now = time.perf_counter()
+        el = now - t0
         rec = {"step": at.step, "loss": d.all_sum(loss_sum) / max(1, n_loss), "lr": lr,
                "grad_norm": gnorm, "tokens": at.trained_tokens, "loss_tokens": at.loss_tokens,
-               "tok_s": new_tokens / el, "elapsed": elapsed_before + el}
+               "tok_s": new_tokens / el, "loss_tok_s": new_loss_tokens / el,
+               "elapsed": elapsed_before + el}
         at.history.append(rec)
-        if at.step % cfg.log_every == 0 or at.step == stop_at:
-            d.say(_progress(rec, cfg.steps, el, new_steps))
+        if at.step % cfg.log_every == 0 or at.step == stop_at or new_steps == 1:
+            d.say(_progress(rec, cfg.steps, el, new_steps) + (
+                f"  {devices.memory(dev)}" if new_steps == 1 else ""))
         if eval_rows and (at.step % cfg.eval_every == 0 or at.step == stop_at):
             run_eval(at.step)
-        timed_out = cfg.time_limit is not None and time.perf_counter() - t0 >= cfg.time_limit
-        if d.main and (at.step % cfg.save_every == 0 or at.step == stop_at or timed_out):
-            res.checkpoint = train_state.save(out, recipe.checkpoints, model, opt, at, cfg, meta)
+        now = time.perf_counter()
+        timed_out = cfg.time_limit is not None and now - t0 >= cfg.time_limit
+        due = cfg.save_minutes is not None and now - saved_at >= cfg.save_minutes * 60
+        if d.main and (at.step % cfg.save_every == 0 or at.step == stop_at or timed_out or due):
+            checkpoint()
         # Each rank has its own clock: rank 0 decides (and has already checkpointed).
         if cfg.time_limit is not None and d.all_sum(1.0 if timed_out and d.main else 0.0) > 0:
             d.say(f"time limit reached at step {at.step}")
@@ -298,6 +331,9 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
     res.step, res.history, res.evals = at.step, at.history, at.evals
     res.trained_tokens, res.loss_tokens = at.trained_tokens, at.loss_tokens
     if d.main:
+        if new_steps:
+            d.say(f"{new_tokens / max(1e-9, time.perf_counter() - t0):,.0f} tok/s over "
+                  f"{new_steps} steps on {dev}; {devices.memory(dev)}".rstrip("; "))
         family.finish(cfg, model, built, res)
     d.barrier()
     return res

@@ -3,7 +3,8 @@
 
     .venv/bin/python -m model.train_gemma3 [--recipe codegemma|editor]
         [--out model/checkpoints/gemma3-270m-fim] [--csv docs/figures/gemma3_fim_loss.csv]
-        [--time-limit SECONDS] [--stop-after STEP]
+        [--time-limit SECONDS | --minutes N] [--save-minutes N] [--stop-after STEP]
+        [--device cpu|cuda|auto] [--adapter-out FILE.gguf] [--micro-batch N] [--lora-rank R]
 
 The base weights come from the embedded GGUF (``model.gguf_load``, dequantized, frozen); LoRA
 (rank 8, alpha 16) wraps the attention projections q/k/v/o of every layer. The tokenizer is the
@@ -51,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="continue although the corpus differs from the run's manifest (the "
                          "data order changes: the run is no longer reproducible)")
     ap.add_argument("--time-limit", type=float)
+    ap.add_argument("--minutes", type=float, help="the same as --time-limit, in minutes")
+    ap.add_argument("--save-minutes", type=float, help="also checkpoint every N minutes")
+    ap.add_argument("--device", help="cpu (default), cuda, cuda:N or auto")
+    ap.add_argument("--adapter-out", help="at every checkpoint also write the adapter GGUF "
+                                          "here (and its LoRA tensors as .pt)")
+    ap.add_argument("--micro-batch", type=int, help="rows per forward pass")
+    ap.add_argument("--lora-rank", type=int, help="LoRA rank of a new run")
+    ap.add_argument("--log-every", type=int)
     ap.add_argument("--stop-after", type=int)
     a = ap.parse_args(argv)
     from .train import run
@@ -58,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     given = {"out_dir": a.out, "csv": a.csv, "init_from": a.model, "venv": a.venv,
              "bench_dir": a.bench_dir, "steps": a.steps, "grad_accum": a.grad_accum,
              "lr": a.lr, "save_every": a.save_every, "eval_every": a.eval_every,
-             "threads": a.threads, "time_limit": a.time_limit, "stop_after": a.stop_after,
+             "threads": a.threads, "stop_after": a.stop_after,
+             "time_limit": a.minutes * 60 if a.minutes is not None else a.time_limit,
+             "save_minutes": a.save_minutes, "device": a.device, "adapter_out": a.adapter_out,
+             "micro_batch": a.micro_batch, "lora_rank": a.lora_rank, "log_every": a.log_every,
              "targets": ATTENTION + MLP if a.mlp else None}
     try:
         res = run(GEMMA3_RUNS.get(a.recipe, a.recipe), given,

@@ -115,6 +115,24 @@ def save(out: Path, layout: str, model: nn.Module, opt: torch.optim.Optimizer, a
     return path
 
 
+def save_weights(path: Path, model: nn.Module, at: Progress, cfg: "TrainConfig",
+                 meta: dict[str, Any]) -> Path:
+    """The trainable tensors with what an export needs (``lora``, ``lora_alpha``, the template,
+    tokens seen, base size) and the history, but no optimizer state: a third of a step
+    checkpoint's size, what a run elsewhere brings back (``python -m model.export_adapter``
+    reads it). It cannot resume the run: the step checkpoints do that."""
+    payload = {"lora": {k: v.cpu() for k, v in lora_state(model).items()},
+               "lora_rank": cfg.lora_rank, "lora_alpha": cfg.lora_alpha,
+               "targets": list(cfg.targets), "step": at.step,
+               "trained_tokens": at.trained_tokens, "loss_tokens": at.loss_tokens,
+               "history": at.history, "evals": at.evals, "config": asdict(cfg), "meta": meta}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
 def restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer, meta: dict[str, Any], *,
             allow_corpus_change: bool = False) -> Progress:
     """Load the checkpoint at ``path`` into ``model`` and ``opt``; where the run stands.

@@ -61,6 +61,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lora-alpha", type=float, help="LoRA alpha (16)")
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop (checkpointed and exported) after this much training time")
+    p.add_argument("--minutes", type=float, metavar="N",
+                   help="the same as --time-limit, in minutes")
+    p.add_argument("--save-minutes", type=float, metavar="N",
+                   help="also checkpoint every N minutes of training")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N or auto (a GPU when torch "
+                                    "sees one); bf16, fused AdamW and attention kernels on a GPU")
+    p.add_argument("--adapter-out", metavar="FILE.gguf",
+                   help="gemma3 recipes: at every checkpoint also write the llama.cpp adapter "
+                        "here and its LoRA tensors (no optimizer state) as FILE.pt")
     p.add_argument("--stop-after", type=int, metavar="STEP",
                    help="stop after this step, checkpointed; run again to resume")
     p.add_argument("--threads", type=int, help="torch threads per process")
@@ -73,7 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 _GIVEN = ("model", "init_from", "tokenizer", "vocab_size", "seq_len", "micro_batch",
           "grad_accum", "steps", "lr", "warmup", "weight_decay", "clip", "fim_rate", "spm_rate",
           "eval_every", "save_every", "log_every", "seed", "lora_rank", "lora_alpha",
-          "time_limit", "stop_after", "threads", "max_files")
+          "time_limit", "stop_after", "threads", "max_files", "save_minutes", "device",
+          "adapter_out")
 """Options that map one to one onto settings (model/recipes.py's TrainConfig)."""
 
 
@@ -106,6 +116,15 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
         if given[name] is not None and given[name] < 1:
             raise CodefillError(f"--{name.replace('_', '-')} must be at least 1",
                                 "pass a positive number")
+    for name in ("minutes", "save_minutes", "time_limit"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            raise CodefillError(f"--{name.replace('_', '-')} must be positive, got "
+                                f"{getattr(args, name)}", "pass a positive number")
+    if args.minutes is not None:
+        if args.time_limit is not None:
+            raise CodefillError("--minutes and --time-limit both given",
+                                "pass one of them")
+        given["time_limit"] = args.minutes * 60
     return given
 
 

@@ -1,0 +1,162 @@
+"""The trainer's accelerator path (model/device.py, model/train.py), proven on the CPU with a
+tiny random Gemma 3: device names, bf16 base storage, a time budget that stops cleanly,
+checkpoints every few minutes with the adapter and an optimizer-free checkpoint beside them,
+and the throughput lines. The GPU itself is exercised where one is lent (docs/training.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="model/ needs torch: scripts/setup dev installs it")
+gguf = pytest.importorskip("gguf")
+
+from lsp_server.models.adapter import read_adapter_info  # noqa: E402
+from model import device as devices  # noqa: E402
+from model.data.corpus import Corpus  # noqa: E402
+from model.export_adapter import main as export_main  # noqa: E402
+from model.gemma3 import selected_lm_loss  # noqa: E402
+from model.lora import apply_lora  # noqa: E402
+from model.train import train  # noqa: E402
+from model.train_state import checkpoints  # noqa: E402
+from tests.test_model_gemma3_train import (REPO, TINY, ByteTokenizer, _cfg,  # noqa: E402
+                                           tiny_model)
+
+CORPUS = Corpus("repo", {p: t * 3 for p, t in REPO.items() if t})
+
+
+def tiny_base(path: Path) -> Path:
+    """A GGUF with the tiny model's projection shapes: what the adapter export checks against
+    (it reads the base's header, never its values)."""
+    w = gguf.GGUFWriter(path, "gemma3")
+    w.add_type("model")
+    w.add_name("tiny-gemma3")
+    h, hd, i = TINY.hidden_size, TINY.head_dim, TINY.intermediate_size
+    nq, nkv = TINY.num_attention_heads * hd, TINY.num_key_value_heads * hd
+    shapes = {"attn_q": (nq, h), "attn_k": (nkv, h), "attn_v": (nkv, h), "attn_output": (h, nq),
+              "ffn_gate": (i, h), "ffn_up": (i, h), "ffn_down": (h, i)}
+    for b in range(TINY.num_hidden_layers):
+        for name, shape in shapes.items():
+            w.add_tensor(f"blk.{b}.{name}.weight", np.zeros(shape, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_device_names_are_checked() -> None:
+    assert devices.resolve("cpu") == torch.device("cpu")
+    assert devices.resolve("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'.*cpu, cuda, cuda:N, auto"):
+        devices.resolve("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' asked for, but .*--device cpu"):
+            devices.resolve("cuda")
+        with pytest.raises(ValueError, match="cuda:1"):
+            devices.resolve("cuda:1")
+        # The trainer refuses before loading anything.
+        with pytest.raises(ValueError, match="device 'cuda'"):
+            train(_cfg(Path("unused"), device="cuda"), model=tiny_model(), tok=ByteTokenizer(),
+                  corpus=CORPUS)
+
+
+def test_bf16_base_keeps_the_trainable_factors_float32() -> None:
+    """What place() does on a GPU with bf16: the frozen base matrices in bf16, LoRA and norms
+    float32; the loss moves by bf16 rounding only and the LoRA factors still get gradients."""
+    from model.data.dataset import DataConfig, RowStream, collate
+    from model.data.fim import FimRates, Layout
+    from lsp_server.prompt.templates import get_template
+
+    model = tiny_model()
+    apply_lora(model, 4, 8.0)
+    rows = RowStream(CORPUS, Layout(ByteTokenizer(), get_template("gemma3-fim"),
+                                    middle_loss=True),
+                     DataConfig(seq_len=128, rates=FimRates(0.9, 0.8, 0.8, 8), seed=0,
+                                eval_share=0.0)).epoch_rows(0)
+    batch = collate([next(rows) for _ in range(2)])
+
+    def loss() -> torch.Tensor:
+        with devices.autocast("cpu", True):
+            s, n = selected_lm_loss(model, batch["input_ids"], batch["labels"],
+                                    batch["position_ids"], batch["segment_ids"])
+        return s / n
+
+    before = float(loss().detach())
+    converted = devices.bf16_base(model)
+    assert converted == 2 * 7 + 1  # every frozen projection, and the embedding
+    kinds = {(p.requires_grad, p.dim() >= 2, p.dtype) for p in model.parameters()}
+    assert (True, True, torch.float32) in kinds and (False, False, torch.float32) in kinds
+    assert (False, True, torch.bfloat16) in kinds and (False, True, torch.float32) not in kinds
+    after = loss()
+    assert abs(float(after.detach()) - before) < 0.02 * before
+    after.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.dtype == torch.float32 for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_time_budget_stops_cleanly_with_adapter_and_small_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tiny_base(tmp_path / "tiny-base.gguf")
+    adapter = tmp_path / "back" / "adapter.gguf"
+    cfg = _cfg(tmp_path / "run", device="cpu", steps=100_000, eval_share=0.0, save_every=10**6,
+               save_minutes=1e-9, time_limit=1.0, adapter_out=str(adapter), init_from=str(base),
+               log_every=10**6)
+    res = train(cfg, model=tiny_model(), tok=ByteTokenizer(), corpus=CORPUS,
+                meta={"corpus": "c1", "base_bytes": base.stat().st_size})
+    err = capsys.readouterr().err
+    # Stopped by the budget, long before the schedule's end, checkpointed at the last step.
+    assert 1 <= res.step < 100_000 and "time limit reached" in err
+    assert res.checkpoint == checkpoints(tmp_path / "run")[-1]
+    assert res.checkpoint.name == f"step-{res.step:06d}.pt"
+    # Throughput: tokens/s and loss tokens/s on the first step's line and at the end.
+    assert "loss tok/s" in err and "tok/s over" in err and "on cpu" in err
+    last = res.history[-1]
+    assert last["tok_s"] > last["loss_tok_s"] > 0
+    # The adapter of the last step, and its optimizer-free checkpoint beside it.
+    info = read_adapter_info(adapter)
+    assert (info.rank, info.tokens_seen, info.template) == (8, res.trained_tokens, "gemma3-fim")
+    small = torch.load(adapter.with_suffix(".pt"), weights_only=False)
+    full = torch.load(res.checkpoint, weights_only=False)
+    assert "optimizer" not in small and "optimizer" in full and small["step"] == res.step
+    assert small["lora"].keys() == full["lora"].keys()
+    assert all(torch.equal(small["lora"][k], full["lora"][k]) for k in full["lora"])
+    assert adapter.with_suffix(".pt").stat().st_size < res.checkpoint.stat().st_size / 2
+    # What comes back exports to the same adapter here.
+    again = tmp_path / "again.gguf"
+    assert export_main([str(adapter.with_suffix(".pt")), "--out", str(again), "--base",
+                        str(base)]) == 0
+    assert again.read_bytes() == adapter.read_bytes()
+    # The run resumes from its checkpoint on another device setting (run-local).
+    more = train(_cfg(tmp_path / "run", device="auto", steps=100_000, eval_share=0.0,
+                      stop_after=res.step + 2, init_from=str(base)),
+                 model=tiny_model(), tok=ByteTokenizer(), corpus=CORPUS,
+                 meta={"corpus": "c1", "base_bytes": base.stat().st_size})
+    assert more.step == res.step + 2
+
+
+def test_cli_budget_and_device_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from lsp_server.cli.main import main as codefill
+    from model import train as trainer
+    from model import train_gemma3
+
+    seen: list[object] = []
+    monkeypatch.setattr(trainer, "train",
+                        lambda cfg, **kw: seen.append(cfg) or trainer.TrainResult(step=0))
+    new = str(tmp_path / "new")
+    assert codefill(["train", "--gemma3-fim", "--out", new, "--minutes", "2.5", "--device",
+                     "auto", "--save-minutes", "3", "--adapter-out", "a.gguf"]) == 0
+    cfg = seen[-1]
+    assert (cfg.time_limit, cfg.device, cfg.save_minutes, cfg.adapter_out) == (  # type: ignore[attr-defined]
+        150.0, "auto", 3.0, "a.gguf")
+    assert codefill(["train", "--gemma3-fim", "--out", new, "--minutes", "0"]) == 2
+    assert codefill(["train", "--gemma3-fim", "--out", new, "--minutes", "1",
+                     "--time-limit", "60"]) == 2
+    assert train_gemma3.main(["--out", new, "--minutes", "1", "--device", "cpu",
+                              "--micro-batch", "8", "--lora-rank", "16", "--mlp"]) == 0
+    cfg = seen[-1]
+    assert (cfg.time_limit, cfg.device, cfg.micro_batch, cfg.lora_rank,  # type: ignore[attr-defined]
+            len(cfg.targets)) == (60.0, "cpu", 8, 16, 7)  # type: ignore[attr-defined]
