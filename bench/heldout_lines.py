@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,7 +36,7 @@ from lsp_server.cli.common import (add_candidate_options, add_model_options,  # 
                                    config_from_args)
 from lsp_server.completion.completer import Completer, Cursor  # noqa: E402
 from lsp_server.completion.factory import open_backend  # noqa: E402
-from lsp_server.config import ContextConfig  # noqa: E402
+from lsp_server.config import Config, ContextConfig  # noqa: E402
 from lsp_server.context.graph import DependencyGraph  # noqa: E402
 from lsp_server.context.packing import TokenCounter  # noqa: E402
 from lsp_server.quality.data import exact_match  # noqa: E402
@@ -77,10 +78,70 @@ def line_tasks(texts: dict[str, str], paths: list[str], per_file: int, seed: int
     return tasks
 
 
+@dataclass
+class HeldOut:
+    """The held-out files of the corpus and the lines drawn from them."""
+
+    texts: dict[str, str]
+    graph: DependencyGraph
+    files: list[str]
+    tasks: list[LineTask]
+
+
+def held_out(venv: str, bench_dir: str, per_file: int, seed: int, files: int | None = None
+             ) -> HeldOut:
+    corpus = build_corpus(venv, bench_dir=bench_dir).corpus
+    texts = corpus.files
+    held = sorted(p for p in texts if is_eval_path(p, EVAL_SHARE))[:files]
+    return HeldOut(texts, DependencyGraph.from_texts(texts), held,
+                   line_tasks(texts, held, per_file, seed))
+
+
+def run_lines(config: Config, data: HeldOut, max_tokens: int, out: IO[str] | None = None,
+              label: str = "") -> tuple[list[dict[str, Any]], str]:
+    """Complete every held-out line through the product's completion path; the rows (one per
+    line, also written to ``out`` as JSON lines) and the model's label."""
+    backend = open_backend(config)
+    rows: list[dict[str, Any]] = []
+    try:
+        backend.wait_ready()
+        count = TokenCounter(backend.tokenizer, capacity=1 << 12)
+        completer = Completer(backend)
+        # The daemon's context allowance: exactly what the prompt's layout gives context.
+        budget = backend.context_allowance(completer.budget(max_tokens))
+        ctx_cfg = ContextConfig()
+        outlines: dict = {}
+        for k, task in enumerate(data.tasks):
+            files = select_for_target(data.graph, data.texts, task.path, count, budget, ctx_cfg,
+                                      outlines).files
+            t0 = time.monotonic()
+            c = completer.complete(Cursor(task.prefix, task.suffix, task.path, language=LANGUAGE),
+                                   single_line=True, max_tokens=max_tokens, context=files)
+            row = {"path": task.path, "line": task.line + 1, "expected": task.expected,
+                   "completion": c.text, "exact": exact_match(c.text, task.expected),
+                   "latency_s": round(time.monotonic() - t0, 3),
+                   "tokens": c.stats.n_generated, "context_files": len(files),
+                   "candidates": [dict(x.explain(), text=x.text,
+                                       exact=exact_match(x.text, task.expected))
+                                  for x in c.candidates]}
+            rows.append(row)
+            if out:
+                out.write(json.dumps(row) + "\n")
+                out.flush()
+            if (k + 1) % 10 == 0:
+                print(f"{label}{k + 1}/{len(data.tasks)}: exact {sum(r['exact'] for r in rows)}",
+                      file=sys.stderr, flush=True)
+    finally:
+        backend.close()
+    return rows, backend.label
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--per-file", type=int, default=1, help="lines per held-out file (1)")
-    ap.add_argument("--files", type=int, default=None, help="at most N files (all: 102)")
+    ap.add_argument("--per-file", type=int, default=1,
+                    help="lines per held-out file (1; 6 gives the 500-line set that adapter "
+                         "training stops on: bench/adapter_curve.py)")
+    ap.add_argument("--files", type=int, default=None, help="at most N files (all: ~100)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-tokens", type=int, default=64, help="generated tokens per line (64)")
     ap.add_argument("--time-budget-ms", type=int, default=60000,
@@ -95,54 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     t = time.perf_counter()
-    corpus = build_corpus(a.venv, bench_dir=a.bench_dir).corpus
-    texts = corpus.files
-    held = sorted(p for p in texts if is_eval_path(p, EVAL_SHARE))[: a.files]
-    tasks = line_tasks(texts, held, a.per_file, a.seed)
-    graph = DependencyGraph.from_texts(texts)
-    print(f"{len(texts):,} corpus files, {len(held)} held out, {len(tasks)} lines "
-          f"({time.perf_counter() - t:.0f} s)", file=sys.stderr)
-
-    config = config_from_args(a)
-    backend = open_backend(config)
+    data = held_out(a.venv, a.bench_dir, a.per_file, a.seed, a.files)
+    print(f"{len(data.texts):,} corpus files, {len(data.files)} held out, {len(data.tasks)} "
+          f"lines ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
+    out = a.output.open("w") if a.output else None
     try:
-        backend.wait_ready()
-        count = TokenCounter(backend.tokenizer, capacity=1 << 12)
-        completer = Completer(backend)
-        # The daemon's context allowance: exactly what the prompt's layout gives context.
-        budget = backend.context_allowance(completer.budget(a.max_tokens))
-        ctx_cfg = ContextConfig()
-        outlines: dict = {}
-        rows = []
-        out = a.output.open("w") if a.output else None
-        for k, task in enumerate(tasks):
-            files = select_for_target(graph, texts, task.path, count, budget, ctx_cfg,
-                                      outlines).files
-            t0 = time.monotonic()
-            c = completer.complete(Cursor(task.prefix, task.suffix, task.path, language=LANGUAGE),
-                                   single_line=True, max_tokens=a.max_tokens, context=files)
-            row = {"path": task.path, "line": task.line + 1, "expected": task.expected,
-                   "completion": c.text, "exact": exact_match(c.text, task.expected),
-                   "latency_s": round(time.monotonic() - t0, 3),
-                   "tokens": c.stats.n_generated, "context_files": len(files),
-                   "candidates": [dict(x.explain(), text=x.text,
-                                       exact=exact_match(x.text, task.expected))
-                                  for x in c.candidates]}
-            rows.append(row)
-            if out:
-                out.write(json.dumps(row) + "\n")
-            if (k + 1) % 10 == 0:
-                print(f"{k + 1}/{len(tasks)}: exact {sum(r['exact'] for r in rows)}",
-                      file=sys.stderr, flush=True)
+        rows, label = run_lines(config_from_args(a), data, a.max_tokens, out)
+    finally:
         if out:
             out.close()
-    finally:
-        backend.close()
 
     n = len(rows)
     exact = sum(r["exact"] for r in rows)
     lat = [r["latency_s"] for r in rows]
-    print(f"model {backend.label}; {n} lines of {len(held)} held-out files")
+    print(f"model {label}; {n} lines of {len(data.files)} held-out files")
     listed = sum(r["exact"] or any(x["exact"] for x in r["candidates"]) for r in rows)
     print("| lines | exact match | any candidate | mean / median latency | tokens / line | empty |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")

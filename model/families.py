@@ -145,7 +145,8 @@ def _gemma3_build(cfg: "TrainConfig", corpus: Corpus, d: "Dist") -> Built:
     from .tokenizer import GGUFTokenizer
 
     path = resolve_model(cfg.init_from or "")
-    tok = GGUFTokenizer(path)
+    # Packed rows are token ids already: no tokenizer (llama.cpp) where they are trained on.
+    tok = GGUFTokenizer(path) if not cfg.packed else None
     t = time.perf_counter()
     model = load_gemma3_gguf(path)
     say(f"base {path} loaded ({time.perf_counter() - t:.0f} s)")

@@ -97,6 +97,9 @@ class TrainConfig:
     """Also checkpoint whenever this many minutes have passed since the last checkpoint."""
     device: str = "cpu"
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (:mod:`model.device`)."""
+    packed: str | None = None
+    """Train on the rows written ahead by ``python -m model.data.packed`` in this directory:
+    no corpus is read and no tokenizer loaded (:mod:`model.data.packed`)."""
     adapter_out: str | None = None
     """At every checkpoint also write the llama.cpp adapter here (families that export one) and,
     beside it with ``.pt``, the LoRA tensors without the optimizer state."""
@@ -116,7 +119,7 @@ class TrainConfig:
 
 CONFIG_FIELDS = frozenset(f.name for f in fields(TrainConfig))
 RUN_LOCAL = ("out_dir", "csv", "threads", "time_limit", "stop_after", "init_from", "venv",
-             "bench_dir", "device", "save_minutes", "adapter_out", "eval_every", "save_every",
+             "bench_dir", "device", "save_minutes", "adapter_out", "packed", "eval_every", "save_every",
              "log_every")
 """Settings of one invocation, not of the run: a resumed run that keeps its saved settings
 still takes these from the command line. None of them changes the updates (evaluations and

@@ -37,6 +37,7 @@ from . import device as devices
 from . import train_state
 from .data.corpus import Corpus
 from .data.dataset import DataConfig, Row, RowStream, collate, prefetch
+from .data.packed import Packed
 from .data.fim import FimRates, Layout
 from .data.loaders import load as load_data
 from .families import FAMILIES, Batch, Built, Family
@@ -162,7 +163,15 @@ def _threads(cfg: TrainConfig, d: Dist) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
-def _eval_rows(corpus: Corpus, layout: Layout, dcfg: DataConfig, n: int) -> list[Row]:
+def data_config(cfg: TrainConfig) -> DataConfig:
+    """How the run's examples are cut and packed."""
+    return DataConfig(seq_len=cfg.seq_len, example_len=cfg.example_len,
+                      rates=FimRates(cfg.fim_rate, cfg.spm_rate, cfg.line_rate, cfg.max_lines),
+                      repo_context=cfg.repo_context, seed=cfg.seed, eval_share=cfg.eval_share)
+
+
+def eval_rows_of(corpus: Corpus, layout: Layout, dcfg: DataConfig, n: int) -> list[Row]:
+    """The first ``n`` rows of the held-out files (none in a corpus too small to hold any)."""
     try:
         ev = RowStream(corpus, layout, dcfg, split="eval").epoch_rows(0)
     except ValueError:  # no held-out file in a tiny corpus
@@ -170,9 +179,12 @@ def _eval_rows(corpus: Corpus, layout: Layout, dcfg: DataConfig, n: int) -> list
     return [r for _, r in zip(range(n), ev)]
 
 
-def _stream(rows: RowStream, at: Progress) -> Iterator[tuple[Row, tuple[int, int]]]:
+def _stream(rows: RowStream | Packed, at: Progress) -> Iterator[tuple[Row, tuple[int, int]]]:
     """Rows from where the run stands, each with the data position after it."""
-    if at.data_pos is not None:
+    if at.data_pos is not None or isinstance(rows, Packed):
+        if at.data_pos is None:
+            raise ValueError("this checkpoint records no data position to continue packed "
+                             "rows from")
         return rows.positioned_rows(*at.data_pos)
     skip = rows.positioned_rows()  # only a row count is known: regenerate up to it
     for _ in range(at.rows_done):
@@ -196,13 +208,19 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
         out.mkdir(parents=True, exist_ok=True)
     d.barrier()
     meta = dict(meta or {})
-    if corpus is None:
+    packed = Packed.open(cfg.packed) if cfg.packed else None
+    if packed is not None:
+        _check_packed(packed, cfg)
+        meta = {"corpus": packed.manifest.get("corpus"), **meta}
+        corpus = corpus or Corpus("packed", {})
+    elif corpus is None:
         loaded = load_data(recipe.data, cfg, allow_change=allow_corpus_change)
         corpus, meta = loaded.corpus, {**loaded.meta, **meta}
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's), and
     # the LoRA A init (overwritten on resume).
     torch.manual_seed(cfg.seed)
-    built = family.build(cfg, corpus, d) if model is None or tok is None else Built(model, tok)
+    given = model is not None and (tok is not None or cfg.packed)  # packed rows need no tok
+    built = Built(model, tok) if given else family.build(cfg, corpus, d)  # type: ignore[arg-type]
     meta = {**(built.meta or {}), **meta}
     model = built.model
     if cfg.lora_rank:
@@ -215,7 +233,8 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
     at = Progress()
     found = train_state.latest(out, recipe.checkpoints)
     if found is not None:
-        at = train_state.restore(found, model, opt, meta, allow_corpus_change=allow_corpus_change)
+        at = train_state.restore(found, model, opt, meta, allow_corpus_change=allow_corpus_change,
+                                 packed=bool(cfg.packed))
         d.say(f"resuming from {found.name}: step {at.step}, data position {at.data_pos}, "
               f"{at.trained_tokens:,} tokens trained ({at.loss_tokens:,} loss tokens)")
     ddp: nn.Module = model
@@ -223,15 +242,19 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
         ddp = nn.parallel.DistributedDataParallel(
             model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    dcfg = DataConfig(seq_len=cfg.seq_len, example_len=cfg.example_len,
-                      rates=FimRates(cfg.fim_rate, cfg.spm_rate, cfg.line_rate, cfg.max_lines),
-                      repo_context=cfg.repo_context, seed=cfg.seed, eval_share=cfg.eval_share)
-    layout = Layout(built.tok, get_template(cfg.template), middle_loss=cfg.middle_loss)
+    dcfg = data_config(cfg)
     # Held-out rows first: the tokenizer is then used by the prefetch thread alone.
     eval_rows: list[Row] = []
-    if d.main and cfg.eval_share > 0 and cfg.eval_rows > 0:
-        eval_rows = _eval_rows(corpus, layout, dcfg, cfg.eval_rows)
-    rows = RowStream(corpus, layout, dcfg)
+    rows: RowStream | Packed
+    if packed is not None:
+        rows = packed
+        if d.main and cfg.eval_rows > 0:
+            eval_rows = packed.eval_rows()[:cfg.eval_rows]
+    else:
+        layout = Layout(built.tok, get_template(cfg.template), middle_loss=cfg.middle_loss)
+        if d.main and cfg.eval_share > 0 and cfg.eval_rows > 0:
+            eval_rows = eval_rows_of(corpus, layout, dcfg, cfg.eval_rows)
+        rows = RowStream(corpus, layout, dcfg)
     per_rank = cfg.micro_batch * cfg.grad_accum
     global_rows = per_rank * d.world
     name = (cfg.init_from or cfg.model) if recipe.family == "gemma" else cfg.recipe
@@ -239,8 +262,11 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
     d.say(f"model {name}: {res.params:,} parameters ({res.trainable:,} trainable{lora}), vocab "
           f"{getattr(built.tok, 'vocab_size', '?')}, global batch {global_rows} x "
           f"{cfg.seq_len} tokens, {d.world} process(es) on {dev}")
-    d.say(f"{len(rows.targets):,} training files, {len(corpus.files) - len(rows.targets):,} held "
-          f"out; {len(eval_rows)} eval rows "
+    d.say((f"{packed.rows:,} packed rows ({packed.manifest['tokens']:,} tokens) in {cfg.packed}"
+           if packed is not None else
+           f"{len(rows.targets):,} training files, {len(corpus.files) - len(rows.targets):,} "
+           "held out")  # type: ignore[union-attr]
+          + f"; {len(eval_rows)} eval rows "
           f"({sum(int((r.labels != IGNORE_INDEX).sum()) for r in eval_rows):,} loss tokens)")
     stream = prefetch(_stream(rows, at), depth=16)
     eval_batch = family.eval_batch or cfg.micro_batch
@@ -337,6 +363,16 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
         family.finish(cfg, model, built, res)
     d.barrier()
     return res
+
+
+def _check_packed(packed: Packed, cfg: TrainConfig) -> None:
+    """Packed rows were made by a recipe: the settings that shaped them must be this run's."""
+    made = packed.manifest.get("config", {})
+    for key in ("seq_len", "template", "middle_loss", "example_len", "fim_rate", "spm_rate",
+                "line_rate", "max_lines", "repo_context"):
+        if key in made and made[key] != getattr(cfg, key):
+            raise ValueError(f"packed rows in {cfg.packed} were made with {key}={made[key]!r}, "
+                             f"this run has {getattr(cfg, key)!r}")
 
 
 def run(name: str, given: dict[str, Any], *, allow_corpus_change: bool = False) -> TrainResult:

@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--micro-batch", type=int, help="rows per forward pass")
     ap.add_argument("--lora-rank", type=int, help="LoRA rank of a new run")
     ap.add_argument("--log-every", type=int)
+    ap.add_argument("--packed", help="train on rows written ahead by python -m "
+                                     "model.data.packed (no corpus, no tokenizer needed)")
     ap.add_argument("--stop-after", type=int)
     a = ap.parse_args(argv)
     from .train import run
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
              "time_limit": a.minutes * 60 if a.minutes is not None else a.time_limit,
              "save_minutes": a.save_minutes, "device": a.device, "adapter_out": a.adapter_out,
              "micro_batch": a.micro_batch, "lora_rank": a.lora_rank, "log_every": a.log_every,
+             "packed": a.packed,
              "targets": ATTENTION + MLP if a.mlp else None}
     try:
         res = run(GEMMA3_RUNS.get(a.recipe, a.recipe), given,

@@ -134,12 +134,16 @@ def save_weights(path: Path, model: nn.Module, at: Progress, cfg: "TrainConfig",
 
 
 def restore(path: Path, model: nn.Module, opt: torch.optim.Optimizer, meta: dict[str, Any], *,
-            allow_corpus_change: bool = False) -> Progress:
+            allow_corpus_change: bool = False, packed: bool = False) -> Progress:
     """Load the checkpoint at ``path`` into ``model`` and ``opt``; where the run stands.
 
     A checkpoint made on another corpus (``meta["corpus"]``) is refused unless allowed: its
     data position would point at other rows."""
     st = torch.load(path, map_location="cpu", weights_only=False)
+    if bool(st.get("config", {}).get("packed")) != packed:
+        kinds = ("rows generated from the corpus", "packed rows")
+        raise ValueError(f"{path} counts its data position in {kinds[not packed]}, this run "
+                         f"reads {kinds[packed]}: start a new run (another output directory)")
     was = st.get("meta", {}).get("corpus")
     if meta.get("corpus") and not allow_corpus_change and was not in (None, meta["corpus"]):
         raise ValueError(f"{path} was trained on corpus {was}, this one is {meta['corpus']}: "

@@ -160,3 +160,79 @@ def test_cli_budget_and_device_options(monkeypatch: pytest.MonkeyPatch, tmp_path
     cfg = seen[-1]
     assert (cfg.time_limit, cfg.device, cfg.micro_batch, cfg.lora_rank,  # type: ignore[attr-defined]
             len(cfg.targets)) == (60.0, "cpu", 8, 16, 7)  # type: ignore[attr-defined]
+
+
+# -- packed rows: what a machine without the tokenizer trains on --------------------------------
+
+def _stream_cfg(**kw: object) -> object:
+    """The data settings of the tiny runs (_cfg) the rows are made for."""
+    from model.train import data_config
+
+    return data_config(_cfg(Path("unused"), **kw))
+
+
+def _write_packed(out: Path, tokens: int, cfg: object) -> object:
+    from dataclasses import asdict
+
+    from lsp_server.prompt.templates import get_template
+    from model.data import packed
+    from model.data.dataset import RowStream
+    from model.data.fim import Layout
+    from model.train import eval_rows_of
+
+    layout = Layout(ByteTokenizer(), get_template("gemma3-fim"), middle_loss=True)
+    rows = RowStream(CORPUS, layout, cfg)  # type: ignore[arg-type]
+    ev = eval_rows_of(CORPUS, layout, cfg, 2)  # type: ignore[arg-type]
+    run_cfg = _cfg(out)  # the settings the rows are made for (recorded in the manifest)
+    return packed.write(out, rows.positioned_rows(), tokens=tokens, eval_rows=ev,
+                        meta={"config": asdict(run_cfg), "corpus": "c1"}, shard_rows=3)
+
+
+def test_packed_rows_read_back_as_the_stream_made_them(tmp_path: Path) -> None:
+    from lsp_server.prompt.templates import get_template
+    from model.data.dataset import RowStream
+    from model.data.fim import Layout
+    from model.data.packed import Packed
+
+    cfg = _stream_cfg()
+    m = _write_packed(tmp_path / "p", 3000, cfg)
+    assert m["rows"] >= 3 and m["tokens"] >= 3000 and len(m["shards"]) >= 2  # type: ignore[index]
+    p = Packed.open(tmp_path / "p")
+    stream = RowStream(CORPUS, Layout(ByteTokenizer(), get_template("gemma3-fim"),
+                                      middle_loss=True), cfg).positioned_rows()
+    got = list(zip(range(p.rows + 2), p.positioned_rows()))
+    for (_, (a, pos_a)), (b, _) in zip(got[:p.rows], stream):
+        for field in ("input_ids", "labels", "position_ids", "segment_ids"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), field
+    # Positions: row after row, then a second pass from the first row.
+    assert got[0][1][1] == (0, 1) and got[p.rows - 1][1][1] == (1, 0)
+    assert torch.equal(got[p.rows][1][0].input_ids, got[0][1][0].input_ids)
+    resumed = next(p.positioned_rows(0, 2))
+    assert torch.equal(resumed[0].input_ids, got[2][1][0].input_ids) and resumed[1] == (0, 3)
+    assert len(p.eval_rows()) == 2
+    with pytest.raises(ValueError, match="no packed rows"):
+        Packed.open(tmp_path)
+    (tmp_path / "p" / m["shards"][0]["file"]).unlink()  # type: ignore[index]
+    with pytest.raises(ValueError, match="shards missing"):
+        Packed.open(tmp_path / "p")
+
+
+def test_training_on_packed_rows_equals_training_on_the_stream(tmp_path: Path) -> None:
+    _write_packed(tmp_path / "p", 20_000, _stream_cfg())
+    kw = dict(steps=6, save_every=3, eval_every=3)
+    direct = train(_cfg(tmp_path / "a", **kw), model=tiny_model(), tok=ByteTokenizer(),
+                   corpus=CORPUS, meta={"corpus": "c1"})
+    # No tokenizer and no corpus: the rows are token ids already.
+    packed = train(_cfg(tmp_path / "b", packed=str(tmp_path / "p"), **kw), model=tiny_model(),
+                   tok=None, corpus=None)
+    key = ("step", "loss", "tokens", "loss_tokens", "grad_norm")
+    assert [tuple(h[k] for k in key) for h in packed.history] == \
+        [tuple(h[k] for k in key) for h in direct.history]
+    assert packed.evals == direct.evals
+    # Rows made for other settings are refused, and so is a run that counted other rows.
+    with pytest.raises(ValueError, match="seq_len=128"):
+        train(_cfg(tmp_path / "c", seq_len=64, packed=str(tmp_path / "p"), **kw),
+              model=tiny_model(), tok=None, corpus=None)
+    with pytest.raises(ValueError, match="packed rows: start a new run"):
+        train(_cfg(tmp_path / "a", packed=str(tmp_path / "p"), steps=7), model=tiny_model(),
+              tok=None, corpus=None)

@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter-out", metavar="FILE.gguf",
                    help="gemma3 recipes: at every checkpoint also write the llama.cpp adapter "
                         "here and its LoRA tensors (no optimizer state) as FILE.pt")
+    p.add_argument("--packed", metavar="DIR",
+                   help="gemma3 recipes: train on rows written ahead by python -m "
+                        "model.data.packed (no corpus read, no tokenizer loaded)")
     p.add_argument("--stop-after", type=int, metavar="STEP",
                    help="stop after this step, checkpointed; run again to resume")
     p.add_argument("--threads", type=int, help="torch threads per process")
@@ -83,7 +86,7 @@ _GIVEN = ("model", "init_from", "tokenizer", "vocab_size", "seq_len", "micro_bat
           "grad_accum", "steps", "lr", "warmup", "weight_decay", "clip", "fim_rate", "spm_rate",
           "eval_every", "save_every", "log_every", "seed", "lora_rank", "lora_alpha",
           "time_limit", "stop_after", "threads", "max_files", "save_minutes", "device",
-          "adapter_out")
+          "adapter_out", "packed")
 """Options that map one to one onto settings (model/recipes.py's TrainConfig)."""
 
 
