@@ -171,7 +171,8 @@ def _stream_cfg(**kw: object) -> object:
     return data_config(_cfg(Path("unused"), **kw))
 
 
-def _write_packed(out: Path, tokens: int, cfg: object) -> object:
+def _write_packed(out: Path, tokens: int, **kw: object) -> object:
+    """Rows for a tiny run with the settings ``_cfg(**kw)``, recorded in the manifest."""
     from dataclasses import asdict
 
     from lsp_server.prompt.templates import get_template
@@ -181,9 +182,10 @@ def _write_packed(out: Path, tokens: int, cfg: object) -> object:
     from model.train import eval_rows_of
 
     layout = Layout(ByteTokenizer(), get_template("gemma3-fim"), middle_loss=True)
+    cfg = _stream_cfg(**kw)
     rows = RowStream(CORPUS, layout, cfg)  # type: ignore[arg-type]
     ev = eval_rows_of(CORPUS, layout, cfg, 2)  # type: ignore[arg-type]
-    run_cfg = _cfg(out)  # the settings the rows are made for (recorded in the manifest)
+    run_cfg = _cfg(out, **kw)
     return packed.write(out, rows.positioned_rows(), tokens=tokens, eval_rows=ev,
                         meta={"config": asdict(run_cfg), "corpus": "c1"}, shard_rows=3)
 
@@ -195,7 +197,7 @@ def test_packed_rows_read_back_as_the_stream_made_them(tmp_path: Path) -> None:
     from model.data.packed import Packed
 
     cfg = _stream_cfg()
-    m = _write_packed(tmp_path / "p", 3000, cfg)
+    m = _write_packed(tmp_path / "p", 3000)
     assert m["rows"] >= 3 and m["tokens"] >= 3000 and len(m["shards"]) >= 2  # type: ignore[index]
     p = Packed.open(tmp_path / "p")
     stream = RowStream(CORPUS, Layout(ByteTokenizer(), get_template("gemma3-fim"),
@@ -218,7 +220,7 @@ def test_packed_rows_read_back_as_the_stream_made_them(tmp_path: Path) -> None:
 
 
 def test_training_on_packed_rows_equals_training_on_the_stream(tmp_path: Path) -> None:
-    _write_packed(tmp_path / "p", 20_000, _stream_cfg())
+    _write_packed(tmp_path / "p", 20_000)
     kw = dict(steps=6, save_every=3, eval_every=3)
     direct = train(_cfg(tmp_path / "a", **kw), model=tiny_model(), tok=ByteTokenizer(),
                    corpus=CORPUS, meta={"corpus": "c1"})
@@ -236,3 +238,68 @@ def test_training_on_packed_rows_equals_training_on_the_stream(tmp_path: Path) -
     with pytest.raises(ValueError, match="packed rows: start a new run"):
         train(_cfg(tmp_path / "a", packed=str(tmp_path / "p"), steps=7), model=tiny_model(),
               tok=None, corpus=None)
+
+
+# -- a bundle for a lent GPU machine, run here on the CPU --------------------------------------
+
+def test_bundle_parts_join_and_carry_plan(tmp_path: Path) -> None:
+    from model import bundle
+
+    src = tmp_path / "base.gguf"
+    src.write_bytes(bytes(range(256)) * 40)  # 10,240 bytes
+    (tmp_path / "b").mkdir()
+    parts = bundle.split(src, tmp_path / "b", 4096)
+    assert [p["bytes"] for p in parts] == [4096, 4096, 2048]
+    info = {"sha256": bundle.sha256(src), "parts": parts}
+    joined = bundle.join(tmp_path / "b", info, tmp_path / "joined.gguf")
+    assert joined.read_bytes() == src.read_bytes()
+    (tmp_path / "b" / parts[1]["file"]).write_bytes(b"x" * 4096)
+    with pytest.raises(ValueError, match="part01 does not match its sha256"):
+        bundle.join(tmp_path / "b", info, tmp_path / "joined.gguf")
+    (tmp_path / "b" / parts[2]["file"]).unlink()
+    with pytest.raises(ValueError, match="1 of 3 parts .*part02"):
+        bundle.join(tmp_path / "b", info, tmp_path / "joined.gguf")
+    plan = bundle.carry_plan([("a", 30), ("b", 30), ("c", 50), ("d", 1)], budget=60)
+    assert plan == [["a", "b"], ["c", "d"]]
+    assert all(len(g) <= 8 for g in bundle.carry_plan([(str(i), 1) for i in range(20)], 100))
+
+
+def test_bundle_trains_from_parts_without_tokenizer_or_corpus(tmp_path: Path) -> None:
+    """The whole GPU path on the CPU: a tiny Gemma 3 GGUF split into parts, packed rows, then
+    ``model.bundle train`` joins, trains within its minutes and leaves the adapter, the small
+    checkpoint, the loss table and the log in the folder that comes back."""
+    pytest.importorskip("sentencepiece")
+    pytest.importorskip("safetensors")
+    from lsp_server.cli.main import main as cli
+    from model import bundle
+    from model.checkpoint import save_pretrained
+    from model.tokenizer import train_tokenizer
+    from tests.test_model_gemma3 import STDLIB
+    from tests.test_model_gemma3 import TINY as TINY_BASE
+    from tests.test_model_gemma3 import random_model
+
+    tok_dir = tmp_path / "tok"
+    train_tokenizer([(STDLIB / n).read_text(encoding="utf-8") for n in ("bisect.py", "heapq.py")],
+                    tok_dir, vocab_size=400)
+    ck = save_pretrained(random_model(TINY_BASE.with_vocab(400)), tmp_path / "ck",
+                         tokenizer_dir=tok_dir, name="tiny-gemma3")
+    base = tmp_path / "tiny.gguf"
+    assert cli(["quantize", str(ck), "--out", str(base), "--type", "F32"]) == 0
+    _write_packed(tmp_path / "rows", 4000, seq_len=512)  # rows a gemma3-fim run reads
+    assert bundle.main(["make", str(tmp_path / "gpu"), "--rows", str(tmp_path / "rows"),
+                        "--model", str(base), "--part-mb", "0.05", "--no-wheels"]) == 0
+    parts = sorted((tmp_path / "gpu").glob("tiny.gguf.part*"))
+    assert len(parts) >= 2 and not (tmp_path / "gpu" / "tiny.gguf").exists()
+    out = tmp_path / "back"
+    rc = bundle.main(["train", str(tmp_path / "gpu"), "--out", str(out), "--minutes", "0.02",
+                      "--recipe", "codegemma", "--device", "cpu", "--run-dir",
+                      str(tmp_path / "run"), "--base-to", str(tmp_path / "joined.gguf"),
+                      "--site", str(tmp_path / "site"), "--eval-every", "1000"])
+    log = (out / "train.log").read_text()
+    assert rc == 0, log
+    assert "time limit reached" in log and "on cpu" in log and "loss tok/s" in log
+    assert (tmp_path / "joined.gguf").read_bytes() == base.read_bytes()
+    assert read_adapter_info(out / "adapter.gguf").base_name == "tiny-gemma3"
+    small = torch.load(out / "adapter.pt", weights_only=False)
+    assert "optimizer" not in small and small["step"] >= 1
+    assert (out / "loss.csv").read_text().startswith("step,loss")
