@@ -48,10 +48,12 @@ def _candidates(session: ModelSession, n_branch: int = 3, n_sample: int = 2,
 @pytest.fixture(scope="module")
 def reference(embedded_model: Path) -> Iterator[object]:
     """The same model in a plain llama.cpp context that keeps every position's logits."""
-    import llama_cpp
+    from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx
 
-    llm = llama_cpp.Llama(model_path=str(embedded_model), n_ctx=1024, logits_all=True,
-                          n_threads=2, verbose=False)
+    # Without llama.cpp's extra (AMX) buffers on an AMX CPU, as the engine loads it: a plain
+    # Llama() there crashes in its first decode.
+    llm = _llama_factory(model_path=str(embedded_model), n_ctx=1024, logits_all=True,
+                         n_threads=2, verbose=False, use_extra_bufts=not cpu_has_amx())
     yield llm
     llm.close()
 

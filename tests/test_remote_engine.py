@@ -48,6 +48,7 @@ def remote_config(url: str, **remote: object) -> Config:
     cfg.remote.api_key_env = KEY_ENV
     cfg.engine.time_budget_ms = 120000
     cfg.prompt.max_tokens = 8
+    cfg.completion.candidates = 1  # one request per completion (candidates: their own tests)
     for k, v in remote.items():
         setattr(cfg.remote, k, v)
     return cfg
@@ -415,6 +416,69 @@ def test_openai_suffix_mode_sends_prompt_and_suffix(openai_server: object) -> No
         body = proxy.requests[-1].json
         assert body["suffix"] == SUFFIX and body["prompt"].endswith(PREFIX)
         assert body["prompt"].startswith("# file: geometry/util.py\n")
+
+
+# --- several candidates from a remote server -----------------------------------------------------
+
+def test_logprobs_are_asked_for_and_summed() -> None:
+    from lsp_server.completion.remote_session import _logprob
+    from lsp_server.engine.types import TokenEvent
+
+    r = RemoteRequest(prefix="a", suffix="b", logprobs=True)
+    assert get_api("llama-server").build(r)[1]["n_probs"] == 1
+    assert get_api("openai").build(r)[1]["logprobs"] == 1
+    assert "n_probs" not in get_api("llama-server").build(RemoteRequest("a", "b"))[1]
+    ls = get_api("llama-server").parse({"content": " x", "completion_probabilities": [
+        {"id": 1, "logprob": -0.5}, {"id": 2, "logprob": -0.25}]})
+    assert (ls.text, ls.logprob) == (" x", -0.75)
+    oa = get_api("openai").parse({"choices": [{"text": "y", "logprobs": {
+        "token_logprobs": [-1.0, None]}}]})
+    assert (oa.text, oa.logprob) == ("y", -1.0)
+    assert get_api("llama-server").parse({"content": "z"}).logprob == 0.0  # not reported
+    events = [TokenEvent(-1, "ret", -1.0), TokenEvent(-1, "urn", -2.0), TokenEvent(-1, "\n", -4.0)]
+    assert _logprob(events, "return") == -3.0 and _logprob(events, "retu") == -3.0
+
+
+@needs_llama_server
+def test_llama_server_gives_ranked_samples_with_logprobs(proxy: FaultProxy) -> None:
+    from lsp_server.completion.completer import Completer, Cursor
+
+    cfg = remote_config(proxy.url)
+    cfg.completion.candidates = 3
+    session = RemoteSession(cfg)
+    c = Completer(session).complete(Cursor(PREFIX, SUFFIX, "geometry/main.py"),
+                                    single_line=True, max_tokens=8, context=[HELPER])
+    bodies = [r.json for r in posts(proxy)]
+    # The suggestion, then two samples of the same prompt with the next seeds.
+    assert len(bodies) == 3 and all(b["n_probs"] == 1 for b in bodies)
+    assert bodies[0]["temperature"] == 0 and [b["temperature"] for b in bodies[1:]] == [0.7, 0.7]
+    assert [b["seed"] - bodies[0]["seed"] for b in bodies[1:]] == [1, 2]
+    assert all(b["input_prefix"] == bodies[0]["input_prefix"] for b in bodies)
+    cands = c.candidates
+    assert 1 <= len(cands) <= 3 and c.text == cands[0].text
+    assert {x.origin for x in cands} <= {"greedy", "sample"} and len({x.text for x in cands}) \
+        == len(cands)
+    # The server's log-probabilities reached the ranking (an empty suggestion has none and is
+    # dropped by it), and no suffix is scored remotely.
+    assert cands and all(x.logprob < 0 for x in cands if x.text), \
+        [(x.origin, x.text, x.logprob) for x in cands]
+    assert all(x.suffix_logprob is None for x in cands)
+    assert session.counters.requests == 3
+
+
+def test_openai_server_reports_logprobs_for_samples(openai_server: object) -> None:
+    from lsp_server.completion.completer import Completer, Cursor
+
+    with FaultProxy(openai_server.url) as proxy:  # type: ignore[attr-defined]
+        cfg = remote_config(proxy.url, api="openai", openai_fim="raw", model="m")
+        cfg.prompt.template = "plain"
+        cfg.completion.candidates = 2
+        c = Completer(RemoteSession(cfg)).complete(Cursor(PREFIX, SUFFIX, "geometry/main.py"),
+                                                   single_line=True, max_tokens=4)
+        bodies = [r.json for r in posts(proxy)]
+        assert len(bodies) == 2 and all(b["logprobs"] == 1 for b in bodies)
+        assert bodies[1]["temperature"] == 0.7
+        assert any(x.logprob < 0 for x in c.candidates), c.candidates
 
 
 # --- the language server with a remote engine ---------------------------------------------------

@@ -5,17 +5,26 @@ by ``CHARS_PER_TOKEN``) (:mod:`lsp_server.prompt.text_prompt`) because the remot
 model's tokenizer is not available locally. With llama-server the server lays out the FIM
 prompt from prefix, suffix and ``input_extra``; with an OpenAI-compatible server either the
 server does (``prompt`` + ``suffix``) or we render a raw FIM prompt with ``prompt.template``.
+
+Several candidates (``completion.candidates``): the suggestion, then samples at the local
+decoder's temperature, each a request of its own with the next seed (llama-server answers them
+from its slot's prompt cache; its OpenAI endpoint refuses ``n`` > 1, so one request per sample
+works with either API). The server reports each token's log-probability (``n_probs`` /
+``logprobs``), which the ranking uses; no suffix is scored remotely.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Sequence
 
 from ..config import Config
 from ..settings import Settings
 from ..engine.remote import RemoteEngine, RemoteError, RemoteRequest
-from ..engine.types import EngineCounters, GenerationRequest, StopReason, TokenStream
+from ..engine.candidates import CandidatesRequest, EngineCandidate
+from ..engine.types import (EngineCounters, GenerationRequest, StopReason, TokenEvent,
+                            TokenStream)
 from ..errors import CodefillError
 from ..models.resolve import Progress
 from ..prompt.assemble import Budget, assemble, fit_head, fit_tail, fixed_tokens
@@ -124,6 +133,42 @@ class RemoteSession(CompletionBackend):
             fallback = lambda: local.generate(req)  # noqa: E731 - started on the engine thread
         return self.engine.submit(r, listener=listener, fallback=fallback)
 
+    def alternatives(self, stream: TokenStream, first_text: str, req: InfillRequest, *,
+                     n: int, cut: Callable[[str], int | None]) -> TokenStream | None:
+        """``n - 1`` sampled alternatives, requested one after the other on a thread; None when
+        the suggestion did not come from the remote server (the local fallback answered)."""
+        if n < 2 or not isinstance(stream.prompt, dict):
+            return None
+        out = TokenStream(req)
+        threading.Thread(target=self._samples, args=(out, stream.events, first_text, req, n, cut),
+                         name="codefill-remote-candidates", daemon=True).start()
+        return out
+
+    def _samples(self, out: TokenStream, first: Sequence[TokenEvent], first_text: str,
+                 req: InfillRequest, n: int, cut: Callable[[str], int | None]) -> None:
+        cands = [EngineCandidate(first_text, "greedy", logprob=_logprob(first, first_text))]
+        seen = {first_text.rstrip()}
+        sample = dataclasses.replace(self.remote_request(req), logprobs=True,
+                                     temperature=CandidatesRequest.temperature)
+        try:
+            for k in range(1, n):
+                if out.cancelled:
+                    break
+                sub = self.engine.submit(dataclasses.replace(sample, seed=req.seed + k))
+                out.on_cancel(sub.cancel)
+                if sub.wait().stop_reason in (StopReason.ERROR, StopReason.CANCELLED):
+                    break  # the server is failing, or the user moved on: keep what came
+                text = "".join(e.text for e in sub.events)
+                end = cut(text)
+                text = text if end is None else text[:end]
+                if text.rstrip() not in seen:
+                    seen.add(text.rstrip())
+                    cands.append(EngineCandidate(text, "sample", logprob=_logprob(sub.events,
+                                                                                   text)))
+        finally:
+            out.result = cands
+            out._finish(StopReason.CANCELLED if out.cancelled else StopReason.STOP_TOKEN)
+
     def remote_request(self, req: InfillRequest) -> RemoteRequest:
         """The text request for ``req``, cut to the character budget of the remote context."""
         p = self.config.prompt
@@ -131,7 +176,7 @@ class RemoteSession(CompletionBackend):
         budget = req.budget or self.budget(req.max_tokens)
         common = dict(max_tokens=req.max_tokens, temperature=req.temperature, seed=req.seed,
                       time_budget_ms=int(req.time_budget_s * 1000) if req.time_budget_s else None,
-                      model=rc.model, path=req.path)
+                      model=rc.model, path=req.path, logprobs=req.logprobs)
         if self.template is not None:  # the prompt is rendered here
             tok = TextTokenizer()
             prompt = assemble(self.template, tok, prefix=req.prefix, suffix=req.suffix,
@@ -193,6 +238,18 @@ class RemoteSession(CompletionBackend):
         self.engine.close()
         if self.fallback is not None:
             self.fallback.close()
+
+
+def _logprob(events: Sequence[TokenEvent], text: str) -> float:
+    """The log-probability of the events that make up ``text`` (a cut generation): those that
+    end within it; a token the cut splits counts as kept."""
+    total, length = 0.0, 0
+    for ev in events:
+        if length >= len(text):
+            break
+        total += ev.logprob
+        length += len(ev.text)
+    return total
 
 
 def _commented(path: str, text: str, current: str) -> str:

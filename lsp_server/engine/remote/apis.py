@@ -38,6 +38,9 @@ class RemoteRequest:
     stop: tuple[str, ...] = ()
     """Texts that end the generation on the server (raw prompts: the template's sentinels)."""
     model: str = ""
+    logprobs: bool = False
+    """Ask for each generated token's log-probability (llama-server ``n_probs``, OpenAI
+    ``logprobs``): what ranks several candidates."""
 
 
 @dataclass
@@ -49,6 +52,16 @@ class Chunk:
     reason: StopReason | None = None
     stats: dict[str, int] = field(default_factory=dict)
     """Final token counts when the server reports them: prompt, reused, evaluated, generated."""
+    logprob: float = 0.0
+    """Sum of the log-probabilities of the tokens this event carried, when asked for."""
+
+
+def _sum_logprobs(values: Any) -> float:
+    """The sum of the numbers in ``values`` (a server's per-token log-probabilities); anything
+    else counts as 0: a missing figure must not break the text."""
+    if not isinstance(values, list):
+        return 0.0
+    return float(sum(v for v in values if isinstance(v, (int, float)) and v == v))
 
 
 class RemoteApi(Protocol):
@@ -101,6 +114,8 @@ class LlamaServerApi:
             body["t_max_predict_ms"] = r.time_budget_ms
         if r.stop:
             body["stop"] = list(r.stop)
+        if r.logprobs:
+            body["n_probs"] = 1  # completion_probabilities[i].logprob: of the raw distribution
         if r.prompt is not None:
             body["prompt"] = r.prompt
             return "/completion", body
@@ -115,8 +130,11 @@ class LlamaServerApi:
         text = event.get("content", "")
         if not isinstance(text, str):
             raise RemoteError(f"the remote engine sent content that is not text: {text!r:.80}")
+        probs = event.get("completion_probabilities")
+        logprob = _sum_logprobs([p.get("logprob") for p in probs if isinstance(p, dict)]
+                                if isinstance(probs, list) else None)
         if not event.get("stop"):
-            return Chunk(text=text)
+            return Chunk(text=text, logprob=logprob)
         timings = event.get("timings") or {}
         n_eval = int(timings.get("prompt_n") or 0)
         if isinstance(timings.get("cache_n"), int):  # tokens taken from the slot's KV cache
@@ -128,7 +146,7 @@ class LlamaServerApi:
                  "generated": int(timings.get("predicted_n") or event.get("tokens_predicted") or 0)}
         return Chunk(text=text, done=True,
                      reason=self.STOP_TYPES.get(str(event.get("stop_type")), StopReason.STOP_TOKEN),
-                     stats=stats)
+                     stats=stats, logprob=logprob)
 
     def context_size(self, probe: Any) -> int | None:
         if not isinstance(probe, dict):
@@ -156,6 +174,8 @@ class OpenAIApi:
             body["model"] = r.model
         if r.stop:
             body["stop"] = list(r.stop)[:4]  # the OpenAI API takes at most 4 stop sequences
+        if r.logprobs:
+            body["logprobs"] = 1
         if r.prompt is not None:
             body["prompt"] = r.prompt
         else:
@@ -175,9 +195,11 @@ class OpenAIApi:
         text = choice.get("text") or ""
         if not isinstance(text, str):
             raise RemoteError(f"the remote engine sent text that is not a string: {text!r:.80}")
+        lp = choice.get("logprobs")
+        logprob = _sum_logprobs(lp.get("token_logprobs") if isinstance(lp, dict) else None)
         finish = choice.get("finish_reason")
         if not finish:
-            return Chunk(text=text)
+            return Chunk(text=text, logprob=logprob)
         usage = event.get("usage") or {}
         stats = {}
         if isinstance(usage, dict) and usage.get("prompt_tokens") is not None:
@@ -185,7 +207,8 @@ class OpenAIApi:
                      "evaluated": int(usage["prompt_tokens"]),
                      "generated": int(usage.get("completion_tokens") or 0)}
         return Chunk(text=text, done=True,
-                     reason=self.FINISH.get(str(finish), StopReason.STOP_TOKEN), stats=stats)
+                     reason=self.FINISH.get(str(finish), StopReason.STOP_TOKEN), stats=stats,
+                     logprob=logprob)
 
     def context_size(self, probe: Any) -> int | None:
         # vLLM lists max_model_len per model; others say nothing.

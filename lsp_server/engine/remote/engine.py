@@ -241,7 +241,7 @@ class RemoteEngine:
                     if stats.t_first_token is None:
                         stats.t_first_token = time.monotonic() - stream.submitted
                         stats.t_prompt_eval = stats.t_first_token
-                    stream._emit(TokenEvent(-1, chunk.text))
+                    stream._emit(TokenEvent(-1, chunk.text, chunk.logprob))
                 if chunk.done:
                     finished = chunk.reason or StopReason.STOP_TOKEN
                     if chunk.stats:
