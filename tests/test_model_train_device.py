@@ -303,3 +303,25 @@ def test_bundle_trains_from_parts_without_tokenizer_or_corpus(tmp_path: Path) ->
     small = torch.load(out / "adapter.pt", weights_only=False)
     assert "optimizer" not in small and small["step"] >= 1
     assert (out / "loss.csv").read_text().startswith("step,loss")
+
+
+def test_worker_processes_build_the_same_rows() -> None:
+    import multiprocessing
+
+    from lsp_server.prompt.templates import get_template
+    from model.data import packed
+    from model.data.dataset import RowStream
+    from model.data.fim import Layout
+
+    def new_stream() -> RowStream:
+        return RowStream(CORPUS, Layout(ByteTokenizer(), get_template("gemma3-fim"),
+                                        middle_loss=True), _stream_cfg())  # type: ignore[arg-type]
+
+    one = [r for _, r in zip(range(12), new_stream().positioned_rows())]
+    with multiprocessing.get_context("fork").Pool(
+            2, initializer=packed._start_worker, initargs=(new_stream,)) as pool:
+        two = [r for _, r in zip(range(12), new_stream().positioned_rows(
+            build_map=lambda items: pool.imap(packed._build, items, chunksize=2)))]
+    assert [p for _, p in one] == [p for _, p in two]  # data positions, across epochs
+    for (a, _), (b, _) in zip(one, two):
+        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels)

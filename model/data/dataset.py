@@ -17,7 +17,7 @@ import random
 import threading
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 
@@ -32,6 +32,7 @@ from .fim import Example, FimRates, FimSplit, Layout, fim_split
 from .repo_select import select_for_target
 
 T = TypeVar("T")
+BuildMap = Callable[[Iterable[tuple[int, str]]], Iterable[Example]]
 
 
 @dataclass(frozen=True)
@@ -207,16 +208,24 @@ class RowStream:
         random.Random(f"{self.cfg.seed}:order:{epoch}").shuffle(order)
         return order
 
-    def positioned_rows(self, epoch: int = 0, index: int = 0
+    def build_at(self, epoch: int, path: str) -> Example:
+        """The example of ``path`` in ``epoch``: a pure function of (seed, epoch, path)."""
+        return self.builder.build(path, random.Random(f"{self.cfg.seed}:{epoch}:{path}"))
+
+    def positioned_rows(self, epoch: int = 0, index: int = 0, *,
+                        build_map: BuildMap | None = None
                         ) -> Iterator[tuple[Row, tuple[int, int]]]:
         """Rows from example ``index`` of ``epoch`` on, each with the (epoch, index) at which
         the stream continues after it: a data position a checkpoint can store, so a resumed
-        run starts there directly instead of regenerating every row before it."""
+        run starts there directly instead of regenerating every row before it.
+
+        ``build_map`` maps (epoch, path) pairs to their examples in order (default: one after
+        the other here; :mod:`model.data.packed` builds them in worker processes)."""
+        build = build_map or (lambda items: (self.build_at(e, p) for e, p in items))
         while True:
             order = self.epoch_order(epoch)
-            examples = ((i, self.builder.build(order[i],
-                                               random.Random(f"{self.cfg.seed}:{epoch}:{order[i]}")))
-                        for i in range(index, len(order)))
+            built = build((epoch, order[i]) for i in range(index, len(order)))
+            examples = zip(range(index, len(order)), built)
             produced = 0
             for row, nxt in pack_indexed(examples, self.cfg.seq_len, self.pad_id):
                 produced += 1

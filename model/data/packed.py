@@ -112,10 +112,28 @@ def write(out: Path, stream: Iterator[tuple[Row, tuple[int, int]]], *, tokens: i
     return manifest
 
 
+_WORKER: Any = None
+"""In a worker process of :func:`make`: the row stream whose examples it builds."""
+
+
+def _start_worker(make_stream: Any) -> None:
+    global _WORKER
+    _WORKER = make_stream()  # its own tokenizer: llama.cpp state is not shared across a fork
+
+
+def _build(item: tuple[int, str]) -> Any:
+    return _WORKER.build_at(*item)
+
+
 def make(recipe: str, out: Path, tokens: int, *, seed: int | None = None,
-         venv: str | None = None, bench_dir: str | None = None) -> dict[str, Any]:
+         venv: str | None = None, bench_dir: str | None = None, workers: int = 1
+         ) -> dict[str, Any]:
     """Write the first ``tokens`` tokens of the rows a new run of ``recipe`` trains on to
-    ``out`` (with its corpus manifest, ``corpus.json.gz``)."""
+    ``out`` (with its corpus manifest, ``corpus.json.gz``). ``workers`` processes build the
+    examples (each a pure function of seed, epoch and path), this one packs them in order: the
+    same rows as one process makes."""
+    import multiprocessing
+
     from dataclasses import asdict
 
     from lsp_server.models.resolve import resolve_model
@@ -139,17 +157,31 @@ def make(recipe: str, out: Path, tokens: int, *, seed: int | None = None,
     cfg = config_for(name, {k: v for k, v in given.items() if v is not None})
     loaded = load(rec.data, cfg)
     base = resolve_model(cfg.init_from or "")
-    tok = GGUFTokenizer(base)
+    dcfg = data_config(cfg)
+
+    def new_stream() -> RowStream:
+        layout = Layout(GGUFTokenizer(base), get_template(cfg.template),
+                        middle_loss=cfg.middle_loss)
+        return RowStream(loaded.corpus, layout, dcfg)
+
+    main = new_stream()
+    tok = main.layout.tok
+    pool = None
     try:
-        layout = Layout(tok, get_template(cfg.template), middle_loss=cfg.middle_loss)
-        dcfg = data_config(cfg)
-        ev = eval_rows_of(loaded.corpus, layout, dcfg, cfg.eval_rows)
-        stream = RowStream(loaded.corpus, layout, dcfg).positioned_rows()
+        ev = eval_rows_of(loaded.corpus, main.layout, dcfg, cfg.eval_rows)
+        build_map = None
+        if workers > 1:
+            pool = multiprocessing.get_context("fork").Pool(
+                workers, initializer=_start_worker, initargs=(new_stream,))
+            build_map = lambda items: pool.imap(_build, items, chunksize=8)  # noqa: E731
+        stream = main.positioned_rows(build_map=build_map)
         meta = {"recipe": name, "config": asdict(cfg), "corpus": loaded.meta.get("corpus"),
                 "base": base.name, "base_bytes": base.stat().st_size}
         return write(out, stream, tokens=tokens, eval_rows=ev, meta=meta,
                      say=lambda m: print(m, file=sys.stderr, flush=True))
     finally:
+        if pool is not None:
+            pool.terminate()
         tok.close()
 
 
@@ -210,12 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", type=float, required=True, help="tokens to write (e.g. 2e7)")
     ap.add_argument("--seed", type=int, help="data seed of a new run (a different seed: other "
                                              "cuts and order of the same files)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes building examples (the rows are the same for any number)")
     ap.add_argument("--venv", default=None)
     ap.add_argument("--bench-dir", default=None)
     a = ap.parse_args(argv)
     try:
         m = make(a.recipe, a.out, int(a.tokens), seed=a.seed, venv=a.venv,
-                 bench_dir=a.bench_dir)
+                 bench_dir=a.bench_dir, workers=a.workers)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
