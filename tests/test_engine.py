@@ -160,3 +160,28 @@ def test_requests_are_served_in_order_from_many_threads(session: ModelSession) -
         t.join(60)
     assert len(results) == 4 and len(set(results)) == 1
     assert time.monotonic() - t0 < 60
+
+
+def test_close_cancels_queued_work_and_stops_the_running_request(session: ModelSession,
+                                                                 embedded_model) -> None:  # noqa: ANN001
+    """Closing (the server's shutdown) does not wait for what is still queued: the request in
+    progress stops at its next step, queued ones end cancelled, and later ones are refused."""
+    from lsp_server.config import EngineConfig
+
+    engine = LlamaEngine(embedded_model, EngineConfig(context_size=1024, threads=2))
+    engine.wait_ready(120)
+    tokens = _prompt(session)
+    running = engine.submit(GenerationRequest(tokens=tokens, max_tokens=400))
+    queued = [engine.submit(GenerationRequest(tokens=tokens + [i + 100], max_tokens=400))
+              for i in range(3)]
+    next(iter(running))  # it is generating
+    t = time.monotonic()
+    engine.close()
+    took = time.monotonic() - t
+    assert running.wait(1).stop_reason is StopReason.CANCELLED
+    assert running.stats.n_generated < 400
+    assert all(q.wait(1).stop_reason is StopReason.CANCELLED for q in queued)
+    assert not any(q.events for q in queued)
+    assert took < 5, f"close took {took:.1f} s"
+    late = engine.submit(GenerationRequest(tokens=tokens, max_tokens=1))
+    assert late.wait(1).stop_reason is StopReason.ERROR and "closed" in (late.stats.error or "")

@@ -159,6 +159,9 @@ class LlamaEngine:
         self.states = PromptStates(self.config.prompt_states)
         """Prompts the engine moved away from, kept for switching back."""
         self._jobs: "queue.Queue[TokenStream | None]" = queue.Queue()
+        self._current: TokenStream | None = None
+        """The request the worker is on (cancelled by :meth:`close`)."""
+        self._closing = False
         self._ready = threading.Event()
         self._llama: Any = None
         self._thread = threading.Thread(target=self._run, name="codefill-engine", daemon=True)
@@ -184,7 +187,7 @@ class LlamaEngine:
                listener: Callable[[TokenEvent | None], None] | None = None) -> TokenStream:
         """Queue ``request``; its tokens arrive on the returned stream (and at ``listener``)."""
         stream = TokenStream(request, listener=listener)
-        if self.state == "closed":
+        if self.state == "closed" or self._closing:
             stream._finish(StopReason.ERROR, "engine is closed")
         else:
             self._jobs.put(stream)
@@ -201,9 +204,23 @@ class LlamaEngine:
         return max(live, self.states.best(prompt)[1])
 
     def close(self) -> None:
-        """Stop the worker after the current request and free the model."""
+        """Stop the worker and free the model. Queued requests are cancelled and the one in
+        progress is stopped at its next decode step, so closing waits for one step, not for
+        every request still queued (alternatives, a prefill, a speculative suggestion)."""
         if self.state == "closed":
             return
+        self._closing = True
+        while True:
+            try:
+                queued = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if queued is not None:
+                queued.cancel()
+                queued._finish(StopReason.CANCELLED)
+        current = self._current
+        if current is not None:
+            current.cancel()
         self._jobs.put(None)
         self._thread.join(timeout=30)
         self._set_state("closed")
@@ -283,6 +300,7 @@ class LlamaEngine:
             if self.load_error:
                 stream._finish(StopReason.ERROR, self.load_error)
                 continue
+            self._current = stream
             try:
                 if isinstance(stream.request, CandidatesRequest):
                     self._candidates(stream)
@@ -291,6 +309,8 @@ class LlamaEngine:
             except Exception as exc:  # a decode failure must not kill the worker
                 self._reset_cache()
                 stream._finish(StopReason.ERROR, f"generation failed: {exc}")
+            finally:
+                self._current = None
         if self._llama is not None:
             self._llama.close()
             self._llama = None
