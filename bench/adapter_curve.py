@@ -5,7 +5,8 @@
     .venv/bin/python bench/adapter_curve.py summary [--dir …] [--baseline prefix-only]
 
 ``run`` evaluates each training checkpoint (a step checkpoint or the optimizer-free ``.pt`` a
-run writes beside ``--adapter-out``; exported to a llama.cpp adapter first) or adapter GGUF on
+run writes beside ``--adapter-out``; exported to a llama.cpp adapter first), adapter GGUF, or
+``base`` (the base model with the adapter's template and no adapter: the curve at 0 tokens) on
 the held-out repository lines (bench/heldout_lines.py: ``--per-file 6`` draws 560 lines from the
 corpus's ~100 held-out files, which no training run ever targets), through the product's
 completion path with the adapter's template in SPM order, one greedy candidate. Each result is
@@ -41,9 +42,11 @@ DEFAULT_DIR = ROOT / "bench" / "results" / "adapter-curve"
 CACHE = Path.home() / ".cache" / "codefill" / "bench" / "adapter-curve"
 
 
-def as_adapter(path: Path, base: str) -> tuple[Path, dict[str, Any]]:
-    """The adapter GGUF for ``path`` (exported from a torch checkpoint when it is one) and what
-    the checkpoint says about itself."""
+def as_adapter(path: Path, base: str) -> tuple[Path | None, dict[str, Any]]:
+    """The adapter GGUF for ``path`` (exported from a torch checkpoint when it is one; None for
+    ``base``) and what the checkpoint says about itself."""
+    if str(path) == "base":
+        return None, {"tokens_seen": 0, "step": 0}
     if path.suffix == ".gguf":
         from lsp_server.models.adapter import read_adapter_info
 
@@ -70,7 +73,9 @@ def run(a: argparse.Namespace) -> int:
     for ck in a.checkpoints:
         name = a.name if a.name and len(a.checkpoints) == 1 else f"{ck.parent.name}-{ck.stem}"
         adapter, meta = as_adapter(ck, a.model)
-        a.adapter, a.order, a.candidates, a.selector = str(adapter), "spm", 1, None
+        a.adapter, a.order, a.candidates, a.selector = str(adapter or ""), "spm", 1, None
+        if adapter is None:
+            a.template = "gemma3-fim"
         with (a.dir / f"{name}.jsonl").open("w") as out:
             rows, label = run_lines(config_from_args(a), data, a.max_tokens, out, f"{name} ")
         meta.update(checkpoint=str(ck), model=label, lines=len(rows),

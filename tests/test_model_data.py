@@ -370,3 +370,33 @@ def test_heldout_line_tasks_put_the_cursor_after_the_indentation() -> None:
         assert t.suffix.startswith(("\n", "\r\n")) or not t.suffix
     assert line_tasks(texts, ["a.py"], 3, 0) == tasks[:3]  # seeded
     assert line_tasks(texts, ["a.py"], 3, 1) != tasks[:3]
+
+
+def test_adapter_curve_pairs_each_checkpoint_with_the_baseline_and_picks_the_best(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json as _json
+    import sys as _sys
+    _sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import adapter_curve
+
+    def write(name: str, exact: list[bool], meta: dict | None = None) -> None:
+        rows = [{"path": f"f{i}.py", "line": i, "exact": e} for i, e in enumerate(exact)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(_json.dumps(r) + "\n" for r in rows))
+        if meta is not None:
+            (tmp_path / f"{name}.json").write_text(_json.dumps(meta))
+
+    write("prefix-only", [True, False, False, True])
+    write("run-step-000100", [True, True, False, False], {"step": 100, "tokens_seen": 1000})
+    write("run-step-000300", [True, True, True, True], {"step": 300, "tokens_seen": 3000})
+    write("run-step-000200", [False, True, True, True], {"step": 200, "tokens_seen": 2000})
+    assert adapter_curve.main(["summary", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    lines = [x for x in out.splitlines() if x.startswith("| run-")]
+    assert [x.split("|")[1].strip() for x in lines] == ["run-step-000100", "run-step-000200",
+                                                         "run-step-000300"]  # by tokens seen
+    assert "| 50.0 % (2) | +0.0 ± 40.8 | 1 / 1 |" in lines[0]
+    assert "| 100.0 % (4) | +50.0 ± 28.9 | 2 / 0 |" in lines[2]
+    assert "stop at: run-step-000300 (4/4 exact, 3,000 tokens seen)" in out
+    csv_rows = (tmp_path / "curve.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("name,step,tokens_seen") and len(csv_rows) == 4
+    assert adapter_curve.main(["summary", "--dir", str(tmp_path), "--baseline", "nope"]) == 2
