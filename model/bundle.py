@@ -12,9 +12,12 @@ lists every file with its sha256, and ``make`` prints which files to carry in wh
 that each stays under the carry limit.
 
 There (``train``): the parts present are checked against ``bundle.json`` and joined into the
-base GGUF, the wheels are put on ``sys.path``, and the trainer runs on the GPU with a time budget,
-writing checkpoints, the adapter GGUF, its optimizer-free checkpoint and the loss table every
-``--save-minutes`` into ``--out`` (the folder that comes back).
+base GGUF, the wheels are put on ``sys.path``, and the trainer runs on the GPU with a time budget
+(the ``gemma3-fim-gpu`` recipe fits its schedule to it), writing at every checkpoint (every
+``--save-minutes``) the adapter GGUF of that step, the last optimizer-free checkpoint and the
+loss table into ``--out``, the folder that comes back: ``adapter-STEP.gguf`` for each
+checkpoint (held-out lines choose among them here), ``adapter-last.pt``, ``loss.csv``,
+``train.log``. Eight files come back at most: keep ``--minutes`` / ``--save-minutes`` under 5.
 
     python -m model.bundle make .gpu --rows ROWS_DIR [--part-mb 36] [--python 3.12]
     python3 -m model.bundle train .gpu --out "$OUT" --minutes 8 [--micro-batch 32 ...]
@@ -168,9 +171,9 @@ def train(a: argparse.Namespace, rest: list[str]) -> int:
          os.environ.get("PYTHONPATH", "")]), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "model.train_gemma3", "--recipe", a.recipe,
            "--packed", str(root / "rows"), "--model", str(base), "--device", a.device,
-           "--minutes", str(a.minutes), "--save-minutes", str(a.save_minutes),
-           "--out", str(Path(a.run_dir)), "--csv", str(out / "loss.csv"),
-           "--adapter-out", str(out / "adapter.gguf"), *rest]
+           "--minutes", str(a.minutes), "--out", str(Path(a.run_dir)),
+           "--csv", str(out / "loss.csv"), "--adapter-out", str(out / "adapter-{step}.gguf"),
+           *(["--save-minutes", str(a.save_minutes)] if a.save_minutes else []), *rest]
     print("running: " + " ".join(cmd), file=sys.stderr, flush=True)
     with (out / "train.log").open("w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("dir", type=Path)
     t.add_argument("--out", required=True, help="where the adapter, log and loss table go")
     t.add_argument("--minutes", type=float, required=True)
-    t.add_argument("--save-minutes", type=float, default=2.0)
+    t.add_argument("--save-minutes", type=float, help="(default: the recipe's)")
     t.add_argument("--recipe", default="gpu")
     t.add_argument("--device", default="cuda")
     t.add_argument("--run-dir", default="/tmp/codefill-run",

@@ -291,13 +291,20 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
         nonlocal saved_at
         res.checkpoint = train_state.save(out, recipe.checkpoints, model, opt, at, cfg, meta)
         if cfg.adapter_out:  # what a run away from this machine brings back
-            train_state.save_weights(Path(cfg.adapter_out).with_suffix(".pt"), model, at, cfg,
-                                     meta)
+            # "{step}" in the name keeps every checkpoint's adapter (early stopping chooses
+            # among them); the optimizer-free checkpoint is the last one ("last").
+            train_state.save_weights(Path(cfg.adapter_out.format(step="last")).with_suffix(".pt"),
+                                     model, at, cfg, meta)
             if family.export is not None:
-                family.export(cfg, model, at.trained_tokens, Path(cfg.adapter_out))
+                family.export(cfg, model, at.trained_tokens,
+                              Path(cfg.adapter_out.format(step=at.step)))
         saved_at = time.perf_counter()
 
     stop_at = min(cfg.steps, cfg.stop_after if cfg.stop_after is not None else cfg.steps)
+    # With fit_schedule the cosine is made to end with the time budget, once the steps after
+    # the first (which warms kernels and caches up) have shown what a step costs.
+    fit_at = max(3, min(cfg.warmup, 20)) if cfg.fit_schedule and cfg.time_limit else 0
+    first_done = t0
     trainable = [p for p in model.parameters() if p.requires_grad]
     while at.step < stop_at:
         step = at.step
@@ -343,6 +350,11 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
         if at.step % cfg.log_every == 0 or at.step == stop_at or new_steps == 1:
             d.say(_progress(rec, cfg.steps, el, new_steps) + (
                 f"  {devices.memory(dev)}" if new_steps == 1 else ""))
+        if new_steps == 1:
+            first_done = now
+        elif fit_at == new_steps:
+            stop_at = _fit_schedule(cfg, at.step, (now - first_done) / (new_steps - 1),
+                                    cfg.time_limit - (now - t0), stop_at, d)  # type: ignore[operator]
         if eval_rows and (at.step % cfg.eval_every == 0 or at.step == stop_at):
             run_eval(at.step)
         now = time.perf_counter()
@@ -363,6 +375,21 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
         family.finish(cfg, model, built, res)
     d.barrier()
     return res
+
+
+def _fit_schedule(cfg: TrainConfig, step: int, per_step: float, left: float, stop_at: int,
+                  d: Dist) -> int:
+    """Shorten the schedule (``cfg.steps``, which the checkpoints record) to the steps that fit
+    the ``left`` seconds at ``per_step`` each (a 5 % margin for checkpoints and evaluations);
+    rank 0's estimate for every rank. Returns the new last step."""
+    fitted = step + max(1, int(0.95 * left / max(per_step, 1e-9)))
+    fitted = int(d.all_sum(float(fitted) if d.main else 0.0))
+    if fitted >= cfg.steps:
+        return stop_at
+    d.say(f"schedule fitted to the time budget: {fitted} steps ({per_step:.2f} s a step, "
+          f"{left:.0f} s left), was {cfg.steps}")
+    cfg.steps = fitted
+    return min(stop_at, fitted)
 
 
 def _check_packed(packed: Packed, cfg: TrainConfig) -> None:

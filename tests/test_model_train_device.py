@@ -299,9 +299,11 @@ def test_bundle_trains_from_parts_without_tokenizer_or_corpus(tmp_path: Path) ->
     assert rc == 0, log
     assert "time limit reached" in log and "on cpu" in log and "loss tok/s" in log
     assert (tmp_path / "joined.gguf").read_bytes() == base.read_bytes()
-    assert read_adapter_info(out / "adapter.gguf").base_name == "tiny-gemma3"
-    small = torch.load(out / "adapter.pt", weights_only=False)
+    small = torch.load(out / "adapter-last.pt", weights_only=False)
     assert "optimizer" not in small and small["step"] >= 1
+    adapters = sorted(out.glob("adapter-*.gguf"))  # one per checkpoint, the last one's step
+    assert adapters and (out / f"adapter-{small['step']}.gguf") in adapters
+    assert read_adapter_info(adapters[-1]).base_name == "tiny-gemma3"
     assert (out / "loss.csv").read_text().startswith("step,loss")
 
 
@@ -325,3 +327,17 @@ def test_worker_processes_build_the_same_rows() -> None:
     assert [p for _, p in one] == [p for _, p in two]  # data positions, across epochs
     for (a, _), (b, _) in zip(one, two):
         assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels)
+
+
+def test_schedule_is_fitted_to_the_time_budget(tmp_path: Path) -> None:
+    """fit_schedule: after a few steps the cosine's length is set from the time left, so the
+    learning rate decays within the budget instead of staying near its peak."""
+    cfg = _cfg(tmp_path / "run", steps=10**6, warmup=10, eval_share=0.0, time_limit=3.0,
+               fit_schedule=True, save_every=10**6, log_every=10**6)
+    res = train(cfg, model=tiny_model(), tok=ByteTokenizer(), corpus=CORPUS)
+    saved = torch.load(checkpoints(tmp_path / "run")[-1], weights_only=False)
+    assert saved["config"]["steps"] == cfg.steps < 10**6  # fitted, and recorded
+    assert res.step <= cfg.steps
+    peak = max(h["lr"] for h in res.history)
+    # Decayed well below the peak by the end (the last steps of a cosine ending at 10 %).
+    assert res.history[-1]["lr"] < 0.5 * peak, [h["lr"] for h in res.history[-3:]]
