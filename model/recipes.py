@@ -29,10 +29,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .lora import DEFAULT_TARGETS
 from .train_state import saved_config
+
+if TYPE_CHECKING:
+    from .data.dataset import DataConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -208,6 +211,16 @@ GEMMA3_RUNS: Mapping[str, str] = MappingProxyType({"codegemma": "gemma3-fim",
                                                    "editor": "gemma3-fim-editor",
                                                    "gpu": "gemma3-fim-gpu"})
 """The Gemma 3 run's own short names (``--gemma3-fim --recipe editor``) → recipe names."""
+
+
+def data_config(cfg: TrainConfig) -> "DataConfig":
+    """How the run's examples are cut and packed."""
+    from .data.dataset import DataConfig
+    from .data.fim import FimRates
+
+    return DataConfig(seq_len=cfg.seq_len, example_len=cfg.example_len,
+                      rates=FimRates(cfg.fim_rate, cfg.spm_rate, cfg.line_rate, cfg.max_lines),
+                      repo_context=cfg.repo_context, seed=cfg.seed, eval_share=cfg.eval_share)
 
 
 def get_recipe(name: str) -> Recipe:

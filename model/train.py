@@ -36,14 +36,14 @@ from lsp_server.prompt.templates import get_template
 from . import device as devices
 from . import train_state
 from .data.corpus import Corpus
-from .data.dataset import DataConfig, Row, RowStream, collate, prefetch
+from .data.dataset import Row, RowStream, collate, eval_rows_of, prefetch
 from .data.packed import Packed
-from .data.fim import FimRates, Layout
+from .data.fim import Layout
 from .data.loaders import load as load_data
 from .families import FAMILIES, Batch, Built, Family
 from .gemma import IGNORE_INDEX
 from .lora import apply_lora
-from .recipes import TrainConfig, check_config, config_for
+from .recipes import TrainConfig, check_config, config_for, data_config
 from .train_state import Progress
 
 __all__ = ["TrainConfig", "TrainResult", "config_for", "evaluate", "lr_at", "train"]
@@ -161,22 +161,6 @@ def _threads(cfg: TrainConfig, d: Dist) -> None:
     elif d.world > 1:  # processes on one machine share its cores; oversubscription is slow
         local = int(os.environ.get("LOCAL_WORLD_SIZE", d.world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
-
-
-def data_config(cfg: TrainConfig) -> DataConfig:
-    """How the run's examples are cut and packed."""
-    return DataConfig(seq_len=cfg.seq_len, example_len=cfg.example_len,
-                      rates=FimRates(cfg.fim_rate, cfg.spm_rate, cfg.line_rate, cfg.max_lines),
-                      repo_context=cfg.repo_context, seed=cfg.seed, eval_share=cfg.eval_share)
-
-
-def eval_rows_of(corpus: Corpus, layout: Layout, dcfg: DataConfig, n: int) -> list[Row]:
-    """The first ``n`` rows of the held-out files (none in a corpus too small to hold any)."""
-    try:
-        ev = RowStream(corpus, layout, dcfg, split="eval").epoch_rows(0)
-    except ValueError:  # no held-out file in a tiny corpus
-        return []
-    return [r for _, r in zip(range(n), ev)]
 
 
 def _stream(rows: RowStream | Packed, at: Progress) -> Iterator[tuple[Row, tuple[int, int]]]:

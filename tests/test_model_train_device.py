@@ -166,7 +166,7 @@ def test_cli_budget_and_device_options(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 def _stream_cfg(**kw: object) -> object:
     """The data settings of the tiny runs (_cfg) the rows are made for."""
-    from model.train import data_config
+    from model.recipes import data_config
 
     return data_config(_cfg(Path("unused"), **kw))
 
@@ -179,7 +179,7 @@ def _write_packed(out: Path, tokens: int, **kw: object) -> object:
     from model.data import packed
     from model.data.dataset import RowStream
     from model.data.fim import Layout
-    from model.train import eval_rows_of
+    from model.data.dataset import eval_rows_of
 
     layout = Layout(ByteTokenizer(), get_template("gemma3-fim"), middle_loss=True)
     cfg = _stream_cfg(**kw)

@@ -27,7 +27,7 @@ from ..errors import ModelError
 from .candidates import MAX_SEQUENCES, CandidateDecoder, CandidatesRequest, log_softmax_at, pick
 from .prompt_states import MIN_GAIN_TOKENS, PromptStates, common_prefix_len
 from .types import (EngineCounters, GenerationRequest, GenerationStats, StopReason, TokenEvent,
-                    TokenStream)
+                    TokenStream, cancel_queued)
 
 LlamaFactory = Callable[..., Any]
 
@@ -210,14 +210,7 @@ class LlamaEngine:
         if self.state == "closed":
             return
         self._closing = True
-        while True:
-            try:
-                queued = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if queued is not None:
-                queued.cancel()
-                queued._finish(StopReason.CANCELLED)
+        cancel_queued(self._jobs)
         current = self._current
         if current is not None:
             current.cancel()

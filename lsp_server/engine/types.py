@@ -222,3 +222,15 @@ class TokenStream:
         self._queue.put(_END)
         if self.listener is not None:
             self.listener(None)
+
+
+def cancel_queued(jobs: "queue.Queue[TokenStream | None]") -> None:
+    """Cancel and end every stream still waiting in ``jobs`` (an engine closing)."""
+    while True:
+        try:
+            stream = jobs.get_nowait()
+        except queue.Empty:
+            return
+        if stream is not None:
+            stream.cancel()
+            stream._finish(StopReason.CANCELLED)

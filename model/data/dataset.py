@@ -177,6 +177,15 @@ def pack_indexed(examples: Iterable[tuple[int, list[int]]], seq_len: int, pad_id
         yield flush(), last + 1
 
 
+def eval_rows_of(corpus: Corpus, layout: Layout, dcfg: DataConfig, n: int) -> list[Row]:
+    """The first ``n`` rows of the held-out files (none in a corpus too small to hold any)."""
+    try:
+        ev = RowStream(corpus, layout, dcfg, split="eval").epoch_rows(0)
+    except ValueError:  # no held-out file in a tiny corpus
+        return []
+    return [r for _, r in zip(range(n), ev)]
+
+
 class RowStream:
     """The training rows of a corpus, epoch after epoch, reproducible from (seed, epoch)."""
 

@@ -139,10 +139,9 @@ def make(recipe: str, out: Path, tokens: int, *, seed: int | None = None,
     from lsp_server.models.resolve import resolve_model
     from lsp_server.prompt.templates import get_template
 
-    from ..recipes import GEMMA3_RUNS, config_for, get_recipe
+    from ..recipes import GEMMA3_RUNS, config_for, data_config, get_recipe
     from ..tokenizer import GGUFTokenizer
-    from ..train import data_config, eval_rows_of
-    from .dataset import RowStream
+    from .dataset import RowStream, eval_rows_of
     from .fim import Layout
     from .loaders import load
 
