@@ -216,6 +216,7 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
                       trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
     at = Progress()
     found = train_state.latest(out, recipe.checkpoints)
+    found_at_start = frozenset(train_state.checkpoints(out))
     if found is not None:
         at = train_state.restore(found, model, opt, meta, allow_corpus_change=allow_corpus_change,
                                  packed=bool(cfg.packed))
@@ -273,7 +274,8 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, tok: Any = None,
 
     def checkpoint() -> None:
         nonlocal saved_at
-        res.checkpoint = train_state.save(out, recipe.checkpoints, model, opt, at, cfg, meta)
+        res.checkpoint = train_state.save(out, recipe.checkpoints, model, opt, at, cfg, meta,
+                                          keep_also=found_at_start)
         if cfg.adapter_out:  # what a run away from this machine brings back
             # "{step}" in the name keeps every checkpoint's adapter (early stopping chooses
             # among them); the optimizer-free checkpoint is the last one ("last").

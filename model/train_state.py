@@ -5,7 +5,9 @@ Two layouts, chosen by the recipe:
 ``state``: one ``trainer_state.pt`` in the run's directory, rewritten in place; it holds the
 whole model's state dict (``model``).
 
-``steps``: ``step-NNNNNN.pt`` files, the newest ``keep`` of them kept; they hold only the
+``steps``: ``step-NNNNNN.pt`` files, the newest ``keep`` of those a run writes kept (the ones it
+found when it started are left alone: they may be committed, and an adapter shipped from one
+of them); they hold only the
 trainable tensors (``lora``) with ``lora_rank``, ``lora_alpha`` and ``targets``, a few MB, small
 enough to commit (``model/checkpoints/``).
 
@@ -88,8 +90,10 @@ def say(msg: str, *, stamp: bool = False) -> None:
 
 
 def save(out: Path, layout: str, model: nn.Module, opt: torch.optim.Optimizer, at: Progress,
-         cfg: "TrainConfig", meta: dict[str, Any]) -> Path:
-    """Write a checkpoint of ``layout`` (and the CSV table when ``cfg.csv`` is set)."""
+         cfg: "TrainConfig", meta: dict[str, Any], *, keep_also: frozenset[Path] = frozenset()
+         ) -> Path:
+    """Write a checkpoint of ``layout`` (and the CSV table when ``cfg.csv`` is set); older step
+    checkpoints beyond the newest ``cfg.keep`` are removed, except those in ``keep_also``."""
     payload: dict[str, Any] = {
         "optimizer": opt.state_dict(), "step": at.step, "rows_done": at.rows_done,
         "data_pos": list(at.data_pos) if at.data_pos is not None else None,
@@ -107,7 +111,7 @@ def save(out: Path, layout: str, model: nn.Module, opt: torch.optim.Optimizer, a
     torch.save(payload, tmp)
     tmp.replace(path)  # never a truncated checkpoint
     if layout == "steps":
-        for old in checkpoints(out)[:-cfg.keep]:
+        for old in [p for p in checkpoints(out) if p not in keep_also][:-cfg.keep]:
             old.unlink()
         say(f"checkpoint {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if cfg.csv:

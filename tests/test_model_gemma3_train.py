@@ -241,8 +241,13 @@ def test_train_resumes_exactly_and_checkpoints_hold_only_lora(tmp_path: Path) ->
     assert full.step == 8 and full.evals[0]["step"] == 0
     train(_cfg(tmp_path / "b", stop_after=3), model=tiny_model(), tok=tok, corpus=corpus,
           meta={"corpus": "c1"})
+    before = checkpoints(tmp_path / "b")
     resumed = train(_cfg(tmp_path / "b"), model=tiny_model(), tok=tok, corpus=corpus,
                     meta={"corpus": "c1"})
+    # What the run found at its start stays (committed, or an adapter's source); of what it
+    # wrote, the newest keep=2.
+    after = checkpoints(tmp_path / "b")
+    assert set(before) <= set(after) and len(after) == len(before) + 2
     key = ("step", "loss", "lr", "tokens", "loss_tokens", "grad_norm")
     assert [tuple(h[k] for k in key) for h in resumed.history] == \
         [tuple(h[k] for k in key) for h in full.history]
