@@ -1,15 +1,17 @@
-"""A training run for a lent GPU machine: everything it needs, in pieces small enough to carry.
+"""A training run for a rented GPU machine: everything it needs, in pieces small enough to carry.
 
-Such a machine has torch and a GPU but no network, no llama.cpp, none of our corpus and none of
-our base model, and each command can carry only a few tens of MB to it. So the run goes in two
-halves:
+The machine is reached through a job runner: each job uploads a copy of the repository plus a
+few named extra files ("carried"; 64 MB per job in all), runs one command and downloads an output
+folder of at most eight 16 MB files; files stay on the machine between jobs while it is in use.
+It has torch and a GPU but no network, no llama.cpp, none of our corpus and none of our base
+model. So the run goes in two halves:
 
 Here (``make``): the base GGUF is split into parts of ``--part-mb``, the training rows are the
 packed token ids of :mod:`model.data.packed` (no tokenizer needed there), and the two pure-Python
 wheels the trainer imports beyond torch and numpy (``gguf`` to read the base, ``watchdog``
 imported by the daemon's context package) are downloaded for the machine's Python. ``bundle.json``
-lists every file with its sha256, and ``make`` prints which files to carry in which command so
-that each stays under the carry limit.
+lists every file with its sha256, and ``make`` prints which files to carry in which job so
+that each stays under the limit.
 
 There (``train``): the parts present are checked against ``bundle.json`` and joined into the
 base GGUF, the wheels are put on ``sys.path``, and the trainer runs on the GPU with a time budget
@@ -20,7 +22,7 @@ checkpoint (held-out lines choose among them here), ``adapter-last.pt``, ``loss.
 ``train.log``. Eight files come back at most: keep ``--minutes`` / ``--save-minutes`` under 5.
 
     python -m model.bundle make .gpu --rows ROWS_DIR [--part-mb 36] [--python 3.12]
-    python3 -m model.bundle train .gpu --out "$OUT" --minutes 8 [--micro-batch 32 ...]
+    python3 -m model.bundle train .gpu --out OUTPUT_DIR --minutes 8 [--micro-batch 32 ...]
 
 Anything after the known options of ``train`` goes to the trainer
 (``python -m model.train_gemma3``) unchanged.
@@ -148,8 +150,8 @@ def make(a: argparse.Namespace) -> int:
     plan = carry_plan(files, budget)
     print(f"{out}: base {base.name} in {len(info['parts'])} parts, {rows.manifest['tokens']:,} "
           f"tokens of rows, wheels {', '.join(info['wheels'])}")
-    print(f"carry in {len(plan)} commands (each under {a.carry_mb:.0f} MB beside the working "
-          "tree), one after the other while the machine is warm; the last one trains:")
+    print(f"carry in {len(plan)} jobs (each under {a.carry_mb:.0f} MB beside the repository), "
+          "one after the other while the machine is in use; the last one trains:")
     for k, group in enumerate(plan, 1):
         print(f"  {k}. carry {json.dumps(group)}")
     return 0
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--model", default="", help="base GGUF (default: the embedded model)")
     m.add_argument("--part-mb", type=float, default=36.0)
     m.add_argument("--carry-mb", type=float, default=38.0,
-                   help="what one command may carry beside the working tree")
+                   help="what one job may carry beside the repository")
     m.add_argument("--python", default="3.12", help="the GPU machine's Python (3.12)")
     m.add_argument("--no-wheels", action="store_true",
                    help="fetch no wheels (the machine has gguf and watchdog)")

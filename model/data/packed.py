@@ -1,6 +1,6 @@
 """Training rows written once, as token ids, and read back by a run that has no tokenizer.
 
-A GPU machine lent for minutes has torch but neither llama.cpp (the tokenizer the daemon and the
+A GPU machine rented for minutes has torch but neither llama.cpp (the tokenizer the daemon and the
 trainer share) nor our corpus, and little can be carried to it. So the rows a run would train on
 are made here, by the very :class:`~model.data.dataset.RowStream` that trains on the CPU (the
 same examples, layout and packing, from the same data position), and stored as compressed
