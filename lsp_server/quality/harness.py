@@ -67,7 +67,10 @@ class ModelCompleter:
                                            language=LANGUAGE),
                                     single_line=self.single_line, max_tokens=self.max_tokens,
                                     disabled_rules=disabled, temperature=self.temperature,
-                                    seed=self.seed + sample)
+                                    seed=self.seed + sample,
+                                    # Samples for pass@k are the model's own: ranking each
+                                    # against deterministic branches would make them alike.
+                                    candidates=1 if self.temperature > 0 else None)
         return Generated(text=c.text, tokens=c.stats.n_generated,
                          latency_s=time.monotonic() - t0, stop=c.stop,
                          candidates=[x.text for x in c.candidates])
