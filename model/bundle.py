@@ -40,19 +40,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lsp_server.models.pull import file_sha256 as sha256
+
 BUNDLE = "bundle.json"
 WHEELS = ("gguf", "watchdog")
 """What the trainer imports beyond torch and numpy (the GPU image's own packages)."""
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split(src: Path, out: Path, part_bytes: int) -> list[dict[str, Any]]:

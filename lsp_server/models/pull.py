@@ -185,7 +185,8 @@ def _progress_class(on_progress: OnProgress | None, cancelled: threading.Event |
     return Bar
 
 
-def _sha256(path: Path, cancelled: threading.Event | None) -> str:
+def file_sha256(path: Path, cancelled: threading.Event | None = None) -> str:
+    """The file's sha256, read a MiB at a time (``cancelled`` stops a pull's check)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -320,7 +321,7 @@ def pull(ref: ModelRef, *, on_progress: OnProgress | None = None,
                              "pull again to resume where it stopped") from None
         if say:
             say(f"checking the sha256 of {partial.name}")
-        got = _sha256(partial, cancelled)
+        got = file_sha256(partial, cancelled)
         if got != expected:
             partial.unlink(missing_ok=True)
             meta_file.unlink(missing_ok=True)
