@@ -14,8 +14,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import {
-  clock, env, ghostInline, openFile, sleep, startVSCodeFromEnv, statusIcon, stopVSCode, suggestionCount,
-  typeAtLineEnd, waitFor, waitStatusIcon,
+  clock, env, ghostInline, openFile, sleep, startVSCodeFromEnv, stopVSCode, suggestionCount,
+  typeAtLineEnd, waitAnswered, waitFor, waitStatusIcon,
 } from "./common.mjs";
 
 const WORKSPACE = env("WORKSPACE");
@@ -64,26 +64,6 @@ function stopGhostLog(page) {
     w.__ghostLogOn = false;
     return w.__ghostLog;
   });
-}
-
-/** Wait until the server has answered what typing asked: at least `minMs`, and the status bar
- * not "generating" for the last second. */
-async function waitAnswered(page, minMs, timeoutMs) {
-  const start = Date.now();
-  let quietSince = Date.now();
-  for (;;) {
-    const busy = (await statusIcon(page)).icon !== "check";
-    if (busy) {
-      quietSince = Date.now();
-    }
-    if (Date.now() - start >= minMs && Date.now() - quietSince >= 1000) {
-      return;
-    }
-    if (Date.now() - start > timeoutMs) {
-      throw new Error(`the status bar stayed busy for ${timeoutMs} ms`);
-    }
-    await sleep(100);
-  }
 }
 
 /** The codefill output channel as VS Code logged it under the user data dir ("" if none). */

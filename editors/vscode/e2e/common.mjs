@@ -99,6 +99,26 @@ export async function waitStatusIcon(page, icon, timeoutMs) {
   }
 }
 
+/** Wait until the server has answered what typing asked: at least `minMs`, and the status bar
+ * not "generating" for the last second. */
+export async function waitAnswered(page, minMs, timeoutMs) {
+  const start = Date.now();
+  let quietSince = Date.now();
+  for (;;) {
+    const busy = (await statusIcon(page)).icon !== "check";
+    if (busy) {
+      quietSince = Date.now();
+    }
+    if (Date.now() - start >= minMs && Date.now() - quietSince >= 1000) {
+      return;
+    }
+    if (Date.now() - start > timeoutMs) {
+      throw new Error(`the status bar stayed busy for ${timeoutMs} ms`);
+    }
+    await sleep(100);
+  }
+}
+
 /** User settings for a test run: no telemetry, updates or experiments; ghost text on. */
 export function userSettings(serverCmd, extra = {}) {
   return {

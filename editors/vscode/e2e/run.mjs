@@ -16,7 +16,8 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import {
-  clock, env, freePort, ghostInline, openFile, showStatus, sleep, startVSCodeFromEnv, stopVSCode, typeAtLineEnd, waitFor, waitStatusIcon,
+  clock, env, freePort, ghostInline, openFile, showStatus, sleep, startVSCodeFromEnv, stopVSCode, typeAtLineEnd,
+  waitAnswered, waitFor, waitStatusIcon,
 } from "./common.mjs";
 
 const WORKSPACE = env("WORKSPACE");
@@ -121,8 +122,15 @@ try {
     .some((e) => (e.textContent ?? "").trim().length > 0), null, { timeout: GHOST_TIMEOUT_MS });
   result.ghostLatencyS = (Date.now() - typedAt) / 1000;
   mark("ghost text");
-  // Let a streamed suggestion settle (it may still grow), then read and photograph it.
-  await page.waitForTimeout(1500);
+  // Let the streamed suggestion settle, then read and photograph it: it may still grow, and with
+  // several candidates the final answer comes after they are ranked (seconds on a loaded
+  // machine); Tab accepts the final one. The status bar is busy until then.
+  await waitAnswered(page, 1500, GHOST_TIMEOUT_MS);
+  await waitFor(async () => {
+    const before = await ghostInline(page);
+    await sleep(700);
+    return before.trim() && before === await ghostInline(page);
+  }, 30_000, "the ghost text to stop changing");
   result.ghost = await page.evaluate(() => [...document.querySelectorAll("[class*='ghost-text']")]
     .map((e) => (e.textContent ?? "").replace(/\u00a0/g, " ")).filter((t) => t.length > 0));
   result.ghostInline = await ghostInline(page);
