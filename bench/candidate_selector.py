@@ -46,9 +46,22 @@ def _syntax(c: dict[str, Any], least: int) -> int:
     return (c["syntax_errors"] - least) if c["syntax_errors"] is not None else 0
 
 
-def _score(c: dict[str, Any], use_logprob: bool, use_suffix: bool) -> float:
+def _suffix(c: dict[str, Any], tokens: int | None) -> float:
+    """The suffix's log-probability after ``c``, over its first ``tokens`` scored tokens (all
+    when None; needs the per-token values of a recording made with them)."""
+    if tokens is None:
+        return c["suffix_logprob"] or 0.0
+    per_token = c.get("suffix_token_logprobs")
+    if per_token is None:
+        raise SystemExit("--suffix-tokens needs a recording with per-token suffix "
+                         "log-probabilities (suffix_token_logprobs)")
+    return float(sum(per_token[:tokens]))
+
+
+def _score(c: dict[str, Any], use_logprob: bool, use_suffix: bool,
+           tokens: int | None = None) -> float:
     return ((c["logprob"] if use_logprob else 0.0)
-            + ((c["suffix_logprob"] or 0.0) if use_suffix else 0.0))
+            + (_suffix(c, tokens) if use_suffix else 0.0))
 
 
 SELECTORS: dict[str, tuple[bool, bool, bool, bool]] = {
@@ -62,7 +75,9 @@ SELECTORS: dict[str, tuple[bool, bool, bool, bool]] = {
 }
 
 
-def choose(cands: list[dict[str, Any]], selector: str) -> dict[str, Any] | None:
+def choose(cands: list[dict[str, Any]], selector: str, tokens: int | None = None
+           ) -> dict[str, Any] | None:
+    """The candidate ``selector`` ranks first; ``tokens``: score that many suffix tokens."""
     echo, syntax, lp, sfx = SELECTORS[selector]
     if not cands:
         return None
@@ -70,7 +85,7 @@ def choose(cands: list[dict[str, Any]], selector: str) -> dict[str, Any] | None:
                 default=0)
     order = sorted(enumerate(cands), key=lambda ic: (
         echo and ic[1]["echoes_suffix"] and any(ch.isalnum() for ch in ic[1]["text"]), _syntax(ic[1], least) if syntax else 0,
-        -_score(ic[1], lp, sfx) if (lp or sfx) else ic[0]))
+        -_score(ic[1], lp, sfx, tokens) if (lp or sfx) else ic[0]))
     return order[0][1]
 
 
@@ -89,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", default="1,2,3,4,6,8", help="candidate counts to replay")
     ap.add_argument("--splits", type=int, default=0, metavar="N",
                     help="instead: N candidates with every split into branches and samples")
+    ap.add_argument("--suffix-tokens", default="", metavar="K,K",
+                    help="instead: the shipped selector scoring only the suffix's first K tokens, "
+                         "for each K (a recording with per-token suffix log-probabilities)")
     a = ap.parse_args(argv)
     rows: list[Row] = [json.loads(x) for x in a.results.read_text().splitlines() if x.strip()]
     if not rows:
@@ -98,6 +116,19 @@ def main(argv: list[str] | None = None) -> int:
                    r["exact"] if not r["candidates"] else False) for r in rows]
     print(f"{len(rows)} held-out lines; greedy exact match {100 * sum(greedy) / len(rows):.1f} % "
           f"({sum(greedy)})")
+    if a.suffix_tokens:
+        product = "joint + syntax + echo (product)"
+        n = max(int(x) for x in a.n.split(","))
+        print(f"| suffix tokens scored | exact match, {n} candidates | Δ vs greedy (± SE) |")
+        print("| ---: | ---: | ---: |")
+        for k in (int(x) for x in a.suffix_tokens.split(",")):
+            hits = []
+            for r, g in zip(rows, greedy):
+                best = choose(subset(r["candidates"], n), product, k)
+                hits.append(bool(best["exact"]) if best else g)
+            d, se = paired(hits, greedy)
+            print(f"| {k} | {100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | {d:+.1f} ± {se:.1f} |")
+        return 0
     if a.splits:
         print(f"| {a.splits} candidates | exact match, shipped selector | any candidate |")
         print("| --- | ---: | ---: |")

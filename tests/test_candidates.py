@@ -97,6 +97,11 @@ def test_parallel_candidates_match_a_reference_evaluation(session: ModelSession,
         assert abs(c.logprob - ref_cand) < 0.05 * max(1, len(kept)), (c.text, c.logprob, ref_cand)
         assert abs((c.logprob + c.suffix_logprob) - ref_all) < 0.1 * len(kept + scored), \
             (c.text, c.logprob + c.suffix_logprob, ref_all)
+        # Per scored token: they sum to the total, and the first four agree with the reference.
+        assert len(c.suffix_logprobs) == c.n_suffix
+        assert abs(sum(c.suffix_logprobs) - c.suffix_logprob) < 1e-6
+        ref_four = _reference_logprob(reference, prompt, kept + scored[:n_frag + 4])
+        assert abs((c.logprob + sum(c.suffix_logprobs[:4])) - ref_four) < 0.1 * (len(kept) + 4 + n_frag)
 
 
 def test_branch_continues_greedily_like_a_sequential_generation(session: ModelSession) -> None:

@@ -35,6 +35,8 @@ class Candidate:
     suffix_logprob: float | None = None
     """log p(the code after the cursor | prompt + candidate); None when not scored."""
     n_suffix: int = 0
+    suffix_logprobs: tuple[float, ...] = ()
+    """Per scored suffix token, its log-probability (what ``suffix_logprob`` sums)."""
     syntax_errors: int | None = None
     echoes_suffix: bool = False
     score: float = 0.0
@@ -45,8 +47,9 @@ class Candidate:
                 "logprob": round(self.logprob, 3),
                 "suffix_logprob": None if self.suffix_logprob is None
                 else round(self.suffix_logprob, 3),
-                "suffix_tokens": self.n_suffix, "syntax_errors": self.syntax_errors,
-                "echoes_suffix": self.echoes_suffix}
+                "suffix_tokens": self.n_suffix,
+                "suffix_token_logprobs": [round(x, 3) for x in self.suffix_logprobs],
+                "syntax_errors": self.syntax_errors, "echoes_suffix": self.echoes_suffix}
 
 
 def next_line(suffix: str) -> str:

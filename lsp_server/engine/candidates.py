@@ -80,6 +80,8 @@ class EngineCandidate:
     suffix_logprob: float | None = None
     """Sum of the log-probabilities of the scored text's tokens after the candidate."""
     n_suffix: int = 0
+    suffix_logprobs: list[float] = field(default_factory=list)
+    """Per scored token, its log-probability (what ``suffix_logprob`` sums)."""
     # decoding state
     seq: int = 0
     evaluated: int = 0
@@ -357,12 +359,12 @@ class CandidateDecoder:
                 group.append((c, feed, first_row, n_frag, idx))
             batch.decode()
             for c, feed, first_row, n_frag, idx in group:
-                total, n = 0.0, 0
+                per_token = []
                 for k in range(first_row, len(feed) - 1):
                     lp = log_softmax_at(batch.logits(idx[k]), feed[k + 1])
                     if k - first_row < n_frag:
                         c.logprob += lp  # the candidate's own last characters
                     else:
-                        total += lp
-                        n += 1
-                c.suffix_logprob, c.n_suffix = total, n
+                        per_token.append(lp)
+                c.suffix_logprobs = per_token
+                c.suffix_logprob, c.n_suffix = sum(per_token), len(per_token)
