@@ -18,11 +18,12 @@ settings are reported on.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 Row = dict[str, Any]
 Key = Callable[[dict[str, Any], int], tuple]
@@ -89,7 +90,18 @@ def choose(cands: list[dict[str, Any]], selector: str, tokens: int | None = None
     return order[0][1]
 
 
-def paired(a: list[bool], b: list[bool]) -> tuple[float, float]:
+def similarity(text: str, expected: str) -> float:
+    """Edit similarity of a line to the expected one, 0–1 (difflib's ratio, blanks at the
+    ends aside): a finer measure than exact match for choosing between close settings."""
+    return difflib.SequenceMatcher(None, text.strip(), expected.strip()).ratio()
+
+
+def greedy_text(r: Row) -> str:
+    """The greedy candidate's text of a recorded line (the completion when none recorded)."""
+    return next((c["text"] for c in r["candidates"] if c["origin"] == "greedy"), r["completion"])
+
+
+def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """Mean of a − b and its standard error, in points."""
     d = [float(x) - float(y) for x, y in zip(a, b)]
     n = len(d)
@@ -119,15 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     if a.suffix_tokens:
         product = "joint + syntax + echo (product)"
         n = max(int(x) for x in a.n.split(","))
-        print(f"| suffix tokens scored | exact match, {n} candidates | Δ vs greedy (± SE) |")
-        print("| ---: | ---: | ---: |")
+        print(f"| suffix tokens scored | exact match, {n} candidates | Δ vs greedy (± SE) "
+              "| edit similarity | Δ vs greedy (± SE) |")
+        print("| ---: | ---: | ---: | ---: | ---: |")
+        sim_greedy = [similarity(greedy_text(r), r["expected"]) for r in rows]
         for k in (int(x) for x in a.suffix_tokens.split(",")):
-            hits = []
-            for r, g in zip(rows, greedy):
+            hits, sims = [], []
+            for r, g, sg in zip(rows, greedy, sim_greedy):
                 best = choose(subset(r["candidates"], n), product, k)
                 hits.append(bool(best["exact"]) if best else g)
+                sims.append(similarity(best["text"], r["expected"]) if best else sg)
             d, se = paired(hits, greedy)
-            print(f"| {k} | {100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | {d:+.1f} ± {se:.1f} |")
+            ds, ses = paired(sims, sim_greedy)
+            print(f"| {k} | {100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | {d:+.1f} ± {se:.1f} "
+                  f"| {100 * sum(sims) / len(rows):.1f} | {ds:+.2f} ± {ses:.2f} |")
         return 0
     if a.splits:
         print(f"| {a.splits} candidates | exact match, shipped selector | any candidate |")
