@@ -296,3 +296,30 @@ def test_cli_explains_every_candidate(tmp_path: Path) -> None:
     assert "logprob" in lines[head + 2] and "syntax errors" in lines[head + 2]
     # stdout is the best-ranked candidate.
     assert repr(proc.stdout.rstrip("\n")) == first.split("1. ", 1)[1], (proc.stdout, first)
+
+
+def test_selector_replay_scores_the_first_k_suffix_tokens() -> None:
+    """bench/candidate_selector.py replays a recording with fewer scored suffix tokens from
+    the per-token values (the choice of SCORED_TOKENS rests on it)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from candidate_selector import choose, similarity
+
+    def cand(text: str, origin: str, logprob: float, per_token: list[float]) -> dict:
+        return {"text": text, "origin": origin, "logprob": logprob,
+                "suffix_logprob": sum(per_token), "suffix_token_logprobs": per_token,
+                "syntax_errors": 0, "echoes_suffix": False}
+
+    # a: the likelier first suffix token, then far less likely ones; b: the reverse.
+    cands = [cand("a", "greedy", -1.0, [-0.1, -5.0, -5.0]),
+             cand("b", "branch", -1.0, [-2.0, -0.5, -0.5])]
+    product = "joint + syntax + echo (product)"
+    assert choose(cands, product)["text"] == "b"  # all three tokens: -3.0 vs -10.1
+    assert choose(cands, product, 3)["text"] == "b"
+    assert choose(cands, product, 1)["text"] == "a"  # the first token only
+    assert choose(cands, product, 0)["text"] == "a"  # none: ties on logprob, generation order
+    del cands[0]["suffix_token_logprobs"]
+    with pytest.raises(SystemExit, match="per-token"):
+        choose(cands, product, 1)
+    assert similarity("  x = 1", "x = 1 ") == 1.0 and similarity("abc", "xyz") == 0.0
