@@ -33,9 +33,11 @@ import numpy as np
 #: alternatives of up to 8 candidates (completion.candidates), the last a copy of 0 for scoring.
 #: llama.cpp reserves one row of logits per sequence for the context's lifetime.
 MAX_SEQUENCES = 9
-#: Rows of logits per scoring batch. Each row is n_vocab floats (1 MiB for Gemma's vocabulary)
-#: and llama.cpp keeps an output buffer as large as the largest batch asked for, for the
-#: context's lifetime: more rows per batch would save a few decode calls at that memory.
+#: Rows of logits per scoring batch, beyond the first candidate's (a candidate's scored tokens
+#: always go in one batch: with 16 scored tokens that is ~17 rows, so each candidate gets a batch
+#: of its own). Each row is n_vocab floats (1 MiB for Gemma's vocabulary) and llama.cpp keeps an
+#: output buffer as large as the largest batch asked for, for the context's lifetime: grouping
+#: candidates would save a decode call each at that memory.
 SCORE_ROWS = 8
 
 
