@@ -60,9 +60,9 @@ def _suffix(c: dict[str, Any], tokens: int | None) -> float:
 
 
 def _score(c: dict[str, Any], use_logprob: bool, use_suffix: bool,
-           tokens: int | None = None) -> float:
+           tokens: int | None = None, weight: float = 1.0) -> float:
     return ((c["logprob"] if use_logprob else 0.0)
-            + (_suffix(c, tokens) if use_suffix else 0.0))
+            + (weight * _suffix(c, tokens) if use_suffix else 0.0))
 
 
 SELECTORS: dict[str, tuple[bool, bool, bool, bool]] = {
@@ -76,9 +76,10 @@ SELECTORS: dict[str, tuple[bool, bool, bool, bool]] = {
 }
 
 
-def choose(cands: list[dict[str, Any]], selector: str, tokens: int | None = None
-           ) -> dict[str, Any] | None:
-    """The candidate ``selector`` ranks first; ``tokens``: score that many suffix tokens."""
+def choose(cands: list[dict[str, Any]], selector: str, tokens: int | None = None,
+           weight: float = 1.0) -> dict[str, Any] | None:
+    """The candidate ``selector`` ranks first; ``tokens``: score that many suffix tokens;
+    ``weight``: the suffix's log-probability counts that many times."""
     echo, syntax, lp, sfx = SELECTORS[selector]
     if not cands:
         return None
@@ -86,7 +87,7 @@ def choose(cands: list[dict[str, Any]], selector: str, tokens: int | None = None
                 default=0)
     order = sorted(enumerate(cands), key=lambda ic: (
         echo and ic[1]["echoes_suffix"] and any(ch.isalnum() for ch in ic[1]["text"]), _syntax(ic[1], least) if syntax else 0,
-        -_score(ic[1], lp, sfx, tokens) if (lp or sfx) else ic[0]))
+        -_score(ic[1], lp, sfx, tokens, weight) if (lp or sfx) else ic[0]))
     return order[0][1]
 
 
@@ -110,6 +111,33 @@ def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return 100 * mean, 100 * math.sqrt(var / n)
 
 
+def _weights(rows: list[Row], greedy: list[bool], a: argparse.Namespace) -> int:
+    """--suffix-weights: each weight against weight 1, paired (exact match, edit similarity)."""
+    product = "joint + syntax + echo (product)"
+    n = max(int(x) for x in a.n.split(","))
+    tokens = int(a.suffix_tokens) if a.suffix_tokens else None
+
+    def replay(w: float) -> tuple[list[bool], list[float]]:
+        hits, sims = [], []
+        for r, g in zip(rows, greedy):
+            best = choose(subset(r["candidates"], n), product, tokens, w)
+            hits.append(bool(best["exact"]) if best else g)
+            sims.append(similarity(best["text"] if best else greedy_text(r), r["expected"]))
+        return hits, sims
+
+    hits1, sims1 = replay(1.0)
+    print(f"| suffix weight | exact match, {n} candidates | vs weight 1 (± SE) | edit similarity "
+          "| vs weight 1 (± SE) |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for w in (float(x) for x in a.suffix_weights.split(",")):
+        hits, sims = replay(w)
+        d, se = paired(hits, hits1)
+        ds, ses = paired(sims, sims1)
+        print(f"| {w:g} | {100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | {d:+.2f} ± {se:.2f} "
+              f"| {100 * sum(sims) / len(rows):.1f} | {ds:+.2f} ± {ses:.2f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", type=Path, help="heldout_lines.py --candidates 8 --output JSONL")
@@ -119,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suffix-tokens", default="", metavar="K,K",
                     help="instead: the shipped selector scoring only the suffix's first K tokens, "
                          "for each K (a recording with per-token suffix log-probabilities)")
+    ap.add_argument("--suffix-weights", default="", metavar="W,W",
+                    help="instead: the shipped selector with the suffix's log-probability "
+                         "weighted W times against the candidate's, for each W (with "
+                         "--suffix-tokens K: over its first K tokens)")
     a = ap.parse_args(argv)
     rows: list[Row] = [json.loads(x) for x in a.results.read_text().splitlines() if x.strip()]
     if not rows:
@@ -128,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                    r["exact"] if not r["candidates"] else False) for r in rows]
     print(f"{len(rows)} held-out lines; greedy exact match {100 * sum(greedy) / len(rows):.1f} % "
           f"({sum(greedy)})")
+    if a.suffix_weights:
+        return _weights(rows, greedy, a)
     if a.suffix_tokens:
         product = "joint + syntax + echo (product)"
         n = max(int(x) for x in a.n.split(","))

@@ -319,6 +319,10 @@ def test_selector_replay_scores_the_first_k_suffix_tokens() -> None:
     assert choose(cands, product, 3)["text"] == "b"
     assert choose(cands, product, 1)["text"] == "a"  # the first token only
     assert choose(cands, product, 0)["text"] == "a"  # none: ties on logprob, generation order
+    # The suffix weighted against the candidate's own log-probability.
+    cands[1]["logprob"] = -9.0  # b: -9 - 3w, a: -1 - 10.1w
+    assert choose(cands, product, None, 1.0)["text"] == "a"
+    assert choose(cands, product, None, 2.0)["text"] == "b"
     del cands[0]["suffix_token_logprobs"]
     with pytest.raises(SystemExit, match="per-token"):
         choose(cands, product, 1)
