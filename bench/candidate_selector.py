@@ -65,9 +65,12 @@ def _score(c: dict[str, Any], use_logprob: bool, use_suffix: bool,
             + (weight * _suffix(c, tokens) if use_suffix else 0.0))
 
 
+#: The selector the product ships (lsp_server/completion/ranking.py).
+PRODUCT = "joint + syntax + echo (product)"
+
 SELECTORS: dict[str, tuple[bool, bool, bool, bool]] = {
     # name → (echo, syntax, logprob, suffix)
-    "joint + syntax + echo (product)": (True, True, True, True),
+    PRODUCT: (True, True, True, True),
     "joint + syntax": (False, True, True, True),
     "joint only": (False, False, True, True),
     "suffix + syntax + echo": (True, True, False, True),
@@ -111,31 +114,29 @@ def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     return 100 * mean, 100 * math.sqrt(var / n)
 
 
-def _weights(rows: list[Row], greedy: list[bool], a: argparse.Namespace) -> int:
-    """--suffix-weights: each weight against weight 1, paired (exact match, edit similarity)."""
-    product = "joint + syntax + echo (product)"
-    n = max(int(x) for x in a.n.split(","))
-    tokens = int(a.suffix_tokens) if a.suffix_tokens else None
+def replay(rows: list[Row], greedy: list[bool], n: int, tokens: int | None = None,
+           weight: float = 1.0) -> tuple[list[bool], list[float]]:
+    """Per line, whether the shipped selector's first choice among ``n`` candidates is exact,
+    and its edit similarity (greedy's where nothing was chosen)."""
+    hits, sims = [], []
+    for r, g in zip(rows, greedy):
+        best = choose(subset(r["candidates"], n), PRODUCT, tokens, weight)
+        hits.append(bool(best["exact"]) if best else g)
+        sims.append(similarity(best["text"] if best else greedy_text(r), r["expected"]))
+    return hits, sims
 
-    def replay(w: float) -> tuple[list[bool], list[float]]:
-        hits, sims = [], []
-        for r, g in zip(rows, greedy):
-            best = choose(subset(r["candidates"], n), product, tokens, w)
-            hits.append(bool(best["exact"]) if best else g)
-            sims.append(similarity(best["text"] if best else greedy_text(r), r["expected"]))
-        return hits, sims
 
-    hits1, sims1 = replay(1.0)
-    print(f"| suffix weight | exact match, {n} candidates | vs weight 1 (± SE) | edit similarity "
-          "| vs weight 1 (± SE) |")
+def _table(label: str, against: str, settings: list[tuple[str, tuple[list[bool], list[float]]]],
+           base: tuple[list[bool], list[float]], n: int) -> None:
+    """One row per setting: exact match and edit similarity, each paired against ``base``."""
+    print(f"| {label} | exact match, {n} candidates | vs {against} (± SE) | edit similarity "
+          f"| vs {against} (± SE) |")
     print("| ---: | ---: | ---: | ---: | ---: |")
-    for w in (float(x) for x in a.suffix_weights.split(",")):
-        hits, sims = replay(w)
-        d, se = paired(hits, hits1)
-        ds, ses = paired(sims, sims1)
-        print(f"| {w:g} | {100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | {d:+.2f} ± {se:.2f} "
-              f"| {100 * sum(sims) / len(rows):.1f} | {ds:+.2f} ± {ses:.2f} |")
-    return 0
+    for name, (hits, sims) in settings:
+        d, se = paired(hits, base[0])
+        ds, ses = paired(sims, base[1])
+        print(f"| {name} | {100 * sum(hits) / len(hits):.1f} % ({sum(hits)}) | {d:+.2f} ± {se:.2f} "
+              f"| {100 * sum(sims) / len(sims):.1f} | {ds:+.2f} ± {ses:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,25 +161,18 @@ def main(argv: list[str] | None = None) -> int:
                    r["exact"] if not r["candidates"] else False) for r in rows]
     print(f"{len(rows)} held-out lines; greedy exact match {100 * sum(greedy) / len(rows):.1f} % "
           f"({sum(greedy)})")
+    n = max(int(x) for x in a.n.split(","))
     if a.suffix_weights:
-        return _weights(rows, greedy, a)
+        tokens = int(a.suffix_tokens) if a.suffix_tokens else None
+        _table("suffix weight", "weight 1",
+               [(f"{w:g}", replay(rows, greedy, n, tokens, w))
+                for w in (float(x) for x in a.suffix_weights.split(","))],
+               replay(rows, greedy, n, tokens), n)
+        return 0
     if a.suffix_tokens:
-        product = "joint + syntax + echo (product)"
-        n = max(int(x) for x in a.n.split(","))
-        print(f"| suffix tokens scored | exact match, {n} candidates | Δ vs greedy (± SE) "
-              "| edit similarity | Δ vs greedy (± SE) |")
-        print("| ---: | ---: | ---: | ---: | ---: |")
-        sim_greedy = [similarity(greedy_text(r), r["expected"]) for r in rows]
-        for k in (int(x) for x in a.suffix_tokens.split(",")):
-            hits, sims = [], []
-            for r, g, sg in zip(rows, greedy, sim_greedy):
-                best = choose(subset(r["candidates"], n), product, k)
-                hits.append(bool(best["exact"]) if best else g)
-                sims.append(similarity(best["text"], r["expected"]) if best else sg)
-            d, se = paired(hits, greedy)
-            ds, ses = paired(sims, sim_greedy)
-            print(f"| {k} | {100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | {d:+.1f} ± {se:.1f} "
-                  f"| {100 * sum(sims) / len(rows):.1f} | {ds:+.2f} ± {ses:.2f} |")
+        _table("suffix tokens scored", "greedy",
+               [(str(k), replay(rows, greedy, n, k)) for k in (int(x) for x in a.suffix_tokens.split(","))],
+               (greedy, [similarity(greedy_text(r), r["expected"]) for r in rows]), n)
         return 0
     if a.splits:
         print(f"| {a.splits} candidates | exact match, shipped selector | any candidate |")
@@ -187,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             hits, anys = [], []
             for r, g in zip(rows, greedy):
                 sub = subset(r["candidates"], a.splits, b)
-                best = choose(sub, "joint + syntax + echo (product)")
+                best = choose(sub, PRODUCT)
                 hits.append(bool(best["exact"]) if best else g)
                 anys.append(any(c["exact"] for c in sub) or g)
             print(f"| greedy + {b} branch(es) + {a.splits - 1 - b} sample(s) | "

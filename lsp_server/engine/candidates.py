@@ -79,11 +79,8 @@ class EngineCandidate:
     tokens: list[int] = field(default_factory=list)
     logprob: float = 0.0
     """Sum of the log-probabilities of ``tokens`` given the prompt."""
-    suffix_logprob: float | None = None
-    """Sum of the log-probabilities of the scored text's tokens after the candidate."""
-    n_suffix: int = 0
-    suffix_logprobs: list[float] = field(default_factory=list)
-    """Per scored token, its log-probability (what ``suffix_logprob`` sums)."""
+    suffix_logprobs: list[float] | None = None
+    """Per scored token of the text after the candidate, its log-probability (None: not scored)."""
     # decoding state
     seq: int = 0
     evaluated: int = 0
@@ -92,6 +89,15 @@ class EngineCandidate:
     raw: str = ""
     decoder: Any = None
     rng: np.random.Generator | None = None
+
+    @property
+    def suffix_logprob(self) -> float | None:
+        """log p(the scored text | prompt + candidate); None when not scored."""
+        return None if self.suffix_logprobs is None else sum(self.suffix_logprobs)
+
+    @property
+    def n_suffix(self) -> int:
+        return len(self.suffix_logprobs or ())
 
 
 def log_softmax_at(logits: np.ndarray, token: int) -> float:
@@ -369,4 +375,3 @@ class CandidateDecoder:
                     else:
                         per_token.append(lp)
                 c.suffix_logprobs = per_token
-                c.suffix_logprob, c.n_suffix = sum(per_token), len(per_token)
