@@ -1,18 +1,19 @@
 """Choose the candidates' settings on held-out data: how many, and which selector.
 
-    .venv/bin/python bench/heldout_lines.py --ctx-size 2048 --threads 2 --candidates 8 \\
-        --output bench/results/candidates/heldout-n8.jsonl
-    .venv/bin/python bench/candidate_selector.py bench/results/candidates/heldout-n8.jsonl
+    .venv/bin/python bench/heldout_lines.py --ctx-size 1024 --threads 2 --per-file 6 --seed 2 \
+        --candidates 8 --output bench/results/candidates/heldout-n8-order.jsonl
+    .venv/bin/python bench/candidate_selector.py bench/results/candidates/heldout-n8-order.jsonl
 
 The first command records, for every held-out repository line, all 8 candidates the product
-generated (greedy, 4 branches, 3 samples: ``ModelSession.alternatives``) with their scores; this
-one replays smaller settings from them without the model: n candidates are the greedy one,
-the first ⌈(n−1)/2⌉ branches and the first ⌊(n−1)/2⌋ samples (the split the product uses; the
-branches come in likelihood order and each sample has its own seed, so a smaller run would
-generate exactly these), ranked by each selector variant. It prints exact match of the
-first-ranked candidate, of any candidate (what cycling can reach), and the paired difference
-to greedy with its standard error. HumanEval is not used here: it is the benchmark the chosen
-settings are reported on.
+generated (greedy, 4 branches, 3 samples: ``ModelSession.alternatives``), ranked, with their
+scores, their place in the generation order and the later candidates that repeated their text;
+this one replays smaller settings from them without the model: n candidates are the greedy
+one, the first ⌈(n−1)/2⌉ branches and the first ⌊(n−1)/2⌋ samples in the generation order (the
+split the product uses; the branches come in their first token's likelihood order and each
+sample has its own seed, so a smaller run would generate exactly these), ranked by each
+selector variant. It prints exact match of the first-ranked candidate, of any candidate (what
+cycling can reach), and the paired difference to greedy with its standard error. HumanEval is
+not used here: it is the benchmark the chosen settings are reported on.
 """
 
 from __future__ import annotations
@@ -31,16 +32,34 @@ Key = Callable[[dict[str, Any], int], tuple]
 
 def subset(cands: list[dict[str, Any]], n: int, branches: int | None = None
            ) -> list[dict[str, Any]]:
-    """The candidates a run with ``n`` would have had (generation order kept); ``branches``:
-    that many of the alternatives branch and the rest are samples (default: the product's
-    split, half rounded up)."""
+    """The candidates a run with ``n`` would have had, in generation order; ``branches``: that
+    many of the alternatives branch and the rest are samples (default: the product's split,
+    half rounded up). A recording lists the candidates ranked, each with its place in the
+    generation order (``order``) and the later ones that repeated its text (``repeats``): a
+    candidate is kept when it, or one of its repeats, is among the first branches and samples
+    (the same text either way, so the same scores)."""
     alts = n - 1
     b = (alts + 1) // 2 if branches is None else branches
     s = alts - b
-    greedy = [c for c in cands if c["origin"] == "greedy"]
-    branches = [c for c in cands if c["origin"] == "branch"][:b]
-    samples = [c for c in cands if c["origin"] == "sample"][:s]
-    return greedy + branches + samples
+    if any("order" not in c for c in cands):
+        # An older recording, ranked, without the generation order: only its own count.
+        have = {o: sum(c["origin"] == o for c in cands) for o in ("branch", "sample")}
+        if b == s == 0:
+            return [c for c in cands if c["origin"] == "greedy"]
+        if have["branch"] > b or have["sample"] > s:
+            raise SystemExit(f"this recording has no generation order: it replays only "
+                             f"counts that keep all of its {have['branch']} branches and "
+                             f"{have['sample']} samples, not n={n}")
+        kinds = ("greedy", "branch", "sample")
+        return sorted(cands, key=lambda c: kinds.index(c["origin"]))
+    made = [(o, q, c) for c in cands for o, q in [(c["origin"], c["order"])] + c["repeats"]]
+    taken = {o: sorted({q for o2, q, _ in made if o2 == o})[:k]
+             for o, k in (("branch", b), ("sample", s))}
+    first: dict[int, int] = {}
+    for o, q, c in made:
+        if o == "greedy" or q in taken.get(o, ()):
+            first[id(c)] = min(first.get(id(c), q), q)
+    return sorted((c for c in cands if id(c) in first), key=lambda c: first[id(c)])
 
 
 def _syntax(c: dict[str, Any], least: int) -> int:
@@ -188,19 +207,24 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | "
                   f"{100 * sum(anys) / len(rows):.1f} % ({sum(anys)}) |")
         return 0
-    print("| n | selector | exact match | Δ vs greedy (± SE) | any candidate |")
-    print("| ---: | --- | ---: | ---: | ---: |")
+    print("| n | selector | exact match | vs greedy (± SE) | edit similarity | vs greedy (± SE) "
+          "| any candidate |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    greedy_sims = [similarity(greedy_text(r), r["expected"]) for r in rows]
     for n in (int(x) for x in a.n.split(",")):
         for name in SELECTORS:
-            hits, anys = [], []
-            for r, g in zip(rows, greedy):
+            hits, sims, anys = [], [], []
+            for r, g, gs in zip(rows, greedy, greedy_sims):
                 sub = subset(r["candidates"], n)
                 best = choose(sub, name) if n > 1 else None
                 hits.append(bool(best["exact"]) if best else g)
+                sims.append(similarity(best["text"], r["expected"]) if best else gs)
                 anys.append(any(c["exact"] for c in sub) or g)
             d, se = paired(hits, greedy)
+            ds, ses = paired(sims, greedy_sims)
             print(f"| {n} | {name} | {100 * sum(hits) / len(rows):.1f} % ({sum(hits)}) | "
-                  f"{d:+.1f} ± {se:.1f} | {100 * sum(anys) / len(rows):.1f} % ({sum(anys)}) |")
+                  f"{d:+.1f} ± {se:.1f} | {100 * sum(sims) / len(rows):.1f} | {ds:+.2f} ± {ses:.2f} "
+                  f"| {100 * sum(anys) / len(rows):.1f} % ({sum(anys)}) |")
             if n == 1:
                 break
     return 0

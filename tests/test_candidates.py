@@ -79,6 +79,9 @@ def test_parallel_candidates_match_a_reference_evaluation(session: ModelSession,
     assert cands[0].origin == "greedy" and len(cands) >= 3, [c.text for c in cands]
     assert len({c.text for c in cands}) == len(cands)  # distinct
     assert {c.origin for c in cands[1:]} <= {"branch", "sample"}
+    # Each generated sequence is a candidate or noted as a repeat of one, exactly once.
+    made = [(c.origin, c.order) for c in cands] + [r for c in cands for r in c.repeats]
+    assert sorted(o for _, o in made) == list(range(len(made))), made
     tok = session.tokenizer.tokenize
     for c in cands:
         assert "\n" not in c.text.strip("\n")
@@ -184,9 +187,12 @@ def test_rank_orders_by_echo_syntax_then_score() -> None:
              Candidate("    y = 2 * x", "sample", -3.0, -2.0),
              Candidate("   ", "sample", 0.0, 0.0),
              Candidate("    y = x + 1", "sample", -9.0, -9.0)]
+    for k, c in enumerate(cands):
+        c.order = k
     out = rank(cands, prefix=prefix, suffix=suffix, language="python")
     assert [c.text for c in out] == ["    y = 2 * x", "    y = x + 1", "    y = x +",
                                      "    return y"]
+    assert out[1].repeats == (("sample", 5),) and out[1].explain()["repeats"] == [["sample", 5]]
     assert out[-1].echoes_suffix and out[2].syntax_errors == 1
     plain = rank(cands, prefix=prefix, suffix=suffix, language="python", selector=False)
     assert [c.text for c in plain] == ["    y = x +", "    y = x + 1", "    return y",
@@ -327,3 +333,32 @@ def test_selector_replay_scores_the_first_k_suffix_tokens() -> None:
     with pytest.raises(SystemExit, match="per-token"):
         choose(cands, product, 1)
     assert similarity("  x = 1", "x = 1 ") == 1.0 and similarity("abc", "xyz") == 0.0
+
+
+def test_selector_replay_keeps_the_candidates_a_smaller_count_would_have_had() -> None:
+    """A recording lists the candidates ranked; a smaller count's are found by their place in
+    the generation order, repeats included (the choice of the default count rests on it)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from candidate_selector import subset
+
+    def cand(text: str, origin: str, order: int, repeats: list | None = None) -> dict:
+        return {"text": text, "origin": origin, "order": order, "repeats": repeats or []}
+
+    # Eight generated: greedy 0, branches 1–4, samples 5–7; sample 5 repeated branch 3's text
+    # and sample 6 the greedy one's; listed best first.
+    ranked = [cand("b4", "branch", 4), cand("s7", "sample", 7), cand("b3", "branch", 3, [["sample", 5]]),
+              cand("g", "greedy", 0, [["sample", 6]]), cand("b1", "branch", 1), cand("b2", "branch", 2)]
+    texts = lambda n, b=None: [c["text"] for c in subset(ranked, n, b)]  # noqa: E731
+    assert texts(8) == ["g", "b1", "b2", "b3", "b4", "s7"]
+    assert texts(3) == ["g", "b1", "b3"]  # branch 1 and sample 5, which was b3's text
+    assert texts(4) == ["g", "b1", "b2", "b3"]
+    assert texts(5) == ["g", "b1", "b2", "b3"]  # sample 6 repeats the greedy text
+    assert texts(3, 0) == ["g", "b3"]
+    assert texts(1) == ["g"]
+    # An older recording without the generation order replays only its own count.
+    old = [{k: v for k, v in c.items() if k not in ("order", "repeats")} for c in ranked]
+    assert len(subset(old, 8)) == 6
+    with pytest.raises(SystemExit, match="no generation order"):
+        subset(old, 3)

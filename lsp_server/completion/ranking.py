@@ -37,13 +37,18 @@ class Candidate:
     n_suffix: int = 0
     suffix_logprobs: tuple[float, ...] = ()
     """Per scored suffix token, its log-probability (what ``suffix_logprob`` sums)."""
+    order: int = 0
+    """Its place in the generation order (0: greedy; :class:`..engine.candidates.EngineCandidate`)."""
+    repeats: tuple[tuple[str, int], ...] = ()
+    """The later candidates (origin, order) that came out as the same text and were dropped."""
     syntax_errors: int | None = None
     echoes_suffix: bool = False
     score: float = 0.0
 
     def explain(self) -> dict[str, Any]:
         """The scores, for ``codefill complete --explain`` and the logs."""
-        return {"origin": self.origin, "score": round(self.score, 3),
+        return {"origin": self.origin, "order": self.order,
+                "repeats": [list(r) for r in self.repeats], "score": round(self.score, 3),
                 "logprob": round(self.logprob, 3),
                 "suffix_logprob": None if self.suffix_logprob is None
                 else round(self.suffix_logprob, 3),
@@ -68,14 +73,14 @@ def echoes(text: str, following: str) -> bool:
 
 
 def distinct(cands: Iterable[Candidate]) -> list[Candidate]:
-    """Non-empty candidates, the first of each text."""
-    seen: set[str] = set()
-    out = []
+    """Non-empty candidates, the first of each text (the later ones noted in its ``repeats``)."""
+    seen: dict[str, Candidate] = {}
     for c in cands:
-        if c.text.strip() and c.text not in seen:
-            seen.add(c.text)
-            out.append(c)
-    return out
+        if c.text.strip():
+            first = seen.setdefault(c.text, c)
+            if first is not c:
+                first.repeats += ((c.origin, c.order),) + c.repeats
+    return list(seen.values())
 
 
 def rank(cands: Iterable[Candidate], *, prefix: str, suffix: str, language: str,

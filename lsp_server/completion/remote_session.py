@@ -147,7 +147,7 @@ class RemoteSession(CompletionBackend):
     def _samples(self, out: TokenStream, first: Sequence[TokenEvent], first_text: str,
                  req: InfillRequest, n: int, cut: Callable[[str], int | None]) -> None:
         cands = [EngineCandidate(first_text, "greedy", logprob=_logprob(first, first_text))]
-        seen = {first_text.rstrip()}
+        seen = {first_text.rstrip(): cands[0]}
         sample = dataclasses.replace(self.remote_request(req), logprobs=True,
                                      temperature=CandidatesRequest.temperature)
         try:
@@ -161,10 +161,12 @@ class RemoteSession(CompletionBackend):
                 text = "".join(e.text for e in sub.events)
                 end = cut(text)
                 text = text if end is None else text[:end]
-                if text.rstrip() not in seen:
-                    seen.add(text.rstrip())
-                    cands.append(EngineCandidate(text, "sample", logprob=_logprob(sub.events,
-                                                                                   text)))
+                if text.rstrip() in seen:
+                    seen[text.rstrip()].repeats.append(("sample", k))
+                else:
+                    seen[text.rstrip()] = c = EngineCandidate(
+                        text, "sample", logprob=_logprob(sub.events, text), order=k)
+                    cands.append(c)
         finally:
             out.result = cands
             out._finish(StopReason.CANCELLED if out.cancelled else StopReason.STOP_TOKEN)

@@ -81,6 +81,12 @@ class EngineCandidate:
     """Sum of the log-probabilities of ``tokens`` given the prompt."""
     suffix_logprobs: list[float] | None = None
     """Per scored token of the text after the candidate, its log-probability (None: not scored)."""
+    order: int = 0
+    """Its place in the generation order: greedy 0, the branches in their first token's
+    likelihood order, then the samples by seed."""
+    repeats: list[tuple[str, int]] = field(default_factory=list)
+    """The later candidates (origin, order) that came out as the same text, dropped as repeats:
+    what a replay of a smaller count needs to know which candidates it would have had."""
     # decoding state
     seq: int = 0
     evaluated: int = 0
@@ -223,14 +229,12 @@ class CandidateDecoder:
 
     @staticmethod
     def _distinct(cands: list[EngineCandidate]) -> list[EngineCandidate]:
-        seen: set[str] = set()
-        out = []
+        seen: dict[str, EngineCandidate] = {}
         for c in cands:
-            key = c.text.rstrip()
-            if key not in seen:
-                seen.add(key)
-                out.append(c)
-        return out
+            first = seen.setdefault(c.text.rstrip(), c)
+            if first is not c:
+                first.repeats += [(c.origin, c.order)] + c.repeats
+        return list(seen.values())
 
     def _alternatives(self, batch: Batch, n_alt: int) -> list[EngineCandidate]:
         req, llm, P = self.req, self.llm, len(self.prompt)
@@ -269,7 +273,8 @@ class CandidateDecoder:
             firsts = [int(t) for t in order if int(t) not in taken]
             head = float(sum(req.first_logprobs[:w]))
             for s, tok in zip(branch_seqs, firsts[:n_branch]):
-                c = EngineCandidate("", "branch", list(req.first[:w]), head, seq=s, evaluated=w)
+                c = EngineCandidate("", "branch", list(req.first[:w]), head, order=s, seq=s,
+                                    evaluated=w)
                 c.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 c.raw = "".join(self.pieces[:w])
                 self._append(c, tok, log_softmax_at(logits, tok))
@@ -277,7 +282,7 @@ class CandidateDecoder:
         if sample_seqs:
             logits = batch.logits(i_sample).copy()
             for k, s in enumerate(sample_seqs):
-                c = EngineCandidate("", "sample", seq=s)
+                c = EngineCandidate("", "sample", order=s, seq=s)
                 c.rng = np.random.default_rng([req.seed, k])
                 c.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 tok = pick(logits, req.temperature, c.rng)
