@@ -178,7 +178,7 @@ class CompletionConfig:
                                   "resting on another line), evaluate the prompt a suggestion "
                                   "there needs in the background, so the first one is fast; any "
                                   "request preempts it (docs/protocol.md).")
-    candidates: int = setting(3, "Suggestions generated per request, ranked best first (the "
+    candidates: int = setting(5, "Suggestions generated per request, ranked best first (the "
                                  "editors cycle through them: Alt+] / Alt+[ in VS Code and "
                                  "Neovim). 1: the greedy suggestion only. The alternatives are "
                                  "decoded as parallel sequences that share the prompt.",

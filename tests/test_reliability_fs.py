@@ -633,7 +633,7 @@ def test_huge_tree_bounded_and_never_blocking(tmp_path: Path) -> None:
     assert f["completions_during_index"] >= 1, f
     assert f["status_ms_p50"] < 500 and f["status_ms_max"] < 5000, f
     assert f["completion_ms_max"] < 60000, f
-    # Bounded memory: the server with the model (~450 MB), what ranking three candidates adds
+    # Bounded memory: the server with the model (~450 MB), what ranking five candidates adds
     # (~50 MB: docs/candidates.md, bench/results/candidates/engine-cost.json) and the index
     # (~3.5 MB per 1,000 files measured at 100k).
     assert f["rss_peak_mb"] < 500 + 50 + 5 * n / 1000, f

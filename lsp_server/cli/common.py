@@ -45,7 +45,7 @@ def add_candidate_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("candidates (docs/settings.md: completion.candidates)")
     g.add_argument("--candidates", type=int, default=None, metavar="N",
                    help="suggestions generated per cursor and ranked, the best one used "
-                        "(default: the completion.candidates setting, 3; 1: greedy only)")
+                        "(default: the completion.candidates setting, 5; 1: greedy only)")
     g.add_argument("--no-selector", dest="selector", action="store_false", default=None,
                    help="keep the generation order (greedy first) instead of ranking")
 
