@@ -1,6 +1,6 @@
 """Choose the candidates' settings on held-out data: how many, and which selector.
 
-    .venv/bin/python bench/heldout_lines.py --ctx-size 1024 --threads 2 --per-file 6 --seed 2 \
+    .venv/bin/python bench/heldout_lines.py --ctx-size 1536 --threads 2 --per-file 6 --seed 2 \
         --candidates 8 --output bench/results/candidates/heldout-n8-order.jsonl
     .venv/bin/python bench/candidate_selector.py bench/results/candidates/heldout-n8-order.jsonl
 
@@ -24,10 +24,9 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 Row = dict[str, Any]
-Key = Callable[[dict[str, Any], int], tuple]
 
 
 def subset(cands: list[dict[str, Any]], n: int, branches: int | None = None

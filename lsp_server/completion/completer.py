@@ -263,7 +263,7 @@ class Completer:
             # The first is the greedy suggestion: post-processed already.
             text = shown if i == 0 else postprocess(c.text, ctx, gen.disabled)[0]
             cands.append(Candidate(text, c.origin, c.logprob, c.suffix_logprob, c.n_suffix,
-                                   tuple(c.suffix_logprobs or ()), c.order, tuple(c.repeats)))
+                                   tuple(c.suffix_logprobs or ()), c.order, c.repeats))
         ranked = rank(cands, prefix=cursor.prefix, suffix=cursor.suffix,
                       language=cursor.language, selector=self.config.completion.selector)
         self._log("debug", f"{cursor.path}: {len(ranked)} candidate(s) of {len(found)} in "

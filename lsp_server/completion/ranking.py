@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ..engine.candidates import fold_repeats
 from .syntax import syntax_errors
 
 
@@ -74,13 +75,7 @@ def echoes(text: str, following: str) -> bool:
 
 def distinct(cands: Iterable[Candidate]) -> list[Candidate]:
     """Non-empty candidates, the first of each text (the later ones noted in its ``repeats``)."""
-    seen: dict[str, Candidate] = {}
-    for c in cands:
-        if c.text.strip():
-            first = seen.setdefault(c.text, c)
-            if first is not c:
-                first.repeats += ((c.origin, c.order),) + c.repeats
-    return list(seen.values())
+    return fold_repeats(cands, lambda c: c.text if c.text.strip() else None)
 
 
 def rank(cands: Iterable[Candidate], *, prefix: str, suffix: str, language: str,

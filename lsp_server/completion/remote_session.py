@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 from ..config import Config
 from ..settings import Settings
 from ..engine.remote import RemoteEngine, RemoteError, RemoteRequest
-from ..engine.candidates import CandidatesRequest, EngineCandidate
+from ..engine.candidates import CandidatesRequest, EngineCandidate, fold_repeats
 from ..engine.types import (EngineCounters, GenerationRequest, StopReason, TokenEvent,
                             TokenStream)
 from ..errors import CodefillError
@@ -147,7 +147,6 @@ class RemoteSession(CompletionBackend):
     def _samples(self, out: TokenStream, first: Sequence[TokenEvent], first_text: str,
                  req: InfillRequest, n: int, cut: Callable[[str], int | None]) -> None:
         cands = [EngineCandidate(first_text, "greedy", logprob=_logprob(first, first_text))]
-        seen = {first_text.rstrip(): cands[0]}
         sample = dataclasses.replace(self.remote_request(req), logprobs=True,
                                      temperature=CandidatesRequest.temperature)
         try:
@@ -161,14 +160,10 @@ class RemoteSession(CompletionBackend):
                 text = "".join(e.text for e in sub.events)
                 end = cut(text)
                 text = text if end is None else text[:end]
-                if text.rstrip() in seen:
-                    seen[text.rstrip()].repeats.append(("sample", k))
-                else:
-                    seen[text.rstrip()] = c = EngineCandidate(
-                        text, "sample", logprob=_logprob(sub.events, text), order=k)
-                    cands.append(c)
+                cands.append(EngineCandidate(text, "sample", logprob=_logprob(sub.events, text),
+                                             order=k))
         finally:
-            out.result = cands
+            out.result = fold_repeats(cands, lambda c: c.text.rstrip())
             out._finish(StopReason.CANCELLED if out.cancelled else StopReason.STOP_TOKEN)
 
     def remote_request(self, req: InfillRequest) -> RemoteRequest:

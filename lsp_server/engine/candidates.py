@@ -25,7 +25,7 @@ import codecs
 import ctypes
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class EngineCandidate:
     order: int = 0
     """Its place in the generation order: greedy 0, the branches in their first token's
     likelihood order, then the samples by seed."""
-    repeats: list[tuple[str, int]] = field(default_factory=list)
+    repeats: tuple[tuple[str, int], ...] = ()
     """The later candidates (origin, order) that came out as the same text, dropped as repeats:
     what a replay of a smaller count needs to know which candidates it would have had."""
     # decoding state
@@ -104,6 +104,30 @@ class EngineCandidate:
     @property
     def n_suffix(self) -> int:
         return len(self.suffix_logprobs or ())
+
+
+class _Made(Protocol):
+    origin: str
+    order: int
+    repeats: tuple[tuple[str, int], ...]
+
+
+M = TypeVar("M", bound=_Made)
+
+
+def fold_repeats(cands: Iterable[M], key: Callable[[M], str | None]) -> list[M]:
+    """The first candidate of each ``key``, in order, each noting the later ones with that key
+    (origin and order, theirs included) in its ``repeats``; a None key drops the candidate.
+    The engine, the remote samples and the ranking all drop repeats through this."""
+    seen: dict[str, M] = {}
+    for c in cands:
+        k = key(c)
+        if k is None:
+            continue
+        first = seen.setdefault(k, c)
+        if first is not c:
+            first.repeats = (*first.repeats, (c.origin, c.order), *c.repeats)
+    return list(seen.values())
 
 
 def log_softmax_at(logits: np.ndarray, token: int) -> float:
@@ -217,7 +241,7 @@ class CandidateDecoder:
         batch = Batch(self.llm, max(self.llm.n_batch, MAX_SEQUENCES))
         try:
             alts = self._alternatives(batch, n_alt) if n_alt else []
-            cands = self._distinct([greedy] + alts)
+            cands = fold_repeats([greedy] + alts, lambda c: c.text.rstrip())
             if req.scored_text and req.tokenize is not None and not self._late():
                 self._score(batch, cands)
             return cands
@@ -226,15 +250,6 @@ class CandidateDecoder:
             for s in range(1, MAX_SEQUENCES):
                 mem.kv_cache_seq_rm(s, -1, -1)
             batch.close()
-
-    @staticmethod
-    def _distinct(cands: list[EngineCandidate]) -> list[EngineCandidate]:
-        seen: dict[str, EngineCandidate] = {}
-        for c in cands:
-            first = seen.setdefault(c.text.rstrip(), c)
-            if first is not c:
-                first.repeats += [(c.origin, c.order)] + c.repeats
-        return list(seen.values())
 
     def _alternatives(self, batch: Batch, n_alt: int) -> list[EngineCandidate]:
         req, llm, P = self.req, self.llm, len(self.prompt)
