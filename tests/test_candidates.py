@@ -181,12 +181,12 @@ def test_completer_ranks_by_what_follows(patient: ModelSession) -> None:
 # --- the selector, as a unit ------------------------------------------------------------------
 def test_rank_orders_by_echo_syntax_then_score() -> None:
     prefix, suffix = "def f(x):\n", "\n    return y\n"
-    cands = [Candidate("    y = x +", "greedy", -1.0, -5.0),
-             Candidate("    y = x + 1", "branch", -2.0, -6.0),
-             Candidate("    return y", "branch", -0.5, -1.0),
-             Candidate("    y = 2 * x", "sample", -3.0, -2.0),
-             Candidate("   ", "sample", 0.0, 0.0),
-             Candidate("    y = x + 1", "sample", -9.0, -9.0)]
+    cands = [Candidate("    y = x +", "greedy", -1.0, (-5.0,)),
+             Candidate("    y = x + 1", "branch", -2.0, (-6.0,)),
+             Candidate("    return y", "branch", -0.5, (-1.0,)),
+             Candidate("    y = 2 * x", "sample", -3.0, (-2.0,)),
+             Candidate("   ", "sample", 0.0, (0.0,)),
+             Candidate("    y = x + 1", "sample", -9.0, (-9.0,))]
     for k, c in enumerate(cands):
         c.order = k
     out = rank(cands, prefix=prefix, suffix=suffix, language="python")

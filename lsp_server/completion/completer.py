@@ -262,8 +262,9 @@ class Completer:
         for i, c in enumerate(found):
             # The first is the greedy suggestion: post-processed already.
             text = shown if i == 0 else postprocess(c.text, ctx, gen.disabled)[0]
-            cands.append(Candidate(text, c.origin, c.logprob, c.suffix_logprob, c.n_suffix,
-                                   tuple(c.suffix_logprobs or ()), c.order, c.repeats))
+            cands.append(Candidate(text, c.origin, c.logprob,
+                                   None if c.suffix_logprobs is None else tuple(c.suffix_logprobs),
+                                   c.order, c.repeats))
         ranked = rank(cands, prefix=cursor.prefix, suffix=cursor.suffix,
                       language=cursor.language, selector=self.config.completion.selector)
         self._log("debug", f"{cursor.path}: {len(ranked)} candidate(s) of {len(found)} in "

@@ -33,11 +33,9 @@ class Candidate:
     origin: str = "greedy"
     """'greedy', 'branch' or 'sample' (how it was generated)."""
     logprob: float = 0.0
-    suffix_logprob: float | None = None
-    """log p(the code after the cursor | prompt + candidate); None when not scored."""
-    n_suffix: int = 0
-    suffix_logprobs: tuple[float, ...] = ()
-    """Per scored suffix token, its log-probability (what ``suffix_logprob`` sums)."""
+    suffix_logprobs: tuple[float, ...] | None = None
+    """Per scored token of the code after the cursor, its log-probability given the prompt,
+    the candidate and the tokens before it (None: not scored)."""
     order: int = 0
     """Its place in the generation order (0: greedy; :class:`..engine.candidates.EngineCandidate`)."""
     repeats: tuple[tuple[str, int], ...] = ()
@@ -45,6 +43,15 @@ class Candidate:
     syntax_errors: int | None = None
     echoes_suffix: bool = False
     score: float = 0.0
+
+    @property
+    def suffix_logprob(self) -> float | None:
+        """log p(the scored code after the cursor | prompt + candidate); None when not scored."""
+        return None if self.suffix_logprobs is None else sum(self.suffix_logprobs)
+
+    @property
+    def n_suffix(self) -> int:
+        return len(self.suffix_logprobs or ())
 
     def explain(self) -> dict[str, Any]:
         """The scores, for ``codefill complete --explain`` and the logs."""
@@ -54,7 +61,7 @@ class Candidate:
                 "suffix_logprob": None if self.suffix_logprob is None
                 else round(self.suffix_logprob, 3),
                 "suffix_tokens": self.n_suffix,
-                "suffix_token_logprobs": [round(x, 3) for x in self.suffix_logprobs],
+                "suffix_token_logprobs": [round(x, 3) for x in self.suffix_logprobs or ()],
                 "syntax_errors": self.syntax_errors, "echoes_suffix": self.echoes_suffix}
 
 
