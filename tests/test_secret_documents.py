@@ -40,6 +40,9 @@ ORDINARY = ("import os\n\n"
             f"AWS = \"{AWS_KEY}\"\n\n\n"
             "def add(a, b):\n    return \n")
 CURSOR = (8, 11)
+MASKED = ORDINARY.replace(OPENAI_KEY, "<redacted>").replace(AWS_KEY, "<redacted>") \
+    .replace("hunter2-canary-password", "<redacted>")
+"""The ordinary file as it may reach the model: its secret values masked in place."""
 
 
 def _workspace(root: Path) -> None:
@@ -78,14 +81,23 @@ def test_secret_documents_reach_no_prompt_and_secret_values_are_masked(tmp_path:
     records = [json.loads(line) for line in record.read_text().splitlines()]
     records = [r for r in records if r["prompt"] is not None]
     prompts = [r["prompt"] for r in records]  # candidates' scored suffixes included
-    # Only the ordinary file was ever sent to the model (the secret documents: no prompt).
+    # Only the ordinary file was ever sent to the model (the secret documents: no prompt), its
+    # secret values masked in place. The plain template's prompt is the text before a cursor,
+    # and no other file may be context: a prompt or prefill is a beginning of the masked file
+    # (a prefill at the opened file's first line, e.g. again once the workspace index is
+    # ready, is just BOS).
     generated = [r for r in records if r["kind"] == "generate"]
     assert len(generated) == calls >= 1, (len(generated), calls)
-    assert all("def add(a, b):" in p for p in prompts)
+    for r in records:
+        text = r["prompt"].removeprefix("<bos>")
+        if r["kind"] == "candidates":  # the prompt, the suggestion and the code after it
+            assert "def add(a, b):" in text, r
+        else:
+            assert MASKED.startswith(text), r
+    assert all("def add(a, b):" in r["prompt"] and "<redacted>" in r["prompt"] for r in generated)
     for p in prompts:
         for canary in CANARIES:
             assert canary not in p
-        assert "<redacted>" in p  # the masked values, in place
     for line in h.logs:
         for canary in CANARIES:
             assert canary not in line, line
