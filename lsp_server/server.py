@@ -102,7 +102,7 @@ class CodefillServer(LanguageServer):
         req = request_at(self.workspace, self.context.roots, uri, position)
         if req is None:
             return None
-        self.prefill.noticed(uri, position.line)
+        self.prefill.noticed(req, position.line)
         result = await self.pipeline.complete(req, on_text=on_text)
         if is_stale(self.workspace, req):
             return Suggestion("", result.source, "the document changed", result.single_line,

@@ -4,6 +4,7 @@ the server's codefill/didFocus."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Iterator
@@ -241,3 +242,39 @@ def test_a_change_to_repository_context_prefills_the_place_again(tmp_path: Path)
         assert after["done"] > before["done"], after
     finally:
         h.stop()
+
+
+def test_a_change_to_repository_context_prefills_the_last_request_place(tmp_path: Path) -> None:
+    """Opening a file focuses its first line; a request further down is where the user is, so
+    a context change prefills that place again, not the first line (whose prompt would push
+    the request's out of the cache)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "util.py").write_text("def helper(x):\n    return x + 1\n")
+    text = "from util import helper\n\n" + source(60) + "value = helper("
+    path = root / "main.py"
+    path.write_text(text)
+    record = tmp_path / "prompts.jsonl"
+    h = Harness(root, record_prompts=record)
+    h.start()
+    try:
+        uri = h.open(path, text)
+        line = text.count("\n")
+        assert h.inline(uri, line, len("value = helper(")) is not None
+        deadline = time.monotonic() + 120
+        while h.status()["context"]["state"] != "ready" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.5)  # a re-prefill for the index becoming ready, if it did meanwhile
+        seen = len(record.read_text().splitlines())
+        before = h.status()["prefill"]
+        (root / "util.py").write_text("def helper(x):\n    return x + 2\n\n\n"
+                                      "def other(y):\n    return y\n")
+        while (h.status()["prefill"]["context_changes"] == before["context_changes"]
+               or len(record.read_text().splitlines()) == seen) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        h.stop()
+    new = [json.loads(r) for r in record.read_text().splitlines()[seen:]]
+    prefills = [r for r in new if r["kind"] == "prefill"]
+    assert prefills, new
+    assert all(r["prompt"].endswith("value = helper(") for r in prefills), prefills

@@ -12,7 +12,7 @@ A focus on the line of the last focus or request is ignored (the user is typing 
 keep the cache warm; a focus back in another file's line is not: the engine has moved on), and so
 is one a request overtook before it started.
 When what repository context selects may have changed (the workspace index became ready, or
-files changed on disk), the last place looked at is prefilled again.
+files changed on disk), the last place looked at or completed is prefilled again.
 """
 
 from __future__ import annotations
@@ -72,9 +72,12 @@ class Prefiller:
         self._seen_version: object = None
         self._watch: asyncio.Task | None = None
 
-    def noticed(self, uri: str, line: int) -> None:
-        """A completion request at ``line``: a focus there next needs no prefill."""
-        self._last = (uri, line)
+    def noticed(self, req: Any, line: int) -> None:
+        """A completion request (``req``, on ``line``): a focus there next needs no prefill, and
+        it is the place to prefill again when repository context changes (the focus before it,
+        e.g. an opened file's first line, is where the user no longer is)."""
+        self._last = (req.uri, line)
+        self._focused = req
 
     def focus(self, req: Any, line: int) -> None:
         """The user looks at ``req``'s cursor (on ``line``): prefill its prompt when it settles.
