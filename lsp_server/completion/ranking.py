@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from ..engine.candidates import fold_repeats
+from ..engine.candidates import SuffixScored, fold_repeats
 from .syntax import syntax_errors
 
 
 @dataclass
-class Candidate:
+class Candidate(SuffixScored):
     """One suggestion for a cursor and the scores that ranked it."""
 
     text: str
@@ -43,15 +43,6 @@ class Candidate:
     syntax_errors: int | None = None
     echoes_suffix: bool = False
     score: float = 0.0
-
-    @property
-    def suffix_logprob(self) -> float | None:
-        """log p(the scored code after the cursor | prompt + candidate); None when not scored."""
-        return None if self.suffix_logprobs is None else sum(self.suffix_logprobs)
-
-    @property
-    def n_suffix(self) -> int:
-        return len(self.suffix_logprobs or ())
 
     def explain(self) -> dict[str, Any]:
         """The scores, for ``codefill complete --explain`` and the logs."""

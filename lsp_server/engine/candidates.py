@@ -69,8 +69,24 @@ class CandidatesRequest:
     time_budget_s: float | None = None
 
 
+class SuffixScored:
+    """A candidate's per-token scores of the code after it (``suffix_logprobs``; None: not
+    scored), summed and counted."""
+
+    suffix_logprobs: Sequence[float] | None
+
+    @property
+    def suffix_logprob(self) -> float | None:
+        """log p(the scored text | prompt + candidate); None when not scored."""
+        return None if self.suffix_logprobs is None else sum(self.suffix_logprobs)
+
+    @property
+    def n_suffix(self) -> int:
+        return len(self.suffix_logprobs or ())
+
+
 @dataclass
-class EngineCandidate:
+class EngineCandidate(SuffixScored):
     """One candidate and what the model thinks of it."""
 
     text: str
@@ -96,14 +112,6 @@ class EngineCandidate:
     decoder: Any = None
     rng: np.random.Generator | None = None
 
-    @property
-    def suffix_logprob(self) -> float | None:
-        """log p(the scored text | prompt + candidate); None when not scored."""
-        return None if self.suffix_logprobs is None else sum(self.suffix_logprobs)
-
-    @property
-    def n_suffix(self) -> int:
-        return len(self.suffix_logprobs or ())
 
 
 class _Made(Protocol):
