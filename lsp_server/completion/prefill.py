@@ -64,11 +64,12 @@ class Prefiller:
         self._requests: Callable[[], int] = lambda: pipeline.counters.requests
         self._log = log or (lambda level, text: None)
         self.counters = PrefillCounters()
-        self._last: tuple[str, int] | None = None  # (uri, line) last focused or completed
+        # (CompletionRequest, its line): the last place focused or completed, prefilled again
+        # when repository context changes
+        self._place: tuple[Any, int] | None = None
         self._pending: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._context_version = context_version
-        self._focused: Any = None  # the last place looked at (a CompletionRequest)
         self._seen_version: object = None
         self._watch: asyncio.Task | None = None
 
@@ -76,22 +77,22 @@ class Prefiller:
         """A completion request (``req``, on ``line``): a focus there next needs no prefill, and
         it is the place to prefill again when repository context changes (the focus before it,
         e.g. an opened file's first line, is where the user no longer is)."""
-        self._last = (req.uri, line)
-        self._focused = req
+        self._place = (req, line)
 
     def focus(self, req: Any, line: int) -> None:
         """The user looks at ``req``'s cursor (on ``line``): prefill its prompt when it settles.
 
         ``req`` is a :class:`~lsp_server.completion.pipeline.CompletionRequest`."""
         self.counters.focus += 1
-        if not self.settings.config.completion.prefill or self._last == (req.uri, line):
+        last = self._place
+        if not self.settings.config.completion.prefill or (
+                last is not None and (last[0].uri, last[1]) == (req.uri, line)):
             self.counters.skipped += 1
             return
-        self._last = (req.uri, line)
+        self._place = (req, line)
         self._schedule(req)
 
     def _schedule(self, req: Any) -> None:
-        self._focused = req
         if self._pending is not None:
             self._pending.cancel()
         seen = self._requests()
@@ -108,22 +109,21 @@ class Prefiller:
         self._task = asyncio.get_running_loop().create_task(self._run(req, seen))
 
     async def _watch_context(self) -> None:
-        """Prefill the last place looked at again when repository context may have changed."""
+        """Prefill the last place looked at or completed again when repository context may
+        have changed."""
         assert self._context_version is not None
         while True:
             await asyncio.sleep(CONTEXT_POLL_S)
             version = self._context_version()
-            if (version != self._seen_version and self._focused is not None
+            if (version != self._seen_version and self._place is not None
                     and self._pending is None and self.settings.config.completion.prefill):
                 self.counters.context_changes += 1
-                self._schedule(self._focused)
+                self._schedule(self._place[0])
 
     def forget(self, uri: str) -> None:
         """The document was closed: no prefill for it any more."""
-        if self._last is not None and self._last[0] == uri:
-            self._last = None
-        if self._focused is not None and self._focused.uri == uri:
-            self._focused = None
+        if self._place is not None and self._place[0].uri == uri:
+            self._place = None
 
     async def _run(self, req: Any, seen: int) -> None:
         session = self._session()

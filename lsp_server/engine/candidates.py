@@ -113,7 +113,6 @@ class EngineCandidate(SuffixScored):
     rng: np.random.Generator | None = None
 
 
-
 class _Made(Protocol):
     origin: str
     order: int
