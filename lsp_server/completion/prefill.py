@@ -25,6 +25,7 @@ from ..engine.types import StopReason
 from ..settings import Settings
 from .backend import CompletionBackend
 from .completer import Completer
+from .requests import CompletionRequest
 
 #: A burst of focus events (switching through editors, a cursor moving) settles before a prefill.
 SETTLE_S = 0.25
@@ -66,33 +67,33 @@ class Prefiller:
         self.counters = PrefillCounters()
         # (CompletionRequest, its line): the last place focused or completed, prefilled again
         # when repository context changes
-        self._place: tuple[Any, int] | None = None
+        self._place: tuple[CompletionRequest, int] | None = None
         self._pending: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._context_version = context_version
         self._seen_version: object = None
         self._watch: asyncio.Task | None = None
 
-    def noticed(self, req: Any, line: int) -> None:
+    def noticed(self, req: CompletionRequest, line: int) -> None:
         """A completion request (``req``, on ``line``): a focus there next needs no prefill, and
         it is the place to prefill again when repository context changes (the focus before it,
         e.g. an opened file's first line, is where the user no longer is)."""
         self._place = (req, line)
 
-    def focus(self, req: Any, line: int) -> None:
-        """The user looks at ``req``'s cursor (on ``line``): prefill its prompt when it settles.
+    def _at(self, uri: str, line: int) -> bool:
+        """Whether (``uri``, ``line``) is the last place focused or completed."""
+        return self._place is not None and (self._place[0].uri, self._place[1]) == (uri, line)
 
-        ``req`` is a :class:`~lsp_server.completion.pipeline.CompletionRequest`."""
+    def focus(self, req: CompletionRequest, line: int) -> None:
+        """The user looks at ``req``'s cursor (on ``line``): prefill its prompt when it settles."""
         self.counters.focus += 1
-        last = self._place
-        if not self.settings.config.completion.prefill or (
-                last is not None and (last[0].uri, last[1]) == (req.uri, line)):
+        if not self.settings.config.completion.prefill or self._at(req.uri, line):
             self.counters.skipped += 1
             return
         self._place = (req, line)
         self._schedule(req)
 
-    def _schedule(self, req: Any) -> None:
+    def _schedule(self, req: CompletionRequest) -> None:
         if self._pending is not None:
             self._pending.cancel()
         seen = self._requests()
@@ -101,7 +102,7 @@ class Prefiller:
         if self._context_version is not None and self._watch is None:
             self._watch = loop.create_task(self._watch_context())
 
-    def _start(self, req: Any, seen: int) -> None:
+    def _start(self, req: CompletionRequest, seen: int) -> None:
         self._pending = None
         self.counters.scheduled += 1
         if self._context_version is not None:
@@ -125,7 +126,7 @@ class Prefiller:
         if self._place is not None and self._place[0].uri == uri:
             self._place = None
 
-    async def _run(self, req: Any, seen: int) -> None:
+    async def _run(self, req: CompletionRequest, seen: int) -> None:
         session = self._session()
         if session is None or self._requests() != seen or self._pipeline.refused(req):
             self.counters.skipped += 1
