@@ -19,9 +19,9 @@ from .lexer import SCAN_WINDOW, Scan, open_brackets, prefix_window, scan, unmatc
 PREFIX_TAIL_LINES = 16
 """Lines before the cursor's line that the repetition rule compares the suggestion with."""
 TAB_WIDTH = 4
+"""Columns per tab when comparing indentation (any fixed width works for consistent files)."""
 RULE_WINDOW = 4096
 """Characters of the document either side of the cursor that the rules see."""
-"""Columns per tab when comparing indentation (any fixed width works for consistent files)."""
 
 
 @dataclass(frozen=True)
