@@ -40,8 +40,8 @@ MAX_BLOCK = 8
 MAX_STRING = 12
 """Longest string literal (between its quotes) that is masked like a number."""
 
-# A number is a literal only on its own: the digits of ``f1``, ``j_2`` or ``0x3`` belong to a
-# name or a hex literal, and enumerated names (``f1, f2, f3``) are written on purpose.
+# A number is a literal only on its own: the digits of ``f1`` or ``j_2`` belong to a name, and
+# enumerated names (``f1, f2, f3``: parameters, fixtures) are written on purpose.
 _LITERAL = re.compile(r"(?<!\w)\d+|'[^'\\\n]{0,%d}'|\"[^\"\\\n]{0,%d}\""
                       % (MAX_STRING, MAX_STRING))
 
