@@ -88,3 +88,12 @@ def session(embedded_model: Path) -> Iterator[ModelSession]:
     with ModelSession(config) as s:
         s.engine.wait_ready()
         yield s
+
+
+@pytest.fixture
+def patient(session: ModelSession) -> Iterator[ModelSession]:
+    """The shared session with a time budget a loaded machine cannot exhaust here."""
+    engine = session.config.engine
+    before, engine.time_budget_ms = engine.time_budget_ms, 120000
+    yield session
+    engine.time_budget_ms = before

@@ -151,15 +151,6 @@ def test_cancelled_candidates_end_at_once_and_leave_the_engine_usable(
     assert after.text() == "".join(e.text for e in events)
 
 
-@pytest.fixture
-def patient(session: ModelSession) -> Iterator[ModelSession]:
-    """The shared session with a time budget a loaded machine cannot exhaust here."""
-    engine = session.config.engine
-    before, engine.time_budget_ms = engine.time_budget_ms, 120000
-    yield session
-    engine.time_budget_ms = before
-
-
 def test_completer_ranks_by_what_follows(patient: ModelSession) -> None:
     session = patient
     """The greedy line leaves the function unparsable; a candidate that completes it is

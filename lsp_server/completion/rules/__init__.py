@@ -14,6 +14,8 @@ Stop rules, in the order they are checked (the earliest cut wins; on a tie, the 
   (:mod:`.suffix_echo`).
 * ``repetition`` — stop when the suggestion repeats itself or the lines above the cursor
   (:mod:`.repetition`).
+* ``progression`` — stop when the suggestion counts on (``if n == 1``, ``if n == 2``, …) in
+  lines or in one line (:mod:`.progression`).
 
 The time budget is not a rule here: the engine enforces it between tokens
 (``GenerationRequest.time_budget_s`` in :mod:`lsp_server.engine.types`), as do the token limit
@@ -37,6 +39,7 @@ from .base import PostProcessor, StopRule, SuggestionContext
 from .bracket_balance import BracketBalance
 from .indent_scope import IndentScope
 from .line_end import LineEnd
+from .progression import Progression
 from .repetition import Repetition
 from .single_line import decide_single_line
 from .suffix_echo import SuffixEcho
@@ -53,7 +56,8 @@ def _registry(*rules: StopRule | PostProcessor) -> dict:
     return {rule.name: rule for rule in rules}
 
 
-STOP_RULES: dict[str, StopRule] = _registry(LineEnd(), IndentScope(), SuffixEcho(), Repetition())
+STOP_RULES: dict[str, StopRule] = _registry(LineEnd(), IndentScope(), SuffixEcho(), Repetition(),
+                                            Progression())
 """Stop rules by name, in the order they are checked."""
 POST_PROCESSORS: dict[str, PostProcessor] = _registry(
     SuffixOverlap(), BracketBalance(), TrailingWhitespace(), Empty())
