@@ -173,10 +173,12 @@ def replay(a: argparse.Namespace) -> int:
         print(compare_text(a.run, out))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"run": str(a.run.relative_to(ROOT)) if a.run.is_absolute()
-                                      and a.run.is_relative_to(ROOT) else str(a.run),
-                                      "completions": len(before), "changed": changed},
-                                     indent=1) + "\n")
+        run = a.run.resolve()
+        head = {"run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run),
+                "completions": len(before)}
+        # One changed task a line: a readable diff when the file is committed.
+        rows = ",\n".join(json.dumps(c) for c in changed)
+        a.json.write_text(json.dumps(head)[:-1] + f', "changed": [\n{rows}\n]}}\n')
     return 0
 
 
