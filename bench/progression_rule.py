@@ -36,6 +36,7 @@ import time
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,7 +54,8 @@ from model.data.sources import build_corpus  # noqa: E402
 EVAL_SHARE = 0.02
 """The training run's held-out share (``TrainConfig.eval_share``, as bench/heldout_lines.py)."""
 GENERATED = re.compile(r"(?i)auto(matically)?[- ]generated|generated (by|from)|do not edit")
-ONLY_INDENT_SCOPE = frozenset(STOP_RULES) - {"indent_scope"}
+ALL_BUT_INDENT_SCOPE = frozenset(STOP_RULES) - {"indent_scope"}
+"""The rules switched off to find where the true continuation of a cursor position ends."""
 
 
 def generated(text: str) -> bool:
@@ -61,7 +63,7 @@ def generated(text: str) -> bool:
     return GENERATED.search(text[:600]) is not None
 
 
-def positions(text: str, max_chars: int):
+def positions(text: str, max_chars: int) -> Iterator[tuple[SuggestionContext, str]]:
     """(prefix, continuation) for every non-blank line of ``text``."""
     start = 0
     for line in text.splitlines(keepends=True):
@@ -70,7 +72,7 @@ def positions(text: str, max_chars: int):
             col = start + len(body) - len(body.lstrip(" \t"))
             prefix, rest = text[:col], text[col:col + max_chars]
             ctx = SuggestionContext.around(prefix, "", "python")
-            cut = first_cut(rest, ctx, ONLY_INDENT_SCOPE)
+            cut = first_cut(rest, ctx, ALL_BUT_INDENT_SCOPE)
             yield ctx, rest[:cut[0]] if cut else rest
         start += len(line)
 
