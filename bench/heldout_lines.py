@@ -88,11 +88,16 @@ class HeldOut:
     tasks: list[LineTask]
 
 
+def held_out_files(venv: str, bench_dir: str) -> tuple[dict[str, str], list[str]]:
+    """The corpus's texts by path, and the held-out paths among them (sorted)."""
+    texts = build_corpus(venv, bench_dir=bench_dir).corpus.files
+    return texts, sorted(p for p in texts if is_eval_path(p, EVAL_SHARE))
+
+
 def held_out(venv: str, bench_dir: str, per_file: int, seed: int, files: int | None = None
              ) -> HeldOut:
-    corpus = build_corpus(venv, bench_dir=bench_dir).corpus
-    texts = corpus.files
-    held = sorted(p for p in texts if is_eval_path(p, EVAL_SHARE))[:files]
+    texts, held = held_out_files(venv, bench_dir)
+    held = held[:files]
     return HeldOut(texts, DependencyGraph.from_texts(texts), held,
                    line_tasks(texts, held, per_file, seed))
 

@@ -41,6 +41,7 @@ from typing import Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.heldout_lines import held_out_files  # noqa: E402
 from bench.infill_chunks import RUN_FILE, compare_text, load_results  # noqa: E402
 from lsp_server.completion.rules import (STOP_RULES, SuggestionContext, first_cut,  # noqa: E402
                                          postprocess)
@@ -48,11 +49,7 @@ from lsp_server.completion.rules.progression import Progression  # noqa: E402
 from lsp_server.quality.data import exact_match, load_tasks  # noqa: E402
 from lsp_server.quality.metrics import TaskResult  # noqa: E402
 from lsp_server.quality.sandbox import run_program  # noqa: E402
-from model.data.dataset import is_eval_path  # noqa: E402
-from model.data.sources import build_corpus  # noqa: E402
 
-EVAL_SHARE = 0.02
-"""The training run's held-out share (``TrainConfig.eval_share``, as bench/heldout_lines.py)."""
 GENERATED = re.compile(r"(?i)auto(matically)?[- ]generated|generated (by|from)|do not edit")
 ALL_BUT_INDENT_SCOPE = frozenset(STOP_RULES) - {"indent_scope"}
 """The rules switched off to find where the true continuation of a cursor position ends."""
@@ -94,21 +91,21 @@ def fires(rule: Progression, ctx: SuggestionContext, text: str) -> bool:
 
 def heldout(a: argparse.Namespace) -> int:
     t = time.perf_counter()
-    files = build_corpus(a.venv, bench_dir=a.bench_dir).corpus.files
-    held = sorted(p for p in files if is_eval_path(p, EVAL_SHARE))
+    files, held = held_out_files(a.venv, a.bench_dir)
     rules = {c: Progression(copies=c) for c in a.copies}
     total: Counter[str] = Counter()
     cut: dict[str, Counter[int]] = {"written": Counter(), "generated": Counter()}
     top: dict[int, Counter[str]] = {c: Counter() for c in a.copies}
+    n_gen = 0
     for path in held:
         kind = "generated" if generated(files[path]) else "written"
+        n_gen += kind == "generated"
         for ctx, rest in positions(files[path], a.max_chars):
             total[kind] += 1
             for c, rule in rules.items():
                 if fires(rule, ctx, rest):
                     cut[kind][c] += 1
                     top[c][path] += kind == "written"
-    n_gen = sum(generated(files[p]) for p in held)
     print(f"{len(held)} held-out files ({n_gen} generated), {sum(total.values()):,} cursor "
           f"positions ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
     print("| copies | written code: positions cut | generated files: positions cut |")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .base import SuggestionContext, cut_before, line_starts, nontrivial
-from .repetition import MAX_INLINE_PERIOD, MIN_INLINE_REPEATS, MIN_INLINE_SPAN
+from .repetition import MIN_INLINE_REPEATS, MIN_INLINE_SPAN, looping_tails
 
 COPIES = 5
 """Copies of a block that make a progression (the cut keeps one fewer)."""
@@ -125,13 +125,7 @@ def _inline_cut(line: str, line_start: int) -> int | None:
         return None
     masked, where = _masked(line)
     n = len(masked)
-    for p in range(1, min(MAX_INLINE_PERIOD, n // MIN_INLINE_REPEATS) + 1):
-        chunk = masked[n - p:]
-        if masked[n - 2 * p:n - p] != chunk or not any(c.isalpha() for c in chunk):
-            continue
-        start = n - p
-        while start >= p and masked[start - p:start] == chunk:
-            start -= p
+    for p, start in looping_tails(masked):
         repeats = (n - start) // p
         if repeats < MIN_INLINE_REPEATS or where[n] - where[start] < MIN_INLINE_SPAN:
             continue

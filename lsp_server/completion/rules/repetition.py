@@ -23,6 +23,7 @@ Non-trivial (:func:`~.base.nontrivial`): a letter and at least four characters, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 from .base import SuggestionContext, cut_before, line_starts, nontrivial
 
@@ -38,21 +39,29 @@ MIN_INLINE_SPAN = 24
 """Characters the repeated run must cover, so short runs (``a.a.a.a.a.a.a.a``) never count."""
 
 
+def looping_tails(line: str) -> Iterator[tuple[int, int]]:
+    """(period, start) for every chunk of up to :data:`MAX_INLINE_PERIOD` characters, with a
+    letter, that ends ``line`` at least twice running: ``start`` is where its run of copies
+    begins. Shared by the exact in-line loop here and the counting one (:mod:`.progression`),
+    which passes the line with its literals masked."""
+    n = len(line)
+    for p in range(1, min(MAX_INLINE_PERIOD, n // MIN_INLINE_REPEATS) + 1):
+        chunk = line[n - p:]
+        if line[n - 2 * p:n - p] != chunk or not any(c.isalpha() for c in chunk):
+            continue
+        start = n - p
+        while start >= p and line[start - p:start] == chunk:
+            start -= p
+        yield p, start
+
+
 def _inline_cut(text: str, line_start: int) -> int | None:
     """Cut for a chunk looping at the end of the line starting at ``line_start``."""
     line = text[line_start:]
     n = len(line)
     if n < MIN_INLINE_SPAN:
         return None
-    for p in range(1, min(MAX_INLINE_PERIOD, n // MIN_INLINE_REPEATS) + 1):
-        chunk = line[n - p:]
-        if line[n - 2 * p:n - p] != chunk or max(p * MIN_INLINE_REPEATS, MIN_INLINE_SPAN) > n:
-            continue
-        if not any(c.isalpha() for c in chunk):
-            continue
-        start = n - p
-        while start >= p and line[start - p:start] == chunk:
-            start -= p
+    for p, start in looping_tails(line):
         if (n - start) // p >= MIN_INLINE_REPEATS and n - start >= MIN_INLINE_SPAN:
             return line_start + start + p
     return None
