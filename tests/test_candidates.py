@@ -23,9 +23,14 @@ PREFIX = 'def fib(n):\n    """Return the n-th Fibonacci number."""\n    if n < 2
 SUFFIX = "\n\nprint(fib(10))\n"
 
 
-def _line_cut(raw: str) -> int | None:
+def _line_end(raw: str) -> int | None:
     i = raw.find("\n", len(raw) - len(raw.lstrip("\n")))
     return i if i >= 0 else None
+
+
+def _line_cut(raw: str) -> tuple[int, str] | None:
+    i = _line_end(raw)
+    return None if i is None else (i, "line")
 
 
 def _candidates(session: ModelSession, n_branch: int = 3, n_sample: int = 2,
@@ -35,7 +40,7 @@ def _candidates(session: ModelSession, n_branch: int = 3, n_sample: int = 2,
                                                     stop_ids=session.stop_ids, logprobs=True))
     events = list(first)
     raw = "".join(e.text for e in events)
-    text = raw[:_line_cut(raw) or len(raw)]
+    text = raw[:_line_end(raw) or len(raw)]
     stream = session.engine.submit(CandidatesRequest(
         tokens=prompt, first=[e.token_id for e in events], first_text=text,
         first_logprobs=[e.logprob for e in events], branches=n_branch, samples=n_sample,
@@ -83,8 +88,13 @@ def test_parallel_candidates_match_a_reference_evaluation(session: ModelSession,
     made = [(c.origin, c.order) for c in cands] + [r for c in cands for r in c.repeats]
     assert sorted(o for _, o in made) == list(range(len(made))), made
     tok = session.tokenizer.tokenize
+    # Each alternative says why it ended: the cut's rule, or the engine's reason.
+    assert cands[0].stop == "" and all(c.stop in ("line", "max_tokens", "stop_token")
+                                       for c in cands[1:]), [(c.text, c.stop) for c in cands]
     for c in cands:
         assert "\n" not in c.text.strip("\n")
+        assert c.stop != "max_tokens" or len(c.tokens) == 24, (c.text, len(c.tokens))
+        assert c.stop != "line" or c.raw[len(c.text):].startswith("\n"), (c.text, c.raw)
         # The candidate's own log-probability: its tokens after the prompt.
         pieces = [session.engine.llama.detokenize([t]).decode("utf-8", "replace")
                   for t in c.tokens]
@@ -122,7 +132,7 @@ def test_branch_continues_greedily_like_a_sequential_generation(session: ModelSe
         raw = "".join(e.text for e in ref)
         start = session.engine.llama.detokenize(head).decode("utf-8", "replace")
         full = start + raw
-        assert full[: _line_cut(full) or len(full)] == c.text
+        assert full[: _line_end(full) or len(full)] == c.text
 
 
 def test_sequence_zero_is_kept_for_the_next_keystroke(session: ModelSession) -> None:
@@ -132,7 +142,7 @@ def test_sequence_zero_is_kept_for_the_next_keystroke(session: ModelSession) -> 
                                                     stop_ids=session.stop_ids))
     text = again.text()
     assert again.wait().n_reused == len(prompt) - 1  # all but the one re-evaluated for logits
-    assert text[: _line_cut(text) or len(text)] == greedy.text
+    assert text[: _line_end(text) or len(text)] == greedy.text
 
 
 def test_cancelled_candidates_end_at_once_and_leave_the_engine_usable(
@@ -158,6 +168,9 @@ def test_completer_ranks_by_what_follows(patient: ModelSession) -> None:
     c = Completer(session).complete(Cursor(PREFIX, SUFFIX, "fib.py", language="python"),
                                     single_line=True, candidates=8)
     assert len(c.candidates) >= 3 and c.text == c.candidates[0].text
+    # The suggestion's stop is the shown candidate's; every candidate has one.
+    assert c.stop == c.candidates[0].stop and all(x.stop for x in c.candidates), \
+        [(x.text, x.stop) for x in c.candidates]
     origins = {x.origin for x in c.candidates}
     assert "greedy" in origins and origins & {"branch", "sample"}
     best = c.candidates[0]
@@ -165,8 +178,8 @@ def test_completer_ranks_by_what_follows(patient: ModelSession) -> None:
     assert all(best.score >= x.score for x in c.candidates if x.syntax_errors == 0)
     one = Completer(session).complete(Cursor(PREFIX, SUFFIX, "fib.py", language="python"),
                                       single_line=True, candidates=1)
-    assert one.candidates == [] and one.text == next(x.text for x in c.candidates
-                                                      if x.origin == "greedy")
+    greedy = next(x for x in c.candidates if x.origin == "greedy")
+    assert one.candidates == [] and (one.text, one.stop) == (greedy.text, greedy.stop)
 
 
 # --- the selector, as a unit ------------------------------------------------------------------
@@ -291,6 +304,7 @@ def test_cli_explains_every_candidate(tmp_path: Path) -> None:
     first = lines[head + 1]
     assert first.startswith("codefill: 1. ") and "score" in lines[head + 2], proc.stderr
     assert "logprob" in lines[head + 2] and "syntax errors" in lines[head + 2]
+    assert "ended by line_end" in proc.stderr, proc.stderr  # a single line ends at its newline
     # stdout is the best-ranked candidate.
     assert repr(proc.stdout.rstrip("\n")) == first.split("1. ", 1)[1], (proc.stdout, first)
 

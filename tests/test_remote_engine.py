@@ -463,6 +463,8 @@ def test_llama_server_gives_ranked_samples_with_logprobs(proxy: FaultProxy) -> N
     assert cands and all(x.logprob < 0 for x in cands if x.text), \
         [(x.origin, x.text, x.logprob) for x in cands]
     assert all(x.suffix_logprob is None for x in cands)
+    # Each says why it ended (8 tokens, single line: a stop rule or the token limit).
+    assert c.stop == cands[0].stop and all(x.stop for x in cands), [(x.text, x.stop) for x in cands]
     # Every request is a candidate or a repeat of one, in the order the requests were sent.
     made = [x.order for x in cands] + [o for x in cands for _, o in x.repeats]
     assert set(made) <= {0, 1, 2} and len(set(made)) == len(made), made

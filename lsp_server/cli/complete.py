@@ -98,7 +98,8 @@ def _explain(r) -> None:  # noqa: ANN001 - Completion
         flags = ", ".join(f for f, on in (("repeats the next line", e["echoes_suffix"]),)
                           if on)
         print(f"codefill: {i}. {c.text!r}\n"
-              f"codefill:    {e['origin']}: score {e['score']:.2f} = logprob "
+              f"codefill:    {e['origin']}, ended by {e['stop'] or '-'}: score "
+              f"{e['score']:.2f} = logprob "
               f"{e['logprob']:.2f} + suffix {suffix}; syntax errors "
               f"{'-' if e['syntax_errors'] is None else e['syntax_errors']}"
               + (f"; {flags}" if flags else ""), file=sys.stderr)

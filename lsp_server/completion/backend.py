@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..config import Config
-from ..engine.types import EngineCounters, GenerationStats, TokenEvent, TokenStream
+from ..engine.types import Cut, EngineCounters, GenerationStats, TokenEvent, TokenStream
 from ..prompt.assemble import Budget, ContextFile
 from ..prompt.tokens import Tokenizer
 from ..settings import Settings
@@ -56,7 +56,9 @@ class Completion:
     """What reached the model: a Prompt (local) or the request body (remote)."""
     stats: GenerationStats
     stop: str
-    """Why the suggestion ended: an engine stop reason or the stop rule that cut it."""
+    """Why the suggestion's text ended: an engine stop reason or the stop rule that cut it, and
+    the post-processors that changed it in brackets (the best-ranked candidate's when several
+    were ranked)."""
     timings: dict[str, float] = field(default_factory=dict)
     candidates: list[Any] = field(default_factory=list)
     """The ranked :class:`~lsp_server.completion.ranking.Candidate` list when several were
@@ -122,7 +124,7 @@ class CompletionBackend(abc.ABC):
         """Start generating for ``req``; the text arrives on the returned stream."""
 
     def alternatives(self, stream: TokenStream, first_text: str, req: InfillRequest, *,
-                     n: int, cut: Callable[[str], int | None]) -> TokenStream | None:
+                     n: int, cut: Cut) -> TokenStream | None:
         """Up to ``n - 1`` alternatives to the suggestion ``stream`` generated (cut to
         ``first_text``) and scores for all ``n``, as a stream whose ``result`` is a list of
         :class:`~lsp_server.engine.candidates.EngineCandidate`; None when this backend offers

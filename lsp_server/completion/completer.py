@@ -79,6 +79,14 @@ class SecretDocument(CodefillError):
     """The document must not reach a model (:func:`~lsp_server.completion.privacy.refusal`)."""
 
 
+def finished(raw: str, stop: str, ctx: SuggestionContext, disabled: frozenset[str]
+             ) -> tuple[str, str]:
+    """A generated text post-processed, and why it ended: ``stop`` (the stop rule that cut it
+    or the engine's reason), with the post-processors that changed it."""
+    text, changed_by = postprocess(raw, ctx, disabled)
+    return text, stop + (f" (post-processed: {', '.join(changed_by)})" if changed_by else "")
+
+
 class Generation:
     """One suggestion being generated: the engine's stream, cut by the stop rules as text
     arrives, cleaned by the post-processors when it ends."""
@@ -134,10 +142,9 @@ class Generation:
         stats: GenerationStats = self.stream.wait()
         if stats.stop_reason is StopReason.ERROR:
             raise EngineError(stats.error or "generation failed")
-        stop = self.stop or (stats.stop_reason.value if stats.stop_reason else "end")
-        text, changed_by = postprocess(self.raw, self.ctx, self.disabled)
-        if changed_by:
-            stop += f" (post-processed: {', '.join(changed_by)})"
+        text, stop = finished(self.raw, self.stop or (stats.stop_reason.value
+                                                      if stats.stop_reason else "end"),
+                              self.ctx, self.disabled)
         return Completion(text=text, prompt=self.stream.prompt, stats=stats, stop=stop,
                           timings={
                               "model_load": load_seconds,
@@ -237,16 +244,16 @@ class Completer:
         n = n or self.config.completion.candidates
         if n < 2 or gen.request is None or gen.cancelled:
             return []
-        ctx, first, shown = gen.ctx, gen.raw, result.text
+        ctx, first, shown, stop = gen.ctx, gen.raw, result.text, result.stop
         if single_line and not ctx.single_line:
             ctx = dataclasses.replace(ctx, single_line=True)
             cut = first_cut(first, ctx, gen.disabled)
             first = first[:cut[0]] if cut else first
-            shown = postprocess(first, ctx, gen.disabled)[0]
+            shown, stop = finished(first, cut[1] if cut else stop.split(" (", 1)[0], ctx,
+                                   gen.disabled)
 
-        def cut_at(text: str) -> int | None:
-            found = first_cut(text, ctx, gen.disabled)
-            return found[0] if found else None
+        def cut_at(text: str) -> tuple[int, str] | None:
+            return first_cut(text, ctx, gen.disabled)
 
         alts = self.backend.alternatives(gen.stream, first, gen.request, n=n, cut=cut_at)
         if alts is None:
@@ -261,10 +268,10 @@ class Completer:
         cands = []
         for i, c in enumerate(found):
             # The first is the greedy suggestion: post-processed already.
-            text = shown if i == 0 else postprocess(c.text, ctx, gen.disabled)[0]
+            text, why = (shown, stop) if i == 0 else finished(c.text, c.stop, ctx, gen.disabled)
             cands.append(Candidate(text, c.origin, c.logprob,
                                    None if c.suffix_logprobs is None else tuple(c.suffix_logprobs),
-                                   c.order, c.repeats))
+                                   c.order, c.repeats, why))
         ranked = rank(cands, prefix=cursor.prefix, suffix=cursor.suffix,
                       language=cursor.language, selector=self.config.completion.selector)
         self._log("debug", f"{cursor.path}: {len(ranked)} candidate(s) of {len(found)} in "
@@ -290,7 +297,7 @@ class Completer:
             t_rank = time.monotonic()
             result.candidates = self.rank(gen, result, cursor, candidates)
             if result.candidates:
-                result.text = result.candidates[0].text
+                result.text, result.stop = result.candidates[0].text, result.candidates[0].stop
             result.timings["candidates"] = time.monotonic() - t_rank
         result.timings["wait_ready"] = gen.t0 - t0
         result.timings["total"] = time.monotonic() - t0

@@ -40,13 +40,15 @@ class Candidate(SuffixScored):
     """Its place in the generation order (0: greedy; :class:`..engine.candidates.EngineCandidate`)."""
     repeats: tuple[tuple[str, int], ...] = ()
     """The later candidates (origin, order) that came out as the same text and were dropped."""
+    stop: str = ""
+    """Why its text ended (:attr:`..backend.Completion.stop`'s form)."""
     syntax_errors: int | None = None
     echoes_suffix: bool = False
     score: float = 0.0
 
     def explain(self) -> dict[str, Any]:
         """The scores, for ``codefill complete --explain`` and the logs."""
-        return {"origin": self.origin, "order": self.order,
+        return {"origin": self.origin, "order": self.order, "stop": self.stop,
                 "repeats": [list(r) for r in self.repeats], "score": round(self.score, 3),
                 "logprob": round(self.logprob, 3),
                 "suffix_logprob": None if self.suffix_logprob is None

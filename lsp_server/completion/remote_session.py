@@ -23,7 +23,7 @@ from ..config import Config
 from ..settings import Settings
 from ..engine.remote import RemoteEngine, RemoteError, RemoteRequest
 from ..engine.candidates import CandidatesRequest, EngineCandidate, fold_repeats
-from ..engine.types import (EngineCounters, GenerationRequest, StopReason, TokenEvent,
+from ..engine.types import (Cut, EngineCounters, GenerationRequest, StopReason, TokenEvent,
                             TokenStream)
 from ..errors import CodefillError
 from ..models.resolve import Progress
@@ -134,7 +134,7 @@ class RemoteSession(CompletionBackend):
         return self.engine.submit(r, listener=listener, fallback=fallback)
 
     def alternatives(self, stream: TokenStream, first_text: str, req: InfillRequest, *,
-                     n: int, cut: Callable[[str], int | None]) -> TokenStream | None:
+                     n: int, cut: Cut) -> TokenStream | None:
         """``n - 1`` sampled alternatives, requested one after the other on a thread; None when
         the suggestion did not come from the remote server (the local fallback answered)."""
         if n < 2 or not isinstance(stream.prompt, dict):
@@ -145,7 +145,7 @@ class RemoteSession(CompletionBackend):
         return out
 
     def _samples(self, out: TokenStream, first: Sequence[TokenEvent], first_text: str,
-                 req: InfillRequest, n: int, cut: Callable[[str], int | None]) -> None:
+                 req: InfillRequest, n: int, cut: Cut) -> None:
         cands = [EngineCandidate(first_text, "greedy", logprob=_logprob(first, first_text))]
         sample = dataclasses.replace(self.remote_request(req), logprobs=True,
                                      temperature=CandidatesRequest.temperature)
@@ -155,13 +155,15 @@ class RemoteSession(CompletionBackend):
                     break
                 sub = self.engine.submit(dataclasses.replace(sample, seed=req.seed + k))
                 out.on_cancel(sub.cancel)
-                if sub.wait().stop_reason in (StopReason.ERROR, StopReason.CANCELLED):
+                reason = sub.wait().stop_reason
+                if reason in (StopReason.ERROR, StopReason.CANCELLED):
                     break  # the server is failing, or the user moved on: keep what came
                 text = "".join(e.text for e in sub.events)
                 end = cut(text)
-                text = text if end is None else text[:end]
+                text, stop = (text, reason.value if reason else "") if end is None \
+                    else (text[:end[0]], end[1])
                 cands.append(EngineCandidate(text, "sample", logprob=_logprob(sub.events, text),
-                                             order=k))
+                                             order=k, stop=stop))
         finally:
             out.result = fold_repeats(cands, lambda c: c.text.rstrip())
             out._finish(StopReason.CANCELLED if out.cancelled else StopReason.STOP_TOKEN)

@@ -7,13 +7,13 @@ completion path (:mod:`lsp_server.completion.completer`) drives it like any othe
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from ..config import Config
 from ..settings import Settings
 from ..engine.llama_engine import LlamaEngine
 from ..engine.candidates import CandidatesRequest
-from ..engine.types import EngineCounters, GenerationRequest, TokenStream
+from ..engine.types import Cut, EngineCounters, GenerationRequest, TokenStream
 from ..errors import ModelError
 from ..models.adapter import AdapterInfo, open_adapter
 from ..models.gguf_info import TOKEN_TYPE_CONTROL, ModelInfo, read_model_info
@@ -164,7 +164,7 @@ class ModelSession(CompletionBackend):
         return stream
 
     def alternatives(self, stream: TokenStream, first_text: str, req: InfillRequest, *,
-                     n: int, cut: Callable[[str], int | None]) -> TokenStream | None:
+                     n: int, cut: Cut) -> TokenStream | None:
         """Alternatives decoded as parallel sequences on the engine (:mod:`..engine.candidates`):
         half of them branch after the first suggestion's indentation, half are sampled. A
         prefix-only prompt also scores the suffix's first tokens after each candidate; a FIM

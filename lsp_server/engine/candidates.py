@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
+from .types import Cut, StopReason
+
 #: KV sequences the engine's context is created with: 0 is the live prompt, 1–7 the
 #: alternatives of up to 8 candidates (completion.candidates), the last a copy of 0 for scoring.
 #: llama.cpp reserves one row of logits per sequence for the context's lifetime.
@@ -59,8 +61,8 @@ class CandidatesRequest:
     seed: int = 0
     max_tokens: int = 64
     stop_ids: frozenset[int] = frozenset()
-    cut: Callable[[str], int | None] | None = None
-    """Where the stop rules end a candidate's text (None: not yet)."""
+    cut: Cut | None = None
+    """Where the stop rules end a candidate's text and which rule ends it (None: not yet)."""
     scored_text: str = ""
     """Text whose likelihood after each candidate is measured ("" for none)."""
     score_tokens: int = 32
@@ -103,6 +105,9 @@ class EngineCandidate(SuffixScored):
     repeats: tuple[tuple[str, int], ...] = ()
     """The later candidates (origin, order) that came out as the same text, dropped as repeats:
     what a replay of a smaller count needs to know which candidates it would have had."""
+    stop: str = ""
+    """Why its text ended: the stop rule that cut it or an engine stop reason ("" for the greedy
+    candidate, whose generation knows it)."""
     # decoding state
     seq: int = 0
     evaluated: int = 0
@@ -309,7 +314,7 @@ class CandidateDecoder:
                 c.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
                 tok = pick(logits, req.temperature, c.rng)
                 if tok in req.stop_ids:
-                    c.done = True
+                    c.done, c.stop = True, StopReason.STOP_TOKEN.value
                 else:
                     self._append(c, tok, log_softmax_at(logits, tok))
                 cands.append(c)
@@ -324,9 +329,9 @@ class CandidateDecoder:
         c.raw += c.decoder.decode(self.llm.detokenize([tok]))
         cut = req.cut(c.raw) if req.cut is not None else None
         if cut is not None:
-            c.text, c.done = c.raw[:cut], True
+            c.text, c.done, c.stop = c.raw[:cut[0]], True, cut[1]
         elif len(c.tokens) >= req.max_tokens:
-            c.text, c.done = c.raw, True
+            c.text, c.done, c.stop = c.raw, True, StopReason.MAX_TOKENS.value
         else:
             c.text = c.raw
 
@@ -348,7 +353,7 @@ class CandidateDecoder:
                 logits = batch.logits(i)
                 tok = pick(logits, self.req.temperature if c.origin == "sample" else 0.0, c.rng)
                 if tok in self.req.stop_ids:
-                    c.done = True
+                    c.done, c.stop = True, StopReason.STOP_TOKEN.value
                     continue
                 self._append(c, tok, log_softmax_at(logits, tok))
 

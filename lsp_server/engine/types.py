@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 
+Cut = Callable[[str], "tuple[int, str] | None"]
+"""Where the stop rules end a text: (index, the rule's name), or None while none does."""
+
+
 class StopReason(str, enum.Enum):
     """Why a generation ended."""
 
