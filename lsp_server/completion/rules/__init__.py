@@ -16,6 +16,8 @@ Stop rules, in the order they are checked (the earliest cut wins; on a tie, the 
   (:mod:`.repetition`).
 * ``progression`` — stop when the suggestion counts on (``if n == 1``, ``if n == 2``, …) in
   lines or in one line (:mod:`.progression`).
+* ``renumbered`` — stop when the suggestion writes a long block again with only its numbers
+  changed (``def f(n):`` and its body, then ``def f2(n):`` and the same body; :mod:`.renumbered`).
 
 The time budget is not a rule here: the engine enforces it between tokens
 (``GenerationRequest.time_budget_s`` in :mod:`lsp_server.engine.types`), as do the token limit
@@ -40,6 +42,7 @@ from .bracket_balance import BracketBalance
 from .indent_scope import IndentScope
 from .line_end import LineEnd
 from .progression import Progression
+from .renumbered import Renumbered
 from .repetition import Repetition
 from .single_line import decide_single_line
 from .suffix_echo import SuffixEcho
@@ -57,7 +60,7 @@ def _registry(*rules: StopRule | PostProcessor) -> dict:
 
 
 STOP_RULES: dict[str, StopRule] = _registry(LineEnd(), IndentScope(), SuffixEcho(), Repetition(),
-                                            Progression())
+                                            Progression(), Renumbered())
 """Stop rules by name, in the order they are checked."""
 POST_PROCESSORS: dict[str, PostProcessor] = _registry(
     SuffixOverlap(), BracketBalance(), TrailingWhitespace(), Empty())

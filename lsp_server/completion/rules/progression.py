@@ -20,8 +20,8 @@ Only the suggestion's own lines count: a table the user wrote above the cursor i
 continue. Copies written verbatim are the repetition rule's business and are left to it.
 
 :data:`COPIES` is the smallest count at which the rule cuts the true continuation of at most
-0.1 % of the cursor positions in the training corpus's held-out files (``bench/
-progression_heldout.py``; the measurement is in docs/quality.md).
+0.1 % of the cursor positions in the training corpus's held-out files (``bench/loop_rules.py
+heldout``; the measurement is in docs/quality.md).
 """
 
 from __future__ import annotations
