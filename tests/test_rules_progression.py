@@ -6,6 +6,8 @@ stops at the first cut.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench import loop_rules
@@ -13,7 +15,7 @@ from lsp_server.completion.completer import Completer, Cursor
 from lsp_server.completion.rules import STOP_RULES, SuggestionContext, first_cut
 from lsp_server.completion.rules.progression import COPIES, Progression, counting
 from lsp_server.completion.session import ModelSession
-from lsp_server.quality.data import load_tasks
+from lsp_server.quality.data import Task, load_tasks
 from tests.test_rules_stop import generate as stream
 
 
@@ -169,26 +171,34 @@ def test_heldout_positions_end_with_the_block_and_count_cuts() -> None:
     assert not loop_rules.generated('"""Helpers."""\nX = 1\n')
 
 
-def test_replay_cuts_stored_answers_and_executes_them(tmp_path, capsys) -> None:  # noqa: ANN001
+def stored_run(tmp_path: Path, answers: list[tuple[Task, str, bool]]) -> Path:
+    """A ``bench/infill_chunks.py`` run folder of one chunk holding ``answers`` (task, text,
+    passed), each stored as having run to the token limit."""
     import gzip
     import json
 
     from lsp_server.quality.metrics import TaskResult
 
-    tasks = load_tasks("multi-line", limit=2)
     run = tmp_path / "one"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"benchmark": "multi-line", "tasks": 2,
+    (run / "run.json").write_text(json.dumps({"benchmark": "multi-line", "tasks": len(answers),
                                               "chunks": 1, "options": []}))
+    with gzip.open(run / "chunk-00000.jsonl.gz", "wt", encoding="utf-8") as f:
+        for task, text, passed in answers:
+            f.write(json.dumps(TaskResult(
+                task.task_id, 0, text, passed, "passed" if passed else "failed", "", False, 1.0,
+                256, "max_tokens", 0.1).to_json()) + "\n")
+    return run
+
+
+def test_replay_cuts_stored_answers_and_executes_them(tmp_path, capsys) -> None:  # noqa: ANN001
+    import json
+
+    tasks = load_tasks("multi-line", limit=2)
     indent = tasks[1].expected[:len(tasks[1].expected) - len(tasks[1].expected.lstrip())]
     counting_answer = "".join(f"{indent}# print(l[{i}])\n" for i in range(12)).rstrip()
-
-    def row(task, text: str, passed: bool) -> str:  # noqa: ANN001
-        return json.dumps(TaskResult(task.task_id, 0, text, passed, "passed" if passed else
-                                     "failed", "", False, 1.0, 256, "max_tokens", 0.1).to_json())
-    with gzip.open(run / "chunk-00000.jsonl.gz", "wt", encoding="utf-8") as f:
-        f.write(row(tasks[0], tasks[0].expected, True) + "\n")
-        f.write(row(tasks[1], counting_answer, False) + "\n")
+    run = stored_run(tmp_path, [(tasks[0], tasks[0].expected, True),
+                                (tasks[1], counting_answer, False)])
     out = tmp_path / "replay.json"
     assert loop_rules.main(["replay", str(run), "--json", str(out)]) == 0
     printed = capsys.readouterr().out

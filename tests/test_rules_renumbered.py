@@ -14,6 +14,7 @@ from lsp_server.completion.rules import SuggestionContext, first_cut
 from lsp_server.completion.rules.renumbered import MIN_LINES, Renumbered, copy_start
 from lsp_server.completion.session import ModelSession
 from lsp_server.quality.data import load_tasks
+from tests.test_rules_progression import stored_run
 from tests.test_rules_stop import generate
 
 HELPER = ("def find_prime{0}(n):\n"
@@ -129,30 +130,15 @@ def test_the_embedded_model_renumbering_is_stopped(patient: ModelSession) -> Non
 # --- bench/loop_rules.py with this rule ---------------------------------------------------------
 
 def test_heldout_fires_and_replay_names_the_rule_that_cut(tmp_path, capsys) -> None:  # noqa: ANN001
-    import gzip
-
-    from lsp_server.quality.metrics import TaskResult
-
     c, text = ctx(), copies(HELPER, ["", "2", "3"])
     assert loop_rules.fires(Renumbered(), c, text.rstrip())
     assert not loop_rules.fires(Renumbered(min_lines=6), c, text.rstrip())
 
     tasks = load_tasks("multi-line", limit=3)
-    run = tmp_path / "one"
-    run.mkdir()
-    (run / "run.json").write_text(json.dumps({"benchmark": "multi-line", "tasks": 3,
-                                              "chunks": 1, "options": []}))
-    indent = "    "
-    counting = "".join(f"{indent}# print(l[{i}])\n" for i in range(12)).rstrip()
-    renamed = indent + copies(HELPER, ["", "2", "3"]).rstrip()
-
-    def row(task, text: str, passed: bool) -> str:  # noqa: ANN001
-        return json.dumps(TaskResult(task.task_id, 0, text, passed, "passed" if passed else
-                                     "failed", "", False, 1.0, 256, "max_tokens", 0.1).to_json())
-    with gzip.open(run / "chunk-00000.jsonl.gz", "wt", encoding="utf-8") as f:
-        f.write(row(tasks[0], tasks[0].expected, True) + "\n")
-        f.write(row(tasks[1], counting, False) + "\n")
-        f.write(row(tasks[2], renamed, False) + "\n")
+    counting = "".join(f"    # print(l[{i}])\n" for i in range(12)).rstrip()
+    renamed = "    " + copies(HELPER, ["", "2", "3"]).rstrip()
+    run = stored_run(tmp_path, [(tasks[0], tasks[0].expected, True), (tasks[1], counting, False),
+                                (tasks[2], renamed, False)])
     out = tmp_path / "replay.json"
     assert loop_rules.main(["replay", str(run), "--rule", "progression", "renumbered",
                             "--json", str(out)]) == 0
