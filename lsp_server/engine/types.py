@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 
-Cut = Callable[[str], "tuple[int, str] | None"]
+Cut = Callable[[str], tuple[int, str] | None]
 """Where the stop rules end a text: (index, the rule's name), or None while none does."""
 
 
