@@ -5,6 +5,7 @@ writes a long block again with only its numbers changed (``def f``, ``def f2``).
 
     .venv/bin/python bench/loop_rules.py heldout [--rule R] [--thresholds 3 4 5] [--json OUT]
     .venv/bin/python bench/loop_rules.py replay RUN_DIR [--rule R] [--json OUT.json]
+    .venv/bin/python bench/loop_rules.py cost RUN_DIR
 
 Real code counts and copies too, so each rule's threshold (progression: copies of a block
 before the cut; renumbered: non-trivial lines of the block) is chosen on code the model never
@@ -216,6 +217,30 @@ def replay(a: argparse.Namespace) -> int:
     return 0
 
 
+def cost(a: argparse.Namespace) -> int:
+    """Microseconds a call of each stop rule takes on prefixes of stored answers, as the
+    pipeline calls them while the answers stream (every ``--step`` characters)."""
+    record = json.loads((a.run / RUN_FILE).read_text(encoding="utf-8"))
+    tasks = {t.task_id: t for t in load_tasks(record["benchmark"])}
+    answers = load_results(a.run)[::a.every]
+    calls = []
+    for r in answers:
+        task = tasks[r.task_id]
+        ctx = SuggestionContext.around(task.editor_prefix, task.editor_suffix, "python")
+        calls += [(r.completion[:i], ctx) for i in range(a.step, len(r.completion) + 1, a.step)]
+    calls = calls[:a.calls]
+    print(f"{len(calls):,} prefixes of {len(answers)} answers; best of {a.reps} passes")
+    for name, rule in STOP_RULES.items():
+        best = float("inf")
+        for _ in range(a.reps):
+            t = time.perf_counter()
+            for text, ctx in calls:
+                rule.cut(text, ctx)
+            best = min(best, time.perf_counter() - t)
+        print(f"{name}: {best / len(calls) * 1e6:.1f} µs a call")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -232,8 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--rule", choices=RULES, nargs="+", default=["progression"],
                    help="rules to replay together (the earliest cut wins, as in the daemon)")
     r.add_argument("--json", type=Path, help="write the changed tasks here")
+    c = sub.add_parser("cost", help="time a call of each stop rule on stored answers")
+    c.add_argument("run", type=Path, help="a bench/infill_chunks.py run directory")
+    c.add_argument("--every", type=int, default=14, help="take every k-th stored answer")
+    c.add_argument("--step", type=int, default=3, help="characters between prefixes")
+    c.add_argument("--calls", type=int, default=10000)
+    c.add_argument("--reps", type=int, default=3)
     a = ap.parse_args(argv)
-    return heldout(a) if a.cmd == "heldout" else replay(a)
+    return {"heldout": heldout, "replay": replay, "cost": cost}[a.cmd](a)
 
 
 if __name__ == "__main__":

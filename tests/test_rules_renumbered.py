@@ -148,3 +148,7 @@ def test_heldout_fires_and_replay_names_the_rule_that_cut(tmp_path, capsys) -> N
     changed = json.loads(out.read_text())["changed"]
     assert [(c["task_id"], c["cut_by"]) for c in changed] == [
         (tasks[1].task_id, "progression"), (tasks[2].task_id, "renumbered")]
+    # The cost of a call, each rule by name, on the same stored answers.
+    assert loop_rules.main(["cost", str(run), "--every", "1", "--calls", "40", "--reps", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "40 prefixes of 3 answers" in printed and "renumbered: " in printed, printed
