@@ -49,9 +49,9 @@ from bench.infill_chunks import RUN_FILE, compare_text, load_results  # noqa: E4
 from lsp_server.completion.rules import (STOP_RULES, SuggestionContext, first_cut,  # noqa: E402
                                          postprocess)
 from lsp_server.completion.rules.base import StopRule  # noqa: E402
-from lsp_server.completion.rules.progression import COPIES, Progression  # noqa: E402
-from lsp_server.completion.rules.renumbered import MIN_LINES, Renumbered  # noqa: E402
-from lsp_server.quality.data import exact_match, load_tasks  # noqa: E402
+from lsp_server.completion.rules.progression import Progression  # noqa: E402
+from lsp_server.completion.rules.renumbered import Renumbered  # noqa: E402
+from lsp_server.quality.data import Task, exact_match, load_tasks  # noqa: E402
 from lsp_server.quality.metrics import TaskResult  # noqa: E402
 from lsp_server.quality.sandbox import run_program  # noqa: E402
 
@@ -65,16 +65,15 @@ class LoopRule:
     """A rule measured here: how to make it at a threshold, and the thresholds to try."""
 
     make: Callable[[int], StopRule]
-    default: int
     tried: tuple[int, ...]
     threshold: str
     """What the threshold counts, for the table."""
 
 
 RULES: dict[str, LoopRule] = {
-    "progression": LoopRule(lambda n: Progression(copies=n), COPIES, (3, 4, 5, 6, 8),
+    "progression": LoopRule(lambda n: Progression(copies=n), (3, 4, 5, 6, 8),
                             "copies before the cut"),
-    "renumbered": LoopRule(lambda n: Renumbered(min_lines=n), MIN_LINES, (3, 4, 5, 6),
+    "renumbered": LoopRule(lambda n: Renumbered(min_lines=n), (3, 4, 5, 6),
                            "non-trivial lines in the block"),
 }
 
@@ -158,30 +157,35 @@ def heldout(a: argparse.Namespace) -> int:
     return 0
 
 
-def streamed_cut(rules: list[StopRule], ctx: SuggestionContext, text: str
+def streamed_cut(names: list[str], ctx: SuggestionContext, text: str
                  ) -> tuple[int, str] | None:
-    """Where the rules stop ``text`` generated one character at a time, and which rule (the
-    earliest cut; on a tie the first rule, as ``first_cut`` decides); None: they do not."""
+    """Where the daemon's stop rules ``names`` (the others switched off) stop ``text`` generated
+    one character at a time, and which of them (``first_cut``); None: they do not."""
+    disabled = frozenset(STOP_RULES) - set(names)
     for i in range(1, len(text) + 1):
-        cuts = [(at, k) for k, rule in enumerate(rules)
-                if (at := rule.cut(text[:i], ctx)) is not None]
-        if cuts:
-            at, k = min(cuts)
-            return at, rules[k].name
+        cut = first_cut(text[:i], ctx, disabled)
+        if cut is not None:
+            return cut
     return None
 
 
-def replay(a: argparse.Namespace) -> int:
-    record = json.loads((a.run / RUN_FILE).read_text(encoding="utf-8"))
+def stored_answers(run: Path) -> Iterator[tuple[TaskResult, Task, SuggestionContext]]:
+    """Each stored answer of a ``bench/infill_chunks.py`` run, its task and what the stop rules
+    see at its cursor."""
+    record = json.loads((run / RUN_FILE).read_text(encoding="utf-8"))
     tasks = {t.task_id: t for t in load_tasks(record["benchmark"])}
-    rules = [RULES[name].make(RULES[name].default) for name in a.rule]
-    before = load_results(a.run)
+    for r in load_results(run):
+        task = tasks[r.task_id]
+        yield r, task, SuggestionContext.around(task.editor_prefix, task.editor_suffix, "python")
+
+
+def replay(a: argparse.Namespace) -> int:
+    before: list[TaskResult] = []
     after: list[TaskResult] = []
     changed: list[dict] = []
-    for r in before:
-        task = tasks[r.task_id]
-        ctx = SuggestionContext.around(task.editor_prefix, task.editor_suffix, "python")
-        cut = streamed_cut(rules, ctx, r.completion)
+    for r, task, ctx in stored_answers(a.run):
+        before.append(r)
+        cut = streamed_cut(a.rule, ctx, r.completion)
         if cut is None:
             after.append(r)
             continue
@@ -194,7 +198,7 @@ def replay(a: argparse.Namespace) -> int:
         row = {"task_id": r.task_id, "stop_before": r.stop, "passed_before": r.passed,
                "passed_after": ex.passed, "chars_before": len(r.completion),
                "chars_after": len(text)}
-        changed.append(row | {"cut_by": cut[1]} if len(rules) > 1 else row)
+        changed.append(row | {"cut_by": cut[1]} if len(a.rule) > 1 else row)
     removed = sum(c["chars_before"] - c["chars_after"] for c in changed)
     stops = Counter(c["stop_before"].split()[0] for c in changed)
     by = Counter(c.get("cut_by", a.rule[0]) for c in changed)
@@ -220,13 +224,9 @@ def replay(a: argparse.Namespace) -> int:
 def cost(a: argparse.Namespace) -> int:
     """Microseconds a call of each stop rule takes on prefixes of stored answers, as the
     pipeline calls them while the answers stream (every ``--step`` characters)."""
-    record = json.loads((a.run / RUN_FILE).read_text(encoding="utf-8"))
-    tasks = {t.task_id: t for t in load_tasks(record["benchmark"])}
-    answers = load_results(a.run)[::a.every]
+    answers = list(stored_answers(a.run))[::a.every]
     calls = []
-    for r in answers:
-        task = tasks[r.task_id]
-        ctx = SuggestionContext.around(task.editor_prefix, task.editor_suffix, "python")
+    for r, _, ctx in answers:
         calls += [(r.completion[:i], ctx) for i in range(a.step, len(r.completion) + 1, a.step)]
     calls = calls[:a.calls]
     print(f"{len(calls):,} prefixes of {len(answers)} answers; best of {a.reps} passes")
