@@ -1,14 +1,17 @@
-"""The stop rules for loops that change as they go, measured two ways; the tables are in
-docs/quality.md. ``progression`` (lsp_server/completion/rules/progression.py) stops a suggestion
-that counts on (``if n == 1``, ``if n == 2``, …); ``renumbered`` (rules/renumbered.py) one that
-writes a long block again with only its numbers changed (``def f``, ``def f2``).
+"""The stop rules for loops that change as they go and for copies, measured two ways; the
+tables are in docs/quality.md. ``progression`` (lsp_server/completion/rules/progression.py) stops
+a suggestion that counts on (``if n == 1``, ``if n == 2``, …); ``renumbered``
+(rules/renumbered.py) one that writes a long block again with only its numbers changed (``def
+f``, ``def f2``); ``redefined`` (rules/redefined.py) one that writes again a definition standing
+above the cursor.
 
     .venv/bin/python bench/loop_rules.py heldout [--rule R] [--thresholds 3 4 5] [--json OUT]
     .venv/bin/python bench/loop_rules.py replay RUN_DIR [--rule R] [--json OUT.json]
     .venv/bin/python bench/loop_rules.py cost RUN_DIR
 
 Real code counts and copies too, so each rule's threshold (progression: copies of a block
-before the cut; renumbered: non-trivial lines of the block) is chosen on code the model never
+before the cut; renumbered: non-trivial lines of the block; redefined: non-trivial lines of the
+copy) is chosen on code the model never
 trained on, ``heldout``: the training corpus's held-out files (``is_eval_path``, as
 bench/heldout_lines.py draws them). Every non-blank line of those files is taken as a cursor
 position (the cursor after the line's indentation, where an editor's auto-indent leaves it); the
@@ -50,6 +53,7 @@ from lsp_server.completion.rules import (STOP_RULES, SuggestionContext, first_cu
                                          postprocess)
 from lsp_server.completion.rules.base import StopRule  # noqa: E402
 from lsp_server.completion.rules.progression import Progression  # noqa: E402
+from lsp_server.completion.rules.redefined import Redefined  # noqa: E402
 from lsp_server.completion.rules.renumbered import Renumbered  # noqa: E402
 from lsp_server.quality.data import Task, exact_match, load_tasks  # noqa: E402
 from lsp_server.quality.metrics import TaskResult  # noqa: E402
@@ -75,6 +79,12 @@ RULES: dict[str, LoopRule] = {
                             "copies before the cut"),
     "renumbered": LoopRule(lambda n: Renumbered(min_lines=n), (3, 4, 5, 6),
                            "non-trivial lines in the block"),
+    "redefined": LoopRule(lambda n: Redefined(min_lines=n), (2, 4, 5, 6, 7, 8, 10),
+                          "non-trivial lines copied"),
+    # Not a daemon rule: redefined without its condition on the copy's first line, to show
+    # why the condition is there.
+    "copied": LoopRule(lambda n: Redefined(min_lines=n, starts=re.compile("")), (4, 6, 8, 10),
+                       "non-trivial lines copied, from any line"),
 }
 
 

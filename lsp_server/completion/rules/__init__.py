@@ -18,6 +18,8 @@ Stop rules, in the order they are checked (the earliest cut wins; on a tie, the 
   lines or in one line (:mod:`.progression`).
 * ``renumbered`` — stop when the suggestion writes a long block again with only its numbers
   changed (``def f(n):`` and its body, then ``def f2(n):`` and the same body; :mod:`.renumbered`).
+* ``redefined`` — stop when the suggestion writes again a definition that stands above the
+  cursor (the function's ``def`` line, its docstring, …; :mod:`.redefined`).
 
 The time budget is not a rule here: the engine enforces it between tokens
 (``GenerationRequest.time_budget_s`` in :mod:`lsp_server.engine.types`), as do the token limit
@@ -42,6 +44,7 @@ from .bracket_balance import BracketBalance
 from .indent_scope import IndentScope
 from .line_end import LineEnd
 from .progression import Progression
+from .redefined import Redefined
 from .renumbered import Renumbered
 from .repetition import Repetition
 from .single_line import decide_single_line
@@ -60,7 +63,7 @@ def _registry(*rules: StopRule | PostProcessor) -> dict:
 
 
 STOP_RULES: dict[str, StopRule] = _registry(LineEnd(), IndentScope(), SuffixEcho(), Repetition(),
-                                            Progression(), Renumbered())
+                                            Progression(), Renumbered(), Redefined())
 """Stop rules by name, in the order they are checked."""
 POST_PROCESSORS: dict[str, PostProcessor] = _registry(
     SuffixOverlap(), BracketBalance(), TrailingWhitespace(), Empty())
