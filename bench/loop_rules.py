@@ -3,7 +3,8 @@ tables are in docs/quality.md. ``progression`` (lsp_server/completion/rules/prog
 a suggestion that counts on (``if n == 1``, ``if n == 2``, …); ``renumbered``
 (rules/renumbered.py) one that writes a long block again with only its numbers changed (``def
 f``, ``def f2``); ``redefined`` (rules/redefined.py) one that writes again a definition standing
-above the cursor.
+above the cursor; ``inline_loop`` (rules/inline_loop.py) one line that repeats a chunk with new
+values (``s[i] in "a" or s[i] in "e" or …``).
 
     .venv/bin/python bench/loop_rules.py heldout [--rule R] [--thresholds 3 4 5] [--json OUT]
     .venv/bin/python bench/loop_rules.py replay RUN_DIR [--rule R] [--json OUT.json]
@@ -11,7 +12,7 @@ above the cursor.
 
 Real code counts and copies too, so each rule's threshold (progression: copies of a block
 before the cut; renumbered: non-trivial lines of the block; redefined: non-trivial lines of the
-copy) is chosen on code the model never
+copy; inline_loop: copies of the chunk in the line) is chosen on code the model never
 trained on, ``heldout``: the training corpus's held-out files (``is_eval_path``, as
 bench/heldout_lines.py draws them). Every non-blank line of those files is taken as a cursor
 position (the cursor after the line's indentation, where an editor's auto-indent leaves it); the
@@ -52,6 +53,7 @@ from bench.infill_chunks import RUN_FILE, compare_text, load_results  # noqa: E4
 from lsp_server.completion.rules import (STOP_RULES, SuggestionContext, first_cut,  # noqa: E402
                                          postprocess)
 from lsp_server.completion.rules.base import StopRule  # noqa: E402
+from lsp_server.completion.rules.inline_loop import InlineLoop  # noqa: E402
 from lsp_server.completion.rules.progression import Progression  # noqa: E402
 from lsp_server.completion.rules.redefined import Redefined  # noqa: E402
 from lsp_server.completion.rules.renumbered import Renumbered  # noqa: E402
@@ -81,6 +83,8 @@ RULES: dict[str, LoopRule] = {
                            "non-trivial lines in the block"),
     "redefined": LoopRule(lambda n: Redefined(min_lines=n), (2, 4, 5, 6, 7, 8, 10),
                           "non-trivial lines copied"),
+    "inline_loop": LoopRule(lambda n: InlineLoop(min_repeats=n), (3, 4, 5, 6, 8),
+                            "copies of the chunk in one line"),
     # Not a daemon rule: redefined without its condition on the copy's first line, to show
     # why the condition is there.
     "copied": LoopRule(lambda n: Redefined(min_lines=n, starts=re.compile("")), (4, 6, 8, 10),
@@ -107,21 +111,25 @@ def positions(text: str, max_chars: int) -> Iterator[tuple[SuggestionContext, st
         start += len(line)
 
 
-@lru_cache(maxsize=1 << 16)
-def inline_fires(line: str) -> bool:
-    """Whether progression's in-line check cuts ``line`` at any point while it is generated."""
-    rule, ctx = Progression(), SuggestionContext("", "", "python")
+@lru_cache(maxsize=1 << 17)
+def inline_fires(rule: StopRule, line: str) -> bool:
+    """Whether the rule's in-line check cuts ``line`` at any point while it is generated."""
+    ctx = SuggestionContext("", "", "python")
     return any(rule.cut(line[:i], ctx) is not None for i in range(1, len(line) + 1))
+
+
+IN_LINE = (Progression, InlineLoop)
+"""The rules with an in-line check (on the line being generated)."""
 
 
 def fires(rule: StopRule, ctx: SuggestionContext, text: str) -> bool:
     """Whether the rule cuts ``text`` as it is generated: the block check on its complete lines
-    (the earliest cut is the same on the whole text) and progression's in-line check on every
-    line (renumbered has none)."""
+    (the earliest cut is the same on the whole text) and the in-line check, where the rule has
+    one, on every line."""
     if rule.cut(text + "\n", ctx) is not None:
         return True
-    return isinstance(rule, Progression) and any(inline_fires(line.strip())
-                                                 for line in text.split("\n"))
+    return isinstance(rule, IN_LINE) and any(inline_fires(rule, line.strip())
+                                             for line in text.split("\n"))
 
 
 def heldout(a: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from lsp_server.completion.rules import (
 
 def test_registries_names_and_order() -> None:
     assert list(STOP_RULES) == ["line_end", "indent_scope", "suffix_echo", "repetition",
-                               "progression", "renumbered", "redefined"]
+                               "progression", "renumbered", "redefined", "inline_loop"]
     assert list(POST_PROCESSORS) == ["suffix_overlap", "bracket_balance", "trailing_whitespace",
                                      "empty"]
     assert all(rule.name == name for name, rule in {**STOP_RULES, **POST_PROCESSORS}.items())

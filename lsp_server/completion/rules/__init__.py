@@ -20,6 +20,8 @@ Stop rules, in the order they are checked (the earliest cut wins; on a tie, the 
   changed (``def f(n):`` and its body, then ``def f2(n):`` and the same body; :mod:`.renumbered`).
 * ``redefined`` — stop when the suggestion writes again a definition that stands above the
   cursor (the function's ``def`` line, its docstring, …; :mod:`.redefined`).
+* ``inline_loop`` — stop when the line being written repeats one chunk with only its literals
+  changing, not counting (``c == "a" or c == "e" or c == "t" or …``; :mod:`.inline_loop`).
 
 The time budget is not a rule here: the engine enforces it between tokens
 (``GenerationRequest.time_budget_s`` in :mod:`lsp_server.engine.types`), as do the token limit
@@ -42,6 +44,7 @@ from __future__ import annotations
 from .base import PostProcessor, StopRule, SuggestionContext
 from .bracket_balance import BracketBalance
 from .indent_scope import IndentScope
+from .inline_loop import InlineLoop
 from .line_end import LineEnd
 from .progression import Progression
 from .redefined import Redefined
@@ -63,7 +66,8 @@ def _registry(*rules: StopRule | PostProcessor) -> dict:
 
 
 STOP_RULES: dict[str, StopRule] = _registry(LineEnd(), IndentScope(), SuffixEcho(), Repetition(),
-                                            Progression(), Renumbered(), Redefined())
+                                            Progression(), Renumbered(), Redefined(),
+                                            InlineLoop())
 """Stop rules by name, in the order they are checked."""
 POST_PROCESSORS: dict[str, PostProcessor] = _registry(
     SuffixOverlap(), BracketBalance(), TrailingWhitespace(), Empty())

@@ -47,7 +47,7 @@ _LITERAL = re.compile(r"(?<!\w)\d+|'[^'\\\n]{0,%d}'|\"[^\"\\\n]{0,%d}\""
 
 
 @lru_cache(maxsize=4096)
-def _masked(line: str) -> tuple[str, tuple[int, ...]]:
+def masked(line: str) -> tuple[str, tuple[int, ...]]:
     """``line`` with every literal replaced by a placeholder (``0`` for a number, ``''`` for a
     string), and for every index of the masked text the index of the original it came from
     (one more entry at the end: the original's length)."""
@@ -123,19 +123,19 @@ def _inline_cut(line: str, line_start: int) -> int | None:
     """Cut for a counting chunk at the end of the line starting at ``line_start``."""
     if len(line) < MIN_INLINE_SPAN:
         return None
-    masked, where = _masked(line)
-    n = len(masked)
-    for p, start in looping_tails(masked):
+    text, where = masked(line)
+    n = len(text)
+    for p, start in looping_tails(text):
         repeats = (n - start) // p
         if repeats < MIN_INLINE_REPEATS or where[n] - where[start] < MIN_INLINE_SPAN:
             continue
         pieces = [line[where[start + i * p]:where[start + (i + 1) * p]] for i in range(repeats)]
         if len(set(pieces)) > 1 and counting(pieces):
-            return line_start + where[start + p] + _after_change(pieces[0], pieces[1])
+            return line_start + where[start + p] + after_change(pieces[0], pieces[1])
     return None
 
 
-def _after_change(first: str, second: str) -> int:
+def after_change(first: str, second: str) -> int:
     """Offset in ``second`` just after its last literal that differs from ``first``'s (the copy
     is cut there, whatever phase the chunk was found in: ``… == 0 or … == 1``)."""
     olds = list(_LITERAL.finditer(first))
@@ -158,7 +158,7 @@ class Progression:
         seq = [(ctx.cursor_line + lines[0]).rstrip(), *(x.rstrip() for x in lines[1:-1])]
         if len(seq) < self.copies:
             return best
-        masks = [_masked(x)[0] for x in seq]
+        masks = [masked(x)[0] for x in seq]
         if len(set(masks)) == len(masks):
             return best  # no two lines alike: the common case
         at = _block_run(seq, masks, self.copies)

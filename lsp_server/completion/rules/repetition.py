@@ -39,13 +39,15 @@ MIN_INLINE_SPAN = 24
 """Characters the repeated run must cover, so short runs (``a.a.a.a.a.a.a.a``) never count."""
 
 
-def looping_tails(line: str) -> Iterator[tuple[int, int]]:
+def looping_tails(line: str, min_repeats: int = MIN_INLINE_REPEATS
+                  ) -> Iterator[tuple[int, int]]:
     """(period, start) for every chunk of up to :data:`MAX_INLINE_PERIOD` characters, with a
     letter, that ends ``line`` at least twice running: ``start`` is where its run of copies
-    begins. Shared by the exact in-line loop here and the counting one (:mod:`.progression`),
-    which passes the line with its literals masked."""
+    begins. Only chunks short enough for ``min_repeats`` copies to fit in ``line`` are tried.
+    Shared by the exact in-line loop here and the ones of :mod:`.progression` and
+    :mod:`.inline_loop`, which pass the line with its literals masked."""
     n = len(line)
-    for p in range(1, min(MAX_INLINE_PERIOD, n // MIN_INLINE_REPEATS) + 1):
+    for p in range(1, min(MAX_INLINE_PERIOD, n // min_repeats) + 1):
         chunk = line[n - p:]
         if line[n - 2 * p:n - p] != chunk or not any(c.isalpha() for c in chunk):
             continue
