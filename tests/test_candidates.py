@@ -294,8 +294,8 @@ def test_cli_explains_every_candidate(tmp_path: Path) -> None:
     src = tmp_path / "fib.py"
     src.write_text(PREFIX + SUFFIX)
     proc = codefill("complete", str(src), "--line", str(PREFIX.count("\n") + 1), "--col", "1",
-                    "--single-line", "--candidates", "3", "--explain", "--no-context",
-                    "--time-budget-ms", "120000")
+                    "--single-line", "--candidates", "3", "--explain", "--verbose",
+                    "--no-context", "--time-budget-ms", "120000")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     head = next(i for i, x in enumerate(lines) if "candidates, best first" in x)
@@ -307,6 +307,16 @@ def test_cli_explains_every_candidate(tmp_path: Path) -> None:
     assert "ended by line_end" in proc.stderr, proc.stderr  # a single line ends at its newline
     # stdout is the best-ranked candidate.
     assert repr(proc.stdout.rstrip("\n")) == first.split("1. ", 1)[1], (proc.stdout, first)
+    # --verbose: the token count and stop are the greedy generation's, and when another
+    # candidate is shown a line says which and why it ended.
+    explained = [lines[head + 2 * i + 2] for i in range(n)]
+    greedy = next(x for x in explained if "codefill:    greedy, ended by " in x)
+    greedy_stop = greedy.split("ended by ", 1)[1].split(": score", 1)[0]
+    generated = next(x for x in lines if x.startswith("codefill: generated  "))
+    assert "(the greedy suggestion), stop: " + greedy_stop == generated.split(" tokens ", 1)[1]
+    shown = [x for x in lines if x.startswith("codefill: shown      ")]
+    shown_origin = explained[0].split("codefill:    ", 1)[1].split(",", 1)[0]
+    assert len(shown) == (shown_origin != "greedy"), (shown, shown_origin)
 
 
 def test_selector_replay_scores_the_first_k_suffix_tokens() -> None:

@@ -118,6 +118,10 @@ def _report(session: CompletionBackend, r) -> None:  # noqa: ANN001 - Completion
         return
     p, s, t = r.prompt, r.stats, r.timings
     gen_s = max(s.t_total - (s.t_first_token or 0.0), 1e-9)
+    # The token counts and timings are the greedy generation's; with several candidates the
+    # one shown may be another, which ended for its own reason.
+    greedy = next((c for c in r.candidates if c.origin == "greedy"), None)
+    shown = r.candidates[0] if r.candidates else None
     lines = [
         f"model      {session.model_path} ({session.info.architecture}, {session.info.quantization})"
         + (f" + adapter {session.adapter.path}" if session.adapter else ""),
@@ -129,7 +133,11 @@ def _report(session: CompletionBackend, r) -> None:  # noqa: ANN001 - Completion
         f"{' (truncated)' if p.suffix_truncated else ''}, special {p.n_special}",
         f"offload    {session.engine.gpu_layers} GPU layers ({session.engine.offload})",
         f"kv cache   reused {s.n_reused}, evaluated {s.n_evaluated}",
-        f"generated  {s.n_generated} tokens, stop: {r.stop}",
+        f"generated  {s.n_generated} tokens"
+        + (" (the greedy suggestion)" if r.candidates else "")
+        + f", stop: {greedy.stop if greedy else r.stop}",
+        *([f"shown      the {shown.origin} candidate ranked first of {len(r.candidates)}, "
+           f"ended by {r.stop}"] if shown and shown is not greedy else []),
         f"timings    model load {t['model_load'] * 1000:.0f} ms, prompt eval "
         f"{s.t_prompt_eval * 1000:.0f} ms ({s.n_evaluated / max(s.t_prompt_eval, 1e-9):.0f} tok/s), "
         f"first token {(s.t_first_token or 0) * 1000:.0f} ms, total {s.t_total * 1000:.0f} ms"
