@@ -14,11 +14,11 @@ not either. An in-line loop is
   characters.
 
 The cut keeps the line up to the second value (``if s[i] in "a" or s[i] in "e"``), whatever
-phase the chunk was found in, as the progression rule's in-line cut does. Only the line being generated is checked, so
-the user's part of the cursor's line is never cut. :data:`MIN_REPEATS` is the smallest count at
-which the rule cuts the true continuation of at most 0.1 % of the cursor positions in the
-training corpus's held-out files (``bench/loop_rules.py heldout --rule inline_loop``; the table
-is in docs/quality.md).
+phase the chunk was found in, as the progression rule's in-line cut does. Only the line being
+generated is checked, and only the model's part of it, so the user's part of the cursor's line
+is never cut. :data:`MIN_REPEATS` is the smallest count at which the rule cuts the true
+continuation of at most 0.1 % of the cursor positions in the training corpus's held-out files
+(``bench/loop_rules.py heldout --rule inline_loop``; the table is in docs/quality.md).
 """
 
 from __future__ import annotations
