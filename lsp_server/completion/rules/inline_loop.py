@@ -26,28 +26,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .base import SuggestionContext
-from .progression import after_change, counting, masked
-from .repetition import MIN_INLINE_SPAN, looping_tails
+from .progression import alike_chunk_cut
 
 MIN_REPEATS = 5
 """Copies of the chunk that make an in-line loop."""
 
 
 def loop_cut(line: str, min_repeats: int = MIN_REPEATS) -> int | None:
-    """Where to cut ``line`` when a chunk loops at its end with its literals changing (after
-    the second copy's last changed literal), or None."""
-    if len(line) < MIN_INLINE_SPAN:
-        return None
-    text, where = masked(line)
-    n = len(text)
-    for p, start in looping_tails(text, min_repeats):
-        repeats = (n - start) // p
-        if repeats < min_repeats or where[n] - where[start] < MIN_INLINE_SPAN:
-            continue
-        pieces = [line[where[start + i * p]:where[start + (i + 1) * p]] for i in range(repeats)]
-        if len(set(pieces)) > 1 and not counting(pieces):
-            return where[start + p] + after_change(pieces[0], pieces[1])
-    return None
+    """Where to cut ``line`` when a chunk loops at its end with its literals changing, not
+    counting (after the second copy's last changed literal), or None."""
+    return alike_chunk_cut(line, min_repeats, counts=False)
 
 
 @dataclass(frozen=True)

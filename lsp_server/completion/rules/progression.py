@@ -47,7 +47,7 @@ _LITERAL = re.compile(r"(?<!\w)\d+|'[^'\\\n]{0,%d}'|\"[^\"\\\n]{0,%d}\""
 
 
 @lru_cache(maxsize=4096)
-def masked(line: str) -> tuple[str, tuple[int, ...]]:
+def _masked(line: str) -> tuple[str, tuple[int, ...]]:
     """``line`` with every literal replaced by a placeholder (``0`` for a number, ``''`` for a
     string), and for every index of the masked text the index of the original it came from
     (one more entry at the end: the original's length)."""
@@ -119,23 +119,25 @@ def _block_run(seq: list[str], masks: list[str], copies: int) -> int | None:
     return best
 
 
-def _inline_cut(line: str, line_start: int) -> int | None:
-    """Cut for a counting chunk at the end of the line starting at ``line_start``."""
+def alike_chunk_cut(line: str, min_repeats: int, counts: bool) -> int | None:
+    """Where to cut ``line`` when a chunk, alike but for its literals and not all identical,
+    ends it ``min_repeats`` times or more, its literals counting (``counts``) or not: after the
+    second copy's last changed literal. Shared with :mod:`.inline_loop` (``counts=False``)."""
     if len(line) < MIN_INLINE_SPAN:
         return None
-    text, where = masked(line)
+    text, where = _masked(line)
     n = len(text)
-    for p, start in looping_tails(text):
+    for p, start in looping_tails(text, min_repeats):
         repeats = (n - start) // p
-        if repeats < MIN_INLINE_REPEATS or where[n] - where[start] < MIN_INLINE_SPAN:
+        if repeats < min_repeats or where[n] - where[start] < MIN_INLINE_SPAN:
             continue
         pieces = [line[where[start + i * p]:where[start + (i + 1) * p]] for i in range(repeats)]
-        if len(set(pieces)) > 1 and counting(pieces):
-            return line_start + where[start + p] + after_change(pieces[0], pieces[1])
+        if len(set(pieces)) > 1 and counting(pieces) == counts:
+            return where[start + p] + _after_change(pieces[0], pieces[1])
     return None
 
 
-def after_change(first: str, second: str) -> int:
+def _after_change(first: str, second: str) -> int:
     """Offset in ``second`` just after its last literal that differs from ``first``'s (the copy
     is cut there, whatever phase the chunk was found in: ``… == 0 or … == 1``)."""
     olds = list(_LITERAL.finditer(first))
@@ -150,7 +152,8 @@ class Progression:
 
     def cut(self, text: str, ctx: SuggestionContext) -> int | None:
         last = text.rfind("\n") + 1
-        best = _inline_cut(text[last:], last)
+        at = alike_chunk_cut(text[last:], MIN_INLINE_REPEATS, counts=True)
+        best = None if at is None else last + at
         if last == 0:
             return best
         lines = text.split("\n")
@@ -158,7 +161,7 @@ class Progression:
         seq = [(ctx.cursor_line + lines[0]).rstrip(), *(x.rstrip() for x in lines[1:-1])]
         if len(seq) < self.copies:
             return best
-        masks = [masked(x)[0] for x in seq]
+        masks = [_masked(x)[0] for x in seq]
         if len(set(masks)) == len(masks):
             return best  # no two lines alike: the common case
         at = _block_run(seq, masks, self.copies)
