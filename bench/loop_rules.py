@@ -7,7 +7,7 @@ above the cursor; ``inline_loop`` (rules/inline_loop.py) one line that repeats a
 values (``s[i] in "a" or s[i] in "e" or …``).
 
     .venv/bin/python bench/loop_rules.py heldout [--rule R] [--thresholds 3 4 5] [--json OUT]
-        [--language lua|cpp|typescript [--max-files 100]]
+        [--language lua|cpp|typescript [--max-files N]]
     .venv/bin/python bench/loop_rules.py replay RUN_DIR [--rule R] [--json OUT.json]
     .venv/bin/python bench/loop_rules.py cost RUN_DIR
 
@@ -127,9 +127,10 @@ OTHER_LANGUAGES: dict[str, Corpus] = {
 }
 
 
-def language_files(language: str, venv: str, max_files: int) -> tuple[dict[str, str], list[str]]:
-    """Up to ``max_files`` files of ``language``'s corpus, spread evenly over its sorted paths,
-    by path relative to the corpus's folder; and those paths."""
+def language_files(language: str, venv: str, max_files: int | None = None
+                   ) -> tuple[dict[str, str], list[str]]:
+    """The files of ``language``'s corpus (at most ``max_files``, spread evenly over its sorted
+    paths) by path relative to the corpus's folder; and those paths."""
     corpus = OTHER_LANGUAGES[language]
     site = next(Path(venv).glob("lib/python*/site-packages"))
     root = corpus.root(site)
@@ -138,7 +139,7 @@ def language_files(language: str, venv: str, max_files: int) -> tuple[dict[str, 
     if not paths:
         raise SystemExit(f"no {language} files under {root}: is the extra that installs "
                          f"{corpus.source.split(' (')[0]} set up?")
-    step = max(1, -(-len(paths) // max_files))
+    step = max(1, -(-len(paths) // max_files)) if max_files else 1
     files = {str(p.relative_to(root)): p.read_text(encoding="utf-8", errors="replace")
              for p in paths[::step]}
     return files, sorted(files)
@@ -323,8 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--language", choices=["python", *OTHER_LANGUAGES], default="python",
                    help="python: the corpus's held-out files; another: code in that language "
                    "that the repository installs (OTHER_LANGUAGES)")
-    h.add_argument("--max-files", type=int, default=100,
-                   help="files of another language, spread over its corpus")
+    h.add_argument("--max-files", type=int,
+                   help="at most this many files of another language, spread over its corpus "
+                   "(default: all)")
     h.add_argument("--venv", default=str(ROOT / ".venv"))
     h.add_argument("--bench-dir", default=str(ROOT.parent / "shared" / "benchmarks"))
     h.add_argument("--json", type=Path, help="write the counts here")

@@ -27,7 +27,7 @@ def test_language_files_spread_over_the_corpus_by_relative_path(tmp_path: Path) 
     files, paths = loop_rules.language_files("cpp", str(venv), max_files=2)
     assert paths == ["a.h", "d.h"]  # every third of the five headers, sorted
     assert files["d.h"] == "// d.h\nint x;\n"
-    files, paths = loop_rules.language_files("cpp", str(venv), max_files=100)
+    files, paths = loop_rules.language_files("cpp", str(venv))
     assert paths == ["a.h", "b.h", "c.h", "d.h", "util/e.h"]  # not notes.txt
 
 
@@ -38,13 +38,13 @@ def test_declaration_files_are_left_out(tmp_path: Path, monkeypatch) -> None:  #
     (root / "index.d.ts").write_text("export declare const a: number;\n")
     monkeypatch.setitem(loop_rules.OTHER_LANGUAGES, "typescript", loop_rules.Corpus(
         lambda site: tmp_path / "node_modules", "**/*.ts", "test", skip=".d.ts"))
-    _, paths = loop_rules.language_files("typescript", str(fake_venv(tmp_path)), 100)
+    _, paths = loop_rules.language_files("typescript", str(fake_venv(tmp_path)))
     assert paths == ["pkg/index.ts"]
 
 
 def test_a_missing_corpus_names_what_installs_it(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no lua files under .*Neovim's runtime"):
-        loop_rules.language_files("lua", str(fake_venv(tmp_path)), 100)
+        loop_rules.language_files("lua", str(fake_venv(tmp_path)))
 
 
 def test_heldout_runs_the_rule_with_the_languages_rules(tmp_path: Path, capsys) -> None:  # noqa: ANN001
