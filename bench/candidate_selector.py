@@ -144,6 +144,26 @@ def replay(rows: list[Row], greedy: list[bool], n: int, tokens: int | None = Non
     return hits, sims
 
 
+def gate(rows: list[Row], greedy: list[bool], n: int, tokens: int | None,
+         thresholds: list[float]) -> None:
+    """Exact match when the alternatives are made only where the greedy line is unlikely
+    (log-probability below the threshold): the share of lines that would skip them, against
+    the shipped selector over ``n`` candidates everywhere and against greedy alone."""
+    ranked, _ = replay(rows, greedy, n, tokens)
+    likely = [next((c["logprob"] for c in r["candidates"] if c["origin"] == "greedy"), -math.inf)
+              for r in rows]
+    print(f"| greedy log-probability at least | lines without alternatives | exact match | vs "
+          f"{n} candidates everywhere (± SE) | vs greedy (± SE) |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for t in thresholds:
+        hits = [g if lp >= t else h for h, g, lp in zip(ranked, greedy, likely)]
+        skip = sum(lp >= t for lp in likely)
+        d, se = paired(hits, ranked)
+        dg, seg = paired(hits, greedy)
+        print(f"| {t:g} | {100 * skip / len(rows):.1f} % | {100 * sum(hits) / len(rows):.1f} % "
+              f"({sum(hits)}) | {d:+.1f} ± {se:.1f} | {dg:+.1f} ± {seg:.1f} |")
+
+
 def _table(label: str, against: str, settings: list[tuple[str, tuple[list[bool], list[float]]]],
            base: tuple[list[bool], list[float]], n: int) -> None:
     """One row per setting: exact match and edit similarity, each paired against ``base``."""
@@ -170,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead: the shipped selector with the suffix's log-probability "
                          "weighted W times against the candidate's, for each W (with "
                          "--suffix-tokens K: over its first K tokens)")
+    ap.add_argument("--gate", default="", metavar="T,T",
+                    help="instead: skip the alternatives (show the greedy line alone) where the "
+                         "greedy line's log-probability is at least T, for each T (with "
+                         "--suffix-tokens K: the selector scoring K suffix tokens)")
     a = ap.parse_args(argv)
     rows: list[Row] = [json.loads(x) for x in a.results.read_text().splitlines() if x.strip()]
     if not rows:
@@ -180,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} held-out lines; greedy exact match {100 * sum(greedy) / len(rows):.1f} % "
           f"({sum(greedy)})")
     n = max(int(x) for x in a.n.split(","))
+    if a.gate:
+        gate(rows, greedy, n, int(a.suffix_tokens) if a.suffix_tokens else None,
+             [float(x) for x in a.gate.split(",")])
+        return 0
     if a.suffix_weights:
         tokens = int(a.suffix_tokens) if a.suffix_tokens else None
         _table("suffix weight", "weight 1",

@@ -377,3 +377,38 @@ def test_selector_replay_keeps_the_candidates_a_smaller_count_would_have_had() -
     assert len(subset(old, 8)) == 6
     with pytest.raises(SystemExit, match="no generation order"):
         subset(old, 3)
+
+
+def test_selector_replay_gate_skips_alternatives_where_greedy_is_likely(tmp_path: Path,
+                                                                        capsys) -> None:  # noqa: ANN001
+    """bench/candidate_selector.py --gate: lines whose greedy line is at least that likely keep
+    the greedy line; the others the selector's choice (why no gate meets the cost target)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import candidate_selector
+
+    def cand(text: str, origin: str, order: int, logprob: float, suffix: float, exact: bool
+             ) -> dict:
+        return {"text": text, "origin": origin, "order": order, "repeats": [],
+                "logprob": logprob, "suffix_logprob": suffix, "syntax_errors": 0,
+                "echoes_suffix": False, "exact": exact}
+
+    rows = [  # greedy likely and right; greedy likely and wrong (a branch is right); unlikely
+        {"expected": "a", "candidates": [cand("a", "greedy", 0, -0.2, -5, True)]},
+        {"expected": "b", "candidates": [cand("x", "greedy", 0, -0.5, -9, False),
+                                          cand("b", "branch", 1, -0.9, -1, True)]},
+        {"expected": "c", "candidates": [cand("y", "greedy", 0, -7.0, -9, False),
+                                          cand("c", "branch", 1, -8.0, -1, True)]},
+    ]
+    path = tmp_path / "rec.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert candidate_selector.main([str(path), "--n", "5", "--gate=-1,-0.3,-10"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    table = {x.split("|")[1].strip(): [c.strip() for c in x.split("|")[2:-1]]
+             for x in out if x.startswith("| -")}
+    # -1: both likely lines skip, the second loses its right branch.
+    assert table["-1"] == ["66.7 %", "66.7 % (2)", "-33.3 ± 33.3", "+33.3 ± 33.3"]
+    assert table["-0.3"][:2] == ["33.3 %", "100.0 % (3)"]
+    assert table["-10"][:3] == ["100.0 %", "33.3 % (1)", "-66.7 ± 33.3"]
