@@ -109,7 +109,7 @@ class Corpus:
     and whose code it is."""
 
     root: Callable[[Path], Path]
-    """The folder, from the virtualenv's site-packages."""
+    """The folder, given the virtualenv's site-packages (or under the repository)."""
     pattern: str
     source: str
     skip: str = ""
@@ -123,7 +123,8 @@ OTHER_LANGUAGES: dict[str, Corpus] = {
                   "PyTorch's c10 headers (BSD-3-Clause), the training extra"),
     "typescript": Corpus(lambda site: ROOT / "editors/vscode/node_modules", "**/*.ts",
                          "the VS Code extension's npm dependencies that ship TypeScript sources "
-                         "(@azure/*, ajv, cheerio, …; MIT / BSD)", skip=".d.ts"),
+                         "(@azure/*, ajv, cheerio, …, each under its own license; read here, "
+                         "not copied)", skip=".d.ts"),
 }
 
 
