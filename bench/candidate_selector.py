@@ -144,6 +144,28 @@ def replay(rows: list[Row], greedy: list[bool], n: int, tokens: int | None = Non
     return hits, sims
 
 
+def versus(rows: list[Row], other: Path) -> int:
+    """The suggestions shown in ``rows`` against another run's over the same lines."""
+    theirs = {(r["path"], r["line"]): r for r in
+              (json.loads(x) for x in other.read_text().splitlines() if x.strip())}
+    pairs = [(r, theirs[(r["path"], r["line"])]) for r in rows if (r["path"], r["line"]) in theirs]
+    if not pairs:
+        print(f"no line of {other} in this recording", file=sys.stderr)
+        return 1
+    mine = [bool(r["exact"]) for r, _ in pairs]
+    base = [bool(o["exact"]) for _, o in pairs]
+    d, se = paired(mine, base)
+    anys = sum(bool(r["exact"]) or any(c["exact"] for c in r["candidates"]) for r, _ in pairs)
+    k = len(pairs)
+    print(f"{k} lines in both: {other.name} {100 * sum(base) / k:.1f} % ({sum(base)}), this "
+          f"{100 * sum(mine) / k:.1f} % ({sum(mine)}); difference {d:+.1f} ± {se:.1f} points "
+          f"({sum(m and not b for m, b in zip(mine, base))} gained, "
+          f"{sum(b and not m for m, b in zip(mine, base))} lost); any candidate "
+          f"{100 * anys / k:.1f} % ({anys}); empty {sum(not o['completion'] for _, o in pairs)} "
+          f"vs {sum(not r['completion'] for r, _ in pairs)}")
+    return 0
+
+
 def gate(rows: list[Row], greedy: list[bool], n: int, tokens: int | None,
          thresholds: list[float]) -> None:
     """Exact match when the alternatives are made only where the greedy line is unlikely
@@ -190,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead: the shipped selector with the suffix's log-probability "
                          "weighted W times against the candidate's, for each W (with "
                          "--suffix-tokens K: over its first K tokens)")
+    ap.add_argument("--vs", type=Path, metavar="ONE.jsonl",
+                    help="instead: pair the suggestions shown in this recording with those of "
+                         "another run over the same lines (heldout_lines.py --candidates 1): "
+                         "exact match, gained and lost lines")
     ap.add_argument("--gate", default="", metavar="T,T",
                     help="instead: skip the alternatives (show the greedy line alone) where the "
                          "greedy line's log-probability is at least T, for each T (with "
@@ -204,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(rows)} held-out lines; greedy exact match {100 * sum(greedy) / len(rows):.1f} % "
           f"({sum(greedy)})")
     n = max(int(x) for x in a.n.split(","))
+    if a.vs:
+        return versus(rows, a.vs)
     if a.gate:
         gate(rows, greedy, n, int(a.suffix_tokens) if a.suffix_tokens else None,
              [float(x) for x in a.gate.split(",")])

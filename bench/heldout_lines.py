@@ -15,6 +15,14 @@ suggestion comes from the product's completion path (``CompletionBackend.complet
 single-line, greedy: the template, prompt assembly, stop rules and post-processors the editor
 gets) and counts when it equals the rest of the line (``exact_match``: trailing blanks aside).
 Latency is the whole ``complete`` call; run it on a quiet machine to compare latencies.
+
+    .venv/bin/python bench/heldout_lines.py --language typescript|cpp|lua [--files 50] …
+
+The same in another language, on code the repository installs (``bench/corpora.py``): the
+model never trained on any of it; the files are spread evenly over the corpus's sorted paths,
+and the repository context is the daemon's selection over that corpus's import graph (where the
+daemon reads the language's imports: JavaScript / TypeScript and the C family, not Lua). Files
+the daemon would not read (secret-looking names such as ``CredentialEntity.ts``) are left out.
 """
 
 from __future__ import annotations
@@ -32,10 +40,12 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.corpora import OTHER_LANGUAGES, language_files, spread  # noqa: E402
 from lsp_server.cli.common import (add_candidate_options, add_model_options,  # noqa: E402
                                    config_from_args)
 from lsp_server.completion.completer import Completer, Cursor  # noqa: E402
 from lsp_server.completion.factory import open_backend  # noqa: E402
+from lsp_server.completion.privacy import refusal  # noqa: E402
 from lsp_server.config import Config, ContextConfig  # noqa: E402
 from lsp_server.context.graph import DependencyGraph  # noqa: E402
 from lsp_server.context.packing import TokenCounter  # noqa: E402
@@ -47,7 +57,6 @@ from model.data.sources import build_corpus  # noqa: E402
 
 EVAL_SHARE = 0.02
 """The training run's held-out share (``TrainConfig.eval_share``)."""
-LANGUAGE = "python"
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,8 @@ class HeldOut:
     graph: DependencyGraph
     files: list[str]
     tasks: list[LineTask]
+    language: str = "python"
+    """The LSP languageId of every file."""
 
 
 def held_out_files(venv: str, bench_dir: str) -> tuple[dict[str, str], list[str]]:
@@ -94,12 +105,21 @@ def held_out_files(venv: str, bench_dir: str) -> tuple[dict[str, str], list[str]
     return texts, sorted(p for p in texts if is_eval_path(p, EVAL_SHARE))
 
 
-def held_out(venv: str, bench_dir: str, per_file: int, seed: int, files: int | None = None
-             ) -> HeldOut:
-    texts, held = held_out_files(venv, bench_dir)
-    held = held[:files]
+def held_out(venv: str, bench_dir: str, per_file: int, seed: int, files: int | None = None,
+             language: str = "python") -> HeldOut:
+    """Python: the training corpus's held-out files (the first ``files``); another language:
+    ``files`` spread over that language's corpus, the whole corpus being the repository."""
+    if language == "python":
+        texts, held = held_out_files(venv, bench_dir)
+        held = held[:files]
+    else:
+        texts, every = language_files(language, venv)
+        # What the daemon would never read or complete in (secret-looking names or contents).
+        config = Config()
+        texts = {p: t for p, t in texts.items() if refusal(p, t, config) is None}
+        held = spread([p for p in every if p in texts], files)
     return HeldOut(texts, DependencyGraph.from_texts(texts), held,
-                   line_tasks(texts, held, per_file, seed))
+                   line_tasks(texts, held, per_file, seed), language)
 
 
 def run_lines(config: Config, data: HeldOut, max_tokens: int, out: IO[str] | None = None,
@@ -120,7 +140,8 @@ def run_lines(config: Config, data: HeldOut, max_tokens: int, out: IO[str] | Non
             files = select_for_target(data.graph, data.texts, task.path, count, budget, ctx_cfg,
                                       outlines).files
             t0 = time.monotonic()
-            c = completer.complete(Cursor(task.prefix, task.suffix, task.path, language=LANGUAGE),
+            c = completer.complete(Cursor(task.prefix, task.suffix, task.path,
+                                          language=data.language),
                                    single_line=True, max_tokens=max_tokens, context=files)
             row = {"path": task.path, "line": task.line + 1, "expected": task.expected,
                    "completion": c.text, "exact": exact_match(c.text, task.expected),
@@ -147,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="lines per held-out file (1; 6 gives the 500-line set that adapter "
                          "training stops on: bench/adapter_curve.py)")
     ap.add_argument("--files", type=int, default=None, help="at most N files (all: ~100)")
+    ap.add_argument("--language", choices=["python", *OTHER_LANGUAGES], default="python",
+                    help="python: the training corpus's held-out files; another: code in that "
+                         "language that the repository installs (bench/corpora.py)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-tokens", type=int, default=64, help="generated tokens per line (64)")
     ap.add_argument("--time-budget-ms", type=int, default=60000,
@@ -161,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     t = time.perf_counter()
-    data = held_out(a.venv, a.bench_dir, a.per_file, a.seed, a.files)
-    print(f"{len(data.texts):,} corpus files, {len(data.files)} held out, {len(data.tasks)} "
-          f"lines ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
+    data = held_out(a.venv, a.bench_dir, a.per_file, a.seed, a.files, a.language)
+    print(f"{len(data.texts):,} {a.language} corpus files, {len(data.files)} held out, "
+          f"{len(data.tasks)} lines ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
     out = a.output.open("w") if a.output else None
     try:
         rows, label = run_lines(config_from_args(a), data, a.max_tokens, out)

