@@ -18,7 +18,7 @@ Latency is the whole ``complete`` call; run it on a quiet machine to compare lat
 
     .venv/bin/python bench/heldout_lines.py --language typescript|cpp|lua [--files 50] …
 
-The same in another language, on code the repository installs (``bench/corpora.py``): the
+The same in another language, on code the repository installs (``bench/common/corpora.py``): the
 model never trained on any of it; the files are spread evenly over the corpus's sorted paths,
 and the repository context is the daemon's selection over that corpus's import graph (where the
 daemon reads the language's imports: JavaScript / TypeScript and the C family, not Lua). Files
@@ -40,7 +40,7 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.corpora import OTHER_LANGUAGES, language_files, spread  # noqa: E402
+from bench.common.corpora import OTHER_LANGUAGES, language_files, spread  # noqa: E402
 from lsp_server.cli.common import (add_candidate_options, add_model_options,  # noqa: E402
                                    config_from_args)
 from lsp_server.completion.completer import Completer, Cursor  # noqa: E402
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=None, help="at most N files (all: ~100)")
     ap.add_argument("--language", choices=["python", *OTHER_LANGUAGES], default="python",
                     help="python: the training corpus's held-out files; another: code in that "
-                         "language that the repository installs (bench/corpora.py)")
+                         "language that the repository installs (bench/common/corpora.py)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-tokens", type=int, default=64, help="generated tokens per line (64)")
     ap.add_argument("--time-budget-ms", type=int, default=60000,

@@ -53,7 +53,7 @@ from typing import Callable, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.corpora import OTHER_LANGUAGES, language_files  # noqa: E402
+from bench.common.corpora import OTHER_LANGUAGES, language_files  # noqa: E402
 from bench.heldout_lines import held_out_files  # noqa: E402
 from bench.infill_chunks import RUN_FILE, compare_text, load_results  # noqa: E402
 from lsp_server.completion.rules import (STOP_RULES, SuggestionContext, first_cut,  # noqa: E402

@@ -1,5 +1,5 @@
 """The benchmarks in languages other than Python: the corpora they read (code the repository
-installs, bench/corpora.py), bench/loop_rules.py's held-out check run with that language's
+installs, bench/common/corpora.py), bench/loop_rules.py's held-out check run with that language's
 rules, and bench/heldout_lines.py's lines and import graph."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import corpora, loop_rules
+from bench import loop_rules
+from bench.common import corpora
 
 
 def fake_venv(tmp_path: Path) -> Path:

@@ -23,6 +23,8 @@ Every name below is importable from ``bench.common`` itself:
 * :mod:`~bench.common.checkpoints`: :func:`write_checkpoint`, random-weight Hugging Face Gemma
   checkpoints for the quantizer.
 * :mod:`~bench.common.paths`: :data:`REPO`, the repository root.
+* :mod:`~bench.common.corpora`: code in other languages that the repository installs
+  (:data:`OTHER_LANGUAGES`, :func:`language_files`), for the benchmarks beyond Python.
 """
 
 import importlib
@@ -36,7 +38,8 @@ _HOME = {
     "llama_server_binary": "llama_server", "start_llama_server": "llama_server",
     "why_no_llama_server": "llama_server", "openai_server_available": "openai_server",
     "start_openai_server": "openai_server", "REPO": "paths", "RawServer": "raw_server",
-    "RunningServer": "servers", "free_port": "servers",
+    "RunningServer": "servers", "free_port": "servers", "Corpus": "corpora",
+    "OTHER_LANGUAGES": "corpora", "language_files": "corpora", "spread": "corpora",
 }
 """Name → the submodule that defines it. Imported on first use, not with the package: ``python
 -m bench.common --audit-opens`` must install its audit hook before codefill is imported."""

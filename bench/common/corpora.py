@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
+from .paths import REPO
+
 T = TypeVar("T")
 
 
@@ -31,7 +32,7 @@ OTHER_LANGUAGES: dict[str, Corpus] = {
                   "**/*.lua", "Neovim's runtime (Apache-2.0 / Vim license), the test extra"),
     "cpp": Corpus(lambda site: site / "torch/include/c10", "**/*.h",
                   "PyTorch's c10 headers (BSD-3-Clause), the training extra"),
-    "typescript": Corpus(lambda site: ROOT / "editors/vscode/node_modules", "**/*.ts",
+    "typescript": Corpus(lambda site: REPO / "editors/vscode/node_modules", "**/*.ts",
                          "the VS Code extension's npm dependencies that ship TypeScript sources "
                          "(@azure/*, ajv, cheerio, …, each under its own license; read here, "
                          "not copied)", skip=".d.ts"),
