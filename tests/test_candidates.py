@@ -437,3 +437,35 @@ def test_selector_versus_pairs_two_runs_over_the_same_lines(tmp_path: Path, caps
     # Lines 1–3 are in both: one 1 of 3, five 2 of 3; line 9 and line 4 are not paired.
     assert ("3 lines in both: one.jsonl 33.3 % (1), this 66.7 % (2); difference +33.3 ± 66.7 "
             "points (2 gained, 1 lost); any candidate 66.7 % (2); empty 1 vs 0") in out
+
+
+def test_candidates_keep_the_prompt_one_candidate_gets(embedded_model: Path) -> None:
+    """The alternatives and their scoring write to KV cells the engine holds beside the context
+    window, so five candidates see the same prompt (repository context included) as one: a
+    full window, then the greedy line and the ranked alternatives, within the cache."""
+    from lsp_server.config import Config
+
+    def session(n: int) -> ModelSession:
+        config = Config()
+        config.engine.model = str(embedded_model)
+        config.engine.context_size, config.engine.time_budget_ms = 1024, 60000
+        config.completion.candidates, config.prompt.max_tokens = n, 24
+        return ModelSession(config)
+
+    # A file far longer than the window: the prompt fills what the budget gives it.
+    body = "".join(f"def helper_{i}(x):\n    return x * {i} + {i * 7}\n\n\n" for i in range(120))
+    cursor = Cursor(body + "def total(values):\n    ", "\n    return result\n", "calc.py",
+                    language="python")
+    prompts, listed = {}, {}
+    for n in (1, 5):
+        with session(n) as s:
+            s.engine.wait_ready()
+            need = 4 * 24 + 5 * (16 + 8) if n == 5 else 0  # alternatives + scored tokens
+            assert (s.engine.window, s.engine.n_ctx) == (1024, 1024 + need)
+            assert s.status()["context_size"] == 1024 and s.status()["kv_cells"] == 1024 + need
+            assert s.candidates_room(24) == 0  # held beside the window: the prompt keeps it all
+            assert s.candidates_room(48) == (4 * 24 if n == 5 else 0)  # longer than sized for
+            c = Completer(s).complete(cursor, single_line=True, max_tokens=24, candidates=n)
+            prompts[n], listed[n] = c.stats.n_prompt, len(c.candidates)
+    assert prompts[5] == prompts[1] > 700, prompts  # the same, most of the window
+    assert listed[1] <= 1 and listed[5] >= 2, listed

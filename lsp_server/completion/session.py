@@ -86,7 +86,8 @@ class ModelSession(CompletionBackend):
         self.stop_ids = stop_ids_for(self.info, self.detection)
         self.engine = LlamaEngine(self.model_path, self.config.engine,
                                   n_ctx_train=self.info.context_length,
-                                  lora_path=self.adapter.path if self.adapter else None)
+                                  lora_path=self.adapter.path if self.adapter else None,
+                                  extra_cells=self.candidates_cells(self.config.prompt.max_tokens))
         self._tokenizer: LlamaTokenizer | None = None
         self.short_prompts = 0
         """Cold requests answered from a short prompt while the full one filled in."""
@@ -119,7 +120,7 @@ class ModelSession(CompletionBackend):
     # --- CompletionBackend ---------------------------------------------------------------
     @property
     def n_ctx(self) -> int:
-        return self.engine.n_ctx
+        return self.engine.window
 
     @property
     def counters(self) -> EngineCounters:
@@ -182,11 +183,17 @@ class ModelSession(CompletionBackend):
             score_tokens=SCORED_TOKENS, tokenize=self.tokenizer.tokenize,
             time_budget_s=req.time_budget_s))
 
-    def candidates_room(self, max_tokens: int) -> int:
+    def candidates_cells(self, max_tokens: int) -> int:
         """The KV cells the alternatives and the scoring take beside the prompt: each
         alternative up to ``max_tokens``, each candidate its scored suffix tokens."""
         n = self.config.completion.candidates
         return 0 if n < 2 else (n - 1) * max_tokens + n * (SCORED_TOKENS + 8)
+
+    def candidates_room(self, max_tokens: int) -> int:
+        """What the candidates need beyond the cells the engine holds beside the window for them
+        (sized at load for prompt.max_tokens and completion.candidates): the prompt gives up
+        only that — nothing, unless a request generates more or the settings changed since."""
+        return max(0, self.candidates_cells(max_tokens) - self.engine.extra_cells)
 
     def _fits_time(self, req: InfillRequest, prompt: Prompt, budget: Budget) -> Prompt:
         """``prompt``, or a shorter one when its new tokens would not be evaluated in time."""
@@ -212,7 +219,8 @@ class ModelSession(CompletionBackend):
             "architecture": self.info.architecture,
             "template": self.template.name,
             "template_reason": self.detection.reason,
-            "context_size": self.engine.n_ctx,
+            "context_size": self.engine.window,
+            "kv_cells": self.engine.n_ctx,
             "gpu_layers": self.engine.gpu_layers,
             "offload": self.engine.offload,
             "engine": dict(vars(self.engine.counters)),

@@ -247,7 +247,8 @@ class CandidateDecoder:
                                  float(sum(req.first_logprobs[:self.kept])))
         n_alt = max(0, min(req.branches + req.samples, MAX_SEQUENCES - 2))
         # The unified KV cache holds the prompt once; each alternative adds its own tokens, each
-        # candidate its scored ones (the prompt budget leaves room: candidates_room).
+        # candidate its scored ones (the engine holds cells for them beside the prompt's window:
+        # ModelSession.candidates_cells).
         room = self.n_ctx - len(self.prompt) - len(req.first) - (req.score_tokens + 8)
         n_alt = max(0, min(n_alt, room // (req.max_tokens + req.score_tokens + 8)))
         batch = Batch(self.llm, max(self.llm.n_batch, MAX_SEQUENCES))

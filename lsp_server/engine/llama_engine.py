@@ -128,7 +128,7 @@ class LlamaEngine:
     def __init__(self, model_path: str | os.PathLike[str], config: EngineConfig | None = None,
                  *, n_ctx_train: int | None = None, llama_factory: LlamaFactory | None = None,
                  on_state: Callable[[str, str], None] | None = None,
-                 lora_path: str | os.PathLike[str] | None = None) -> None:
+                 lora_path: str | os.PathLike[str] | None = None, extra_cells: int = 0) -> None:
         self.model_path = Path(model_path)
         self.config = config or EngineConfig()
         # A LoRA GGUF llama.cpp applies at load: ModelSession passes engine.adapter resolved and
@@ -140,10 +140,19 @@ class LlamaEngine:
             lora_path = resolve_adapter(self.config.adapter)
         self.lora_path = Path(lora_path) if lora_path else None
         self.threads = self.config.threads or default_threads()
-        n_ctx = self.config.context_size
+        window = self.config.context_size
+        if n_ctx_train:
+            window = min(window, n_ctx_train)
+        self.window = window
+        """The context window prompts are budgeted to (engine.context_size)."""
+        # The KV cache holds ``extra_cells`` more: the candidates' parallel sequences write there,
+        # so that several candidates do not shorten the prompt one candidate would get.
+        n_ctx = window + max(0, extra_cells)
         if n_ctx_train:
             n_ctx = min(n_ctx, n_ctx_train)
         self.n_ctx = n_ctx
+        """KV cells in all: the window and the room beside it."""
+        self.extra_cells = n_ctx - window
         self.counters = EngineCounters()
         self.state = "loading"
         self.load_error: str | None = None
