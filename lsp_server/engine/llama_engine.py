@@ -140,19 +140,11 @@ class LlamaEngine:
             lora_path = resolve_adapter(self.config.adapter)
         self.lora_path = Path(lora_path) if lora_path else None
         self.threads = self.config.threads or default_threads()
-        window = self.config.context_size
-        if n_ctx_train:
-            window = min(window, n_ctx_train)
-        self.window = window
-        """The context window prompts are budgeted to (engine.context_size)."""
-        # The KV cache holds ``extra_cells`` more: the candidates' parallel sequences write there,
-        # so that several candidates do not shorten the prompt one candidate would get.
-        n_ctx = window + max(0, extra_cells)
-        if n_ctx_train:
-            n_ctx = min(n_ctx, n_ctx_train)
-        self.n_ctx = n_ctx
-        """KV cells in all: the window and the room beside it."""
-        self.extra_cells = n_ctx - window
+        # Prompts are budgeted to ``window``; the candidates' parallel sequences write to the
+        # ``extra_cells`` beside it, so several candidates do not shorten the prompt.
+        self.window = min(self.config.context_size, n_ctx_train or self.config.context_size)
+        self.n_ctx = min(self.window + max(0, extra_cells), n_ctx_train or 1 << 30)
+        self.extra_cells = self.n_ctx - self.window
         self.counters = EngineCounters()
         self.state = "loading"
         self.load_error: str | None = None
