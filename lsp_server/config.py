@@ -50,7 +50,8 @@ class EngineConfig:
     threads: int = setting(0, "CPU threads for evaluation and generation; 0 picks the number of "
                               "CPUs this process may use (at most 8).", min=0, max=256)
     context_size: int = setting(4096, "Context window in tokens (prompt plus generated text); "
-                                      "capped at the model's trained context length.",
+                                      "capped at the model's trained context length. Several "
+                                      "candidates decode in KV cells held beside it.",
                                 min=256, max=1 << 20)
     batch_size: int = setting(512, "Tokens evaluated per llama.cpp decode call while reading the "
                                    "prompt; cancellation is checked between batches.",
