@@ -54,7 +54,7 @@ def batch_costs(model: str, threads: int, reps: int, step_rows: tuple[int, ...] 
     (``batch_tokens``), with and without logits, after a 600-token prompt of real code."""
     llm = _llama_factory(model_path=model, n_ctx=2048, n_batch=512, n_ubatch=512,
                          n_threads=threads, n_threads_batch=threads, n_gpu_layers=0,
-                         swa_full=True, use_extra_bufts=not cpu_has_amx(), verbose=False)
+                         swa_full=True, use_extra_bufts=not cpu_has_amx())
     tokens = llm.tokenize(engine_bench.source_text(4000).encode(), add_bos=True)[:600]
     llm.eval(tokens)
     P, mem = len(tokens), llm._ctx

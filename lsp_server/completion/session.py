@@ -193,7 +193,8 @@ class ModelSession(CompletionBackend):
         """What the candidates need beyond the cells the engine holds beside the window for them
         (sized at load for prompt.max_tokens and completion.candidates): the prompt gives up
         only that — nothing, unless a request generates more or the settings changed since."""
-        return max(0, self.candidates_cells(max_tokens) - self.engine.extra_cells)
+        held = self.engine.n_ctx - self.engine.window
+        return max(0, self.candidates_cells(max_tokens) - held)
 
     def _fits_time(self, req: InfillRequest, prompt: Prompt, budget: Budget) -> Prompt:
         """``prompt``, or a shorter one when its new tokens would not be evaluated in time."""

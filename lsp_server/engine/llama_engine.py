@@ -144,7 +144,6 @@ class LlamaEngine:
         # ``extra_cells`` beside it, so several candidates do not shorten the prompt.
         self.window = min(self.config.context_size, n_ctx_train or self.config.context_size)
         self.n_ctx = min(self.window + max(0, extra_cells), n_ctx_train or 1 << 30)
-        self.extra_cells = self.n_ctx - self.window
         self.counters = EngineCounters()
         self.state = "loading"
         self.load_error: str | None = None
