@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lsp_server.config import EngineConfig  # noqa: E402
 from lsp_server.engine import GenerationRequest  # noqa: E402
-from lsp_server.engine.llama_engine import LlamaEngine, _llama_factory, cpu_has_amx  # noqa: E402
+from lsp_server.engine.llama_engine import LlamaEngine  # noqa: E402
+from lsp_server.engine.llama_loader import _llama_factory, cpu_has_amx  # noqa: E402
 from lsp_server.models import read_model_info, resolve_model  # noqa: E402
 
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx  # noqa: E402
+from lsp_server.engine.llama_loader import _llama_factory, cpu_has_amx  # noqa: E402
 from lsp_server.models.resolve import resolve_model  # noqa: E402
 from model.gemma import IGNORE_INDEX, lm_loss  # noqa: E402
 from model.gemma3 import selected_lm_loss  # noqa: E402

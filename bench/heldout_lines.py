@@ -7,8 +7,8 @@
 The files are the FIM training corpus's held-out split (``is_eval_path``: 2 % of the paths by a
 hash, never a training target; ``model.data.sources.build_corpus`` over this venv, the same files
 the run's manifest lists). In each file ``--per-file`` lines with code are drawn with a seeded
-rng. The cursor is after the line's indentation (where an editor's auto-indent leaves it), the
-text after the cursor is the rest of the file from the line's end, and the repository context is
+rng. The cursor is after the line's indentation (where an editor's auto-indent leaves it; with
+``--cursor inside`` at a seeded column inside the line's code instead), the text after the cursor is the rest of the file from the line's end, and the repository context is
 the daemon's selection for that file over the corpus's import graph
 (``model.data.repo_select``, what the daemon would pick in a workspace holding the corpus). The
 suggestion comes from the product's completion path (``CompletionBackend.complete``,
@@ -69,9 +69,15 @@ class LineTask:
     expected: str
 
 
-def line_tasks(texts: dict[str, str], paths: list[str], per_file: int, seed: int
-               ) -> list[LineTask]:
-    """``per_file`` lines with code from each file, the cursor after the indentation."""
+#: Where the cursor goes in a drawn line.
+CURSORS = ("indent", "inside")
+
+
+def line_tasks(texts: dict[str, str], paths: list[str], per_file: int, seed: int,
+               cursor: str = "indent") -> list[LineTask]:
+    """``per_file`` lines with code from each file, the cursor after the indentation
+    (``indent``) or at a seeded column inside the line's code (``inside``: after at least one of
+    its characters, before at least one; the lines of ``indent`` but those of one character)."""
     tasks: list[LineTask] = []
     for path in paths:
         text = texts[path]
@@ -83,6 +89,10 @@ def line_tasks(texts: dict[str, str], paths: list[str], per_file: int, seed: int
             body = line.rstrip("\r\n")
             col = starts[i] + len(body) - len(body.lstrip(" \t"))
             end = starts[i] + len(body)
+            if cursor == "inside":
+                if end - col < 2:
+                    continue  # one character: no column inside it
+                col = random.Random(f"{seed}:{path}:{i}").randrange(col + 1, end)
             tasks.append(LineTask(path, i, text[:col], text[end:], text[col:end]))
     return tasks
 
@@ -106,7 +116,7 @@ def held_out_files(venv: str, bench_dir: str) -> tuple[dict[str, str], list[str]
 
 
 def held_out(venv: str, bench_dir: str, per_file: int, seed: int, files: int | None = None,
-             language: str = "python") -> HeldOut:
+             language: str = "python", cursor: str = "indent") -> HeldOut:
     """Python: the training corpus's held-out files (the first ``files``); another language:
     ``files`` spread over that language's corpus, the whole corpus being the repository."""
     if language == "python":
@@ -119,7 +129,7 @@ def held_out(venv: str, bench_dir: str, per_file: int, seed: int, files: int | N
         texts = {p: t for p, t in texts.items() if refusal(p, t, config) is None}
         held = spread([p for p in every if p in texts], files)
     return HeldOut(texts, DependencyGraph.from_texts(texts), held,
-                   line_tasks(texts, held, per_file, seed), language)
+                   line_tasks(texts, held, per_file, seed, cursor), language)
 
 
 def run_lines(config: Config, data: HeldOut, max_tokens: int, out: IO[str] | None = None,
@@ -172,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="python: the training corpus's held-out files; another: code in that "
                          "language that the repository installs (bench/common/corpora.py)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cursor", choices=CURSORS, default="indent",
+                    help="indent: after the line's indentation (default); inside: at a seeded "
+                         "column inside the line's code, as after typing part of it")
     ap.add_argument("--max-tokens", type=int, default=64, help="generated tokens per line (64)")
     ap.add_argument("--time-budget-ms", type=int, default=60000,
                     help="wall-clock limit of one generation (60000: the machine's load is not "
@@ -185,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     t = time.perf_counter()
-    data = held_out(a.venv, a.bench_dir, a.per_file, a.seed, a.files, a.language)
+    data = held_out(a.venv, a.bench_dir, a.per_file, a.seed, a.files, a.language, a.cursor)
     print(f"{len(data.texts):,} {a.language} corpus files, {len(data.files)} held out, "
           f"{len(data.tasks)} lines ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
     out = a.output.open("w") if a.output else None

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import engine as engine_bench  # noqa: E402
 from lsp_server.engine import candidates as engine_candidates  # noqa: E402
 from lsp_server.engine.candidates import Batch  # noqa: E402
-from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx  # noqa: E402
+from lsp_server.engine.llama_loader import _llama_factory, cpu_has_amx  # noqa: E402
 from lsp_server.models import resolve_model  # noqa: E402
 
 STEP_ROWS = tuple(range(1, 9))

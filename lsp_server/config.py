@@ -153,6 +153,12 @@ class PromptConfig:
                                       "engine's prompt cache (0: line by line, keeping the most "
                                       "text; each move re-evaluates the whole prompt).",
                                 min=0.0, max=0.5)
+    token_healing: bool = setting(True, "When the text before the cursor ends inside what the "
+                                        "model writes as one token (after a space, inside a "
+                                        "word), let the model choose that token: the prompt's "
+                                        "last token is taken back and the suggestion's first "
+                                        "token must start with its text. Local engine, prompts "
+                                        "that end at the cursor (prefix-only, SPM).")
 
 
 @dataclass

@@ -153,7 +153,7 @@ class GGUFTokenizer(LlamaTokenizer):
     """
 
     def __init__(self, path: str | Path) -> None:
-        from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx
+        from lsp_server.engine.llama_loader import _llama_factory, cpu_has_amx
         from lsp_server.models.gguf_info import read_model_info
 
         self.path = str(path)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx, default_threads
+from lsp_server.engine.llama_loader import _llama_factory, cpu_has_amx, default_threads
 
 from .errors import QuantizeError
 

@@ -96,7 +96,7 @@ def read_imatrix(path: Path) -> dict[str, np.ndarray]:
 @contextlib.contextmanager
 def _captured_llama_log() -> Iterator[list[str]]:
     """Collect llama.cpp's log lines (routed to the ``codefill.llama_cpp`` logger)."""
-    from lsp_server.engine.llama_engine import log as llama_log, route_llama_logs
+    from lsp_server.engine.llama_loader import log as llama_log, route_llama_logs
 
     route_llama_logs()
     lines: list[str] = []

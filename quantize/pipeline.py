@@ -157,7 +157,7 @@ def run(job: QuantizeJob) -> Report:
         _from_checkpoint(job, source, types, outputs, report)
 
     if corpus is not None:
-        from lsp_server.engine.llama_engine import default_threads
+        from lsp_server.engine.llama_loader import default_threads
 
         report.threads = job.threads or default_threads()
         for row in report.rows:

@@ -342,7 +342,7 @@ def _merge_in_place(model) -> None:  # noqa: ANN001
 
 def _llama_logits(model: Path, ids: list[int] | str, lora: Path | None = None, n: int = 64
                   ) -> tuple[list[int], np.ndarray]:
-    from lsp_server.engine.llama_engine import _llama_factory
+    from lsp_server.engine.llama_loader import _llama_factory
 
     f32 = int(gguf.GGMLQuantizationType.F32)
     extra = {"lora_path": str(lora)} if lora else {}

@@ -53,7 +53,7 @@ def _candidates(session: ModelSession, n_branch: int = 3, n_sample: int = 2,
 @pytest.fixture(scope="module")
 def reference(embedded_model: Path) -> Iterator[object]:
     """The same model in a plain llama.cpp context that keeps every position's logits."""
-    from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx
+    from lsp_server.engine.llama_loader import _llama_factory, cpu_has_amx
 
     # Without llama.cpp's extra (AMX) buffers on an AMX CPU, as the engine loads it: a plain
     # Llama() there crashes in its first decode.

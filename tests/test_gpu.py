@@ -16,7 +16,8 @@ import pytest
 from lsp_server.config import Config, load_config
 from lsp_server.engine import gpu
 from lsp_server.engine.gpu import Device, needed_bytes, resolve_layers
-from lsp_server.engine.llama_engine import LlamaEngine, _llama_factory
+from lsp_server.engine.llama_engine import LlamaEngine
+from lsp_server.engine.llama_loader import _llama_factory
 from lsp_server.engine.types import GenerationRequest
 
 GiB = 1 << 30

@@ -268,7 +268,7 @@ def llama_logits(path: Path, text: str, n: int | None = None,
     each, for the GGUF at ``path``; ``llama`` goes to the Llama constructor."""
     import gguf
 
-    from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx
+    from lsp_server.engine.llama_loader import _llama_factory, cpu_has_amx
 
     f32 = int(gguf.GGMLQuantizationType.F32)
     # F32 KV cache: keeps llama.cpp's K/V out of the comparison's error budget.

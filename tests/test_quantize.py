@@ -22,7 +22,7 @@ from lsp_server.completion.completer import complete_text  # noqa: E402
 from lsp_server.config import Config  # noqa: E402
 from lsp_server.completion.session import ModelSession  # noqa: E402
 from lsp_server.engine.types import StopReason  # noqa: E402
-from lsp_server.engine.llama_engine import _llama_factory, cpu_has_amx  # noqa: E402
+from lsp_server.engine.llama_loader import _llama_factory, cpu_has_amx  # noqa: E402
 from lsp_server.models.gguf_info import TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED, read_model_info  # noqa: E402
 from lsp_server.prompt.detect import detect_template  # noqa: E402
 from quantize.convert import convert_checkpoint  # noqa: E402

@@ -18,6 +18,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "adapter; docs/training.md)")
     g.add_argument("--template", default="auto",
                    help="FIM template name or 'auto' (detect from the model)")
+    g.add_argument("--no-token-healing", dest="token_healing", action="store_false",
+                   default=None, help="generate from the prompt as it ends, even inside a token "
+                                      "(prompt.token_healing off)")
     g.add_argument("--order", choices=("auto", "psm", "spm"), default="auto",
                    help="prefix/suffix order for templates trained on both")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (0: automatic)")
@@ -70,6 +73,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if getattr(args, "remote", ""):
         data["remote"] = {"url": args.remote, "api": args.remote_api, "model": args.remote_model,
                           "openai_fim": args.openai_fim}
+    if getattr(args, "token_healing", None) is not None:
+        data["prompt"]["token_healing"] = args.token_healing
     if getattr(args, "max_tokens", None) is not None:
         data["prompt"]["max_tokens"] = args.max_tokens
     if getattr(args, "time_budget_ms", None) is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..config import Config
-from ..engine.llama_engine import default_threads
+from ..engine.llama_loader import default_threads
 from ..errors import CodefillError
 from .common import progress
 

@@ -13,6 +13,7 @@ from ..config import Config
 from ..settings import Settings
 from ..engine.llama_engine import LlamaEngine
 from ..engine.candidates import CandidatesRequest
+from ..engine.healing import healable
 from ..engine.types import Cut, EngineCounters, GenerationRequest, TokenStream
 from ..errors import ModelError
 from ..models.adapter import AdapterInfo, open_adapter
@@ -153,16 +154,26 @@ class ModelSession(CompletionBackend):
         full = self.build_prompt(req.prefix, req.suffix, path=req.path, context=req.context,
                                  budget=budget)
         prompt = full if req.prefill else self._fits_time(req, full, budget)
+        tokens, lead = self.healed(prompt)
         stream = self.engine.submit(GenerationRequest(
-            tokens=prompt.tokens, max_tokens=req.max_tokens, stop_ids=self.stop_ids,
+            tokens=tokens, max_tokens=req.max_tokens, stop_ids=self.stop_ids,
             time_budget_s=req.time_budget_s, temperature=req.temperature, seed=req.seed,
-            background=req.prefill, logprobs=req.logprobs), listener=listener)
+            background=req.prefill, logprobs=req.logprobs, lead=lead), listener=listener)
         stream.prompt = prompt
         stream.cold = prompt is not full
         if prompt is not full:
             self.short_prompts += 1
             self.engine.submit(GenerationRequest(tokens=full.tokens, background=True))
         return stream
+
+    def healed(self, prompt: Prompt) -> tuple[list[int], str]:
+        """The tokens to evaluate and the healed lead (:mod:`..engine.healing`): when the prompt
+        ends at the cursor inside a token of text, that token is taken back."""
+        tokens = prompt.tokens
+        if not (self.config.prompt.token_healing and prompt.ends_with_prefix and len(tokens) > 1):
+            return tokens, ""
+        piece = self.engine.llama.detokenize([tokens[-1]])
+        return (tokens[:-1], piece.decode()) if healable(piece) else (tokens, "")
 
     def alternatives(self, stream: TokenStream, first_text: str, req: InfillRequest, *,
                      n: int, cut: Cut) -> TokenStream | None:
@@ -174,8 +185,9 @@ class ModelSession(CompletionBackend):
         if n < 2 or stream.cold or not isinstance(stream.prompt, Prompt):
             return None
         alts = n - 1
+        gen: GenerationRequest = stream.request  # type: ignore[assignment]
         return self.engine.submit(CandidatesRequest(
-            tokens=stream.prompt.tokens, first=[e.token_id for e in stream.events],
+            tokens=gen.tokens, lead=gen.lead, first=[e.token_id for e in stream.events],
             first_text=first_text, first_logprobs=[e.logprob for e in stream.events],
             branches=(alts + 1) // 2, samples=alts // 2, seed=req.seed,
             max_tokens=req.max_tokens, stop_ids=self.stop_ids, cut=cut,

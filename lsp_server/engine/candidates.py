@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
+from .healing import Pieces, restrict
 from .types import Cut, StopReason
 
 #: KV sequences the engine's context is created with: 0 is the live prompt, 1–7 the
@@ -69,6 +70,9 @@ class CandidatesRequest:
     """Tokens of ``scored_text`` scored at most."""
     tokenize: Callable[[str], list[int]] | None = None
     time_budget_s: float | None = None
+    lead: str = ""
+    """Token healing, as the greedy suggestion was generated (``GenerationRequest.lead``): every
+    candidate's first token starts with it, and no candidate's text holds it."""
 
 
 class SuffixScored:
@@ -217,20 +221,33 @@ class CandidateDecoder:
     the greedy text's kept tokens (the engine prepares it)."""
 
     def __init__(self, llm: Any, req: CandidatesRequest, n_ctx: int,
-                 cancelled: Callable[[], bool]) -> None:
+                 cancelled: Callable[[], bool], vocabulary: Pieces | None = None) -> None:
         self.llm = llm
         self.req = req
         self.n_ctx = n_ctx
         self.cancelled = cancelled
         self.deadline = time.monotonic() + req.time_budget_s if req.time_budget_s else None
         self.prompt = list(req.tokens)
-        self.pieces = [self._piece(t) for t in req.first]
+        self.lead = req.lead.encode()
+        self.allowed = vocabulary.starting_with(self.lead) \
+            if self.lead and vocabulary is not None else None
+        """The tokens a candidate may start with (None: any)."""
+        self.pieces = self._pieces(req.first)
         self.kept = kept_tokens(self.pieces, req.first_text)
         self.stopped = ""
         """Why decoding stopped early ("" when it ran to the end)."""
 
-    def _piece(self, token: int) -> str:
-        return self.llm.detokenize([token]).decode("utf-8", errors="replace")
+    def _piece(self, token: int, first: bool = False) -> str:
+        """A token's text; a candidate's first token without the healed lead."""
+        b = self.llm.detokenize([token])
+        return (b[len(self.lead):] if first else b).decode("utf-8", errors="replace")
+
+    def _pieces(self, tokens: Sequence[int]) -> list[str]:
+        return [self._piece(t, k == 0) for k, t in enumerate(tokens)]
+
+    def _first(self, logits: np.ndarray) -> np.ndarray:
+        """``logits`` of a candidate's first token: only tokens that start with the lead."""
+        return logits if self.allowed is None else restrict(logits, self.allowed)
 
     def _late(self) -> bool:
         if self.cancelled():
@@ -293,12 +310,13 @@ class CandidateDecoder:
         cands: list[EngineCandidate] = []
         if branch_seqs:
             logits = batch.logits(i_branch).copy()
+            ranked = self._first(logits) if w == 0 else logits
             taken = {req.first[w]} if w < len(req.first) else set()
             taken |= set(req.stop_ids)
-            k = n_branch + len(taken) + 1
-            top = np.argpartition(-logits, k)[:k]  # the k likeliest, unordered (no full sort)
-            order = top[np.argsort(-logits[top])]
-            firsts = [int(t) for t in order if int(t) not in taken]
+            k = min(n_branch + len(taken) + 1, len(ranked) - 1)
+            top = np.argpartition(-ranked, k)[:k]  # the k likeliest, unordered (no full sort)
+            order = top[np.argsort(-ranked[top])]
+            firsts = [int(t) for t in order if int(t) not in taken and ranked[t] > -np.inf]
             head = float(sum(req.first_logprobs[:w]))
             for s, tok in zip(branch_seqs, firsts[:n_branch]):
                 c = EngineCandidate("", "branch", list(req.first[:w]), head, order=s, seq=s,
@@ -313,7 +331,7 @@ class CandidateDecoder:
                 c = EngineCandidate("", "sample", order=s, seq=s)
                 c.rng = np.random.default_rng([req.seed, k])
                 c.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-                tok = pick(logits, req.temperature, c.rng)
+                tok = pick(self._first(logits), req.temperature, c.rng)
                 if tok in req.stop_ids:
                     c.done, c.stop = True, StopReason.STOP_TOKEN.value
                 else:
@@ -325,9 +343,10 @@ class CandidateDecoder:
     def _append(self, c: EngineCandidate, tok: int, logprob: float) -> None:
         """Add a generated token to ``c``; ends it on the stop rules or the token limit."""
         req = self.req
+        b = self.llm.detokenize([tok])
+        c.raw += c.decoder.decode(b[len(self.lead):] if not c.tokens else b)
         c.tokens.append(tok)
         c.logprob += logprob
-        c.raw += c.decoder.decode(self.llm.detokenize([tok]))
         cut = req.cut(c.raw) if req.cut is not None else None
         if cut is not None:
             c.text, c.done, c.stop = c.raw[:cut[0]], True, cut[1]
@@ -369,7 +388,7 @@ class CandidateDecoder:
         cands[0].seq, cands[0].evaluated = free, self.kept
         jobs = []
         for c in cands:
-            pieces = [self._piece(t) for t in c.tokens]
+            pieces = self._pieces(c.tokens)
             kept = kept_tokens(pieces, c.text)
             fragment = c.text[sum(len(p) for p in pieces[:kept]):]
             n_frag = len(req.tokenize(fragment)) if fragment else 0

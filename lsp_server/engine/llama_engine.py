@@ -9,9 +9,7 @@ layout keeps stable material first so that this prefix is long).
 from __future__ import annotations
 
 import codecs
-import contextlib
 import ctypes
-import io
 import logging
 import os
 import queue
@@ -24,98 +22,14 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..errors import ModelError
-from .candidates import MAX_SEQUENCES, CandidateDecoder, CandidatesRequest, log_softmax_at, pick
+from .candidates import CandidateDecoder, CandidatesRequest, log_softmax_at, pick
+from .healing import Pieces, pieces_of, restrict
+from .llama_loader import LlamaFactory, _llama_factory, cpu_has_amx, default_threads, log
 from .prompt_states import MIN_GAIN_TOKENS, PromptStates, common_prefix_len
 from .types import (EngineCounters, GenerationRequest, GenerationStats, StopReason, TokenEvent,
                     TokenStream, cancel_queued)
 
-LlamaFactory = Callable[..., Any]
-
-
-def default_threads() -> int:
-    """CPUs this process may run on, capped at 8 (more rarely helps a small model)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(8, n))
-
-
-_PARAMS_LOCK = threading.Lock()
-_LOG_CALLBACK: Any = None
-log = logging.getLogger("codefill.llama_cpp")
 _requests_log = logging.getLogger("codefill.engine")
-
-
-def route_llama_logs() -> None:
-    """Send llama.cpp's and ggml's log lines to the ``codefill.llama_cpp`` logger (DEBUG).
-
-    Left alone, llama.cpp writes warnings straight to stderr, which would corrupt an LSP
-    stdio stream and clutter the CLI; `--debug` shows them.
-    """
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is not None:
-        return
-    import llama_cpp
-
-    @llama_cpp.llama_log_callback
-    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        line = text.decode("utf-8", errors="replace").rstrip("\n")
-        if line.strip():
-            log.debug(line)
-
-    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-    _LOG_CALLBACK = callback  # keep the ctypes callback alive
-
-
-def cpu_has_amx() -> bool:
-    """Whether llama.cpp's CPU backend uses AMX on this machine."""
-    import llama_cpp
-
-    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
-
-
-def _llama_factory(*, use_extra_bufts: bool = True, **kwargs: Any) -> Any:
-    import llama_cpp  # imported lazily: `codefill models` and the tests of pure code skip it
-    import llama_cpp.llama_cpp as ll
-
-    route_llama_logs()
-    # verbose=False would make llama-cpp-python point file descriptors 1 and 2 at /dev/null
-    # while the model loads — process-wide, so a language server's replies written to stdout by
-    # another thread in that window are lost. Keep the descriptors; llama.cpp's own log already
-    # goes through route_llama_logs, and llama-cpp-python's few verbose prints to sys.stderr
-    # during construction are captured into the debug log.
-    kwargs["verbose"] = True
-    captured = io.StringIO()
-    with _PARAMS_LOCK, contextlib.redirect_stderr(captured):
-        original = ll.llama_model_default_params
-        original_ctx = ll.llama_context_default_params
-
-        def context_params() -> Any:
-            # Candidates are parallel sequences in one KV cache that all of them share
-            # (unified: one pool of n_ctx cells, not n_ctx / n_seq_max per sequence).
-            p = original_ctx()
-            p.n_seq_max = MAX_SEQUENCES
-            p.kv_unified = True
-            return p
-
-        ll.llama_context_default_params = context_params
-        if not use_extra_bufts:
-            # Llama() has no argument for llama_model_params.use_extra_bufts; it builds its
-            # params from llama_model_default_params(), so wrap that while this model loads.
-            def params() -> Any:
-                p = original()
-                p.use_extra_bufts = False
-                return p
-
-            ll.llama_model_default_params = params
-        try:
-            return llama_cpp.Llama(**kwargs)
-        finally:
-            ll.llama_model_default_params = original
-            ll.llama_context_default_params = original_ctx
-            for line in captured.getvalue().splitlines():
-                log.debug(line)
 
 
 #: Tokens per decode call of a background prefill (~0.2 s on 2 CPU cores for a 270M model).
@@ -272,6 +186,8 @@ class LlamaEngine:
             self._set_state("failed", self.load_error)
         else:
             self.load_seconds = time.monotonic() - t0
+            # Token healing's index of the vocabulary, made beside the first requests.
+            threading.Thread(target=self._index_vocabulary, daemon=True).start()
             self._set_state("ready")
         finally:
             self._ready.set()
@@ -363,14 +279,20 @@ class LlamaEngine:
         n_vocab = llm.n_vocab()
         rng = np.random.default_rng(req.seed) if req.temperature > 0 else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        lead = req.lead.encode()
+        allowed = self.pieces().starting_with(lead) if lead else None
         while True:
             ptr = llm._ctx.get_logits_ith(-1)
             logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
                                            shape=(n_vocab,))
-            token = pick(logits, req.temperature, rng)
+            token = pick(logits if allowed is None else restrict(logits, allowed),
+                         req.temperature, rng)
             if token in req.stop_ids:
                 return self._end(stream, StopReason.STOP_TOKEN)
-            text = decoder.decode(llm.detokenize([token]))
+            piece = llm.detokenize([token])
+            if allowed is not None:  # the healed token: its lead is the prompt's text
+                piece, allowed = piece[len(lead):], None
+            text = decoder.decode(piece)
             stats.n_generated += 1
             if stats.t_first_token is None:
                 stats.t_first_token = time.monotonic() - stream.submitted
@@ -429,7 +351,8 @@ class LlamaEngine:
         stream.stats.t_queued = start - stream.submitted
         deadline = start + req.time_budget_s if req.time_budget_s else None
         self.counters.requests += 1
-        decoder = CandidateDecoder(self._llama, req, self.n_ctx, lambda: stream.cancelled)
+        decoder = CandidateDecoder(self._llama, req, self.n_ctx, lambda: stream.cancelled,
+                                   self.pieces() if req.lead else None)
         prompt = np.asarray(req.tokens + req.first[:decoder.kept], dtype=np.intc)
         stream.stats.n_prompt = len(prompt)
         if not req.tokens or len(prompt) >= self.n_ctx:
@@ -440,6 +363,21 @@ class LlamaEngine:
         stream.result = decoder.run()
         self._end(stream, StopReason.CANCELLED if decoder.stopped == "cancelled" else
                   StopReason.TIME_BUDGET if decoder.stopped else StopReason.MAX_TOKENS)
+
+    def pieces(self) -> Pieces:
+        """The vocabulary's token texts, sorted for token healing (made at the first use)."""
+        try:
+            st = self.model_path.stat()
+            key: tuple[object, ...] = (str(self.model_path), st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = (str(self.model_path),)
+        return pieces_of(self._llama, key)
+
+    def _index_vocabulary(self) -> None:
+        try:
+            self.pieces()
+        except Exception as exc:  # noqa: BLE001 - a request that heals makes it again
+            log.debug("token healing's vocabulary index failed: %s", exc)
 
     def _end(self, stream: TokenStream, reason: StopReason) -> None:
         s = stream.stats

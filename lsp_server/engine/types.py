@@ -52,6 +52,9 @@ class GenerationRequest:
     between batches to any request that is waiting (:attr:`StopReason.PREEMPTED`)."""
     logprobs: bool = False
     """Give each emitted token its log-probability (:attr:`TokenEvent.logprob`)."""
+    lead: str = ""
+    """Token healing (:mod:`.healing`): the text of a token taken off the prompt's end; the
+    first generated token must start with it, and the emitted text leaves it out."""
 
 
 @dataclass(frozen=True)

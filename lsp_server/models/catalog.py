@@ -41,7 +41,7 @@ class Machine:
     @staticmethod
     def this() -> "Machine":
         from ..engine.gpu import devices
-        from ..engine.llama_engine import default_threads
+        from ..engine.llama_loader import default_threads
 
         try:
             memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

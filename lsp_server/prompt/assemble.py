@@ -79,6 +79,9 @@ class Prompt:
     """Paths of the context files that fit, in prompt order."""
     prefix_truncated: bool = False
     suffix_truncated: bool = False
+    ends_with_prefix: bool = False
+    """The last token is the prefix's (a prefix-last layout): the cursor is at the prompt's
+    end, so the engine may heal the token it ends in (:mod:`..engine.healing`)."""
 
 
 # A token never spans more characters than this in the vocabularies we serve (long runs of
@@ -387,4 +390,5 @@ def assemble(template: FimTemplate, tok: Tokenizer, *, prefix: str, suffix: str,
                   order=order if order is not None else (template.orders[0] if template.orders else None),
                   n_context=len(section) + len(lead), n_prefix=len(pre_toks),
                   n_suffix=len(suf_toks), n_special=n_special + ctx_special,
-                  context_files=used, prefix_truncated=pre_cut, suffix_truncated=suf_cut)
+                  context_files=used, prefix_truncated=pre_cut, suffix_truncated=suf_cut,
+                  ends_with_prefix=layout[-1] == PREFIX and bool(pre_toks))
