@@ -36,6 +36,17 @@ def test_tokens_starting_with_a_lead_are_found_as_a_scan_would() -> None:
     assert _after(b"ab") == b"ac" and _after(b"a\xff") == b"b" and _after(b"\xff") is None
 
 
+def test_a_lead_of_blanks_does_not_grow_into_more_blank_text() -> None:
+    pieces = [b"", b" ", b"  ", b" *", b" x", b" \n", b"\t", b" \tx", b"    ", b"     ",
+              b"    return", b"con", b"config", b"con ", b"x"]
+    index = Pieces(pieces)
+    ids = lambda lead: sorted(pieces[i] for i in index.allowed(lead))  # noqa: E731
+    assert ids(b" ") == [b" ", b" *", b" x"]  # not "  ", " \n", " \tx"
+    assert ids(b"    ") == [b"    ", b"    return"]  # the indentation stays as typed
+    assert ids(b"con") == [b"con", b"con ", b"config"]  # inside a word: every continuation
+    assert index.allowed(b" ") is index.allowed(b" ")  # made once per lead
+
+
 def test_restrict_keeps_only_the_allowed_tokens() -> None:
     logits = np.array([3.0, 1.0, 2.0, 5.0], dtype=np.float32)
     out = restrict(logits, np.array([1, 2]))

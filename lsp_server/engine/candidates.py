@@ -229,7 +229,7 @@ class CandidateDecoder:
         self.deadline = time.monotonic() + req.time_budget_s if req.time_budget_s else None
         self.prompt = list(req.tokens)
         self.lead = req.lead.encode()
-        self.allowed = vocabulary.starting_with(self.lead) \
+        self.allowed = vocabulary.allowed(self.lead) \
             if self.lead and vocabulary is not None else None
         """The tokens a candidate may start with (None: any)."""
         self.pieces = self._pieces(req.first)

@@ -22,6 +22,10 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 
 
+#: What a lead of blanks may not grow into: the user's indentation and spacing stay as typed.
+_BLANKS = frozenset(b" \t\r\n")
+
+
 def _after(prefix: bytes) -> bytes | None:
     """The smallest byte string greater than every string that starts with ``prefix`` (None:
     there is none, ``prefix`` is all 0xff)."""
@@ -39,6 +43,7 @@ class Pieces:
         order = sorted(range(len(self.pieces)), key=self.pieces.__getitem__)
         self._order = np.asarray(order, dtype=np.int64)
         self._sorted = [self.pieces[i] for i in order]
+        self._allowed: dict[bytes, np.ndarray] = {}
 
     @classmethod
     def of(cls, llm: Any) -> "Pieces":
@@ -52,6 +57,23 @@ class Pieces:
         end = _after(lead)
         hi = len(self._sorted) if end is None else bisect.bisect_left(self._sorted, end)
         return self._order[lo:hi]
+
+    def allowed(self, lead: bytes) -> np.ndarray:
+        """The tokens a healed generation may start with: those that start with ``lead``; after
+        a lead of blanks (an indentation, a space), not those that go on with more blank text
+        (the indentation the user's editor chose, or a space typed, would grow, and a newline
+        would end the line where the unhealed prompt already did)."""
+        hit = self._allowed.get(lead)
+        if hit is None:
+            hit = self.starting_with(lead)
+            if lead.strip(b" \t") == b"":
+                n = len(lead)
+                hit = np.asarray([i for i in hit.tolist() if len(self.pieces[i]) == n
+                                  or self.pieces[i][n] not in _BLANKS], dtype=np.int64)
+            if len(self._allowed) >= 256:
+                self._allowed.clear()
+            self._allowed[lead] = hit
+        return hit
 
 
 _CACHE: dict[Hashable, Pieces] = {}

@@ -280,7 +280,7 @@ class LlamaEngine:
         rng = np.random.default_rng(req.seed) if req.temperature > 0 else None
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         lead = req.lead.encode()
-        allowed = self.pieces().starting_with(lead) if lead else None
+        allowed = self.pieces().allowed(lead) if lead else None
         while True:
             ptr = llm._ctx.get_logits_ith(-1)
             logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
