@@ -186,8 +186,6 @@ class LlamaEngine:
             self._set_state("failed", self.load_error)
         else:
             self.load_seconds = time.monotonic() - t0
-            # Token healing's index of the vocabulary, made beside the first requests.
-            threading.Thread(target=self._index_vocabulary, daemon=True).start()
             self._set_state("ready")
         finally:
             self._ready.set()
@@ -202,6 +200,10 @@ class LlamaEngine:
 
     def _run(self) -> None:
         self._load()
+        if self._llama is not None:
+            # Token healing's index of the vocabulary, before the first request, on this thread:
+            # the model must not be freed (a reload) while the index reads it.
+            self._index_vocabulary()
         while True:
             stream = self._jobs.get()
             if stream is None:
