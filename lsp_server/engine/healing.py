@@ -23,7 +23,7 @@ import numpy as np
 
 
 #: What a lead of blanks may not grow into: the user's indentation and spacing stay as typed.
-_BLANKS = frozenset(b" \t\r\n")
+_BLANKS = b" \t\r\n"
 
 
 def _after(prefix: bytes) -> bytes | None:
@@ -43,6 +43,9 @@ class Pieces:
         order = sorted(range(len(self.pieces)), key=self.pieces.__getitem__)
         self._order = np.asarray(order, dtype=np.int64)
         self._sorted = [self.pieces[i] for i in order]
+        # (n_vocab,) how many blank bytes each token starts with
+        self._blank_run = np.fromiter((len(p) - len(p.lstrip(_BLANKS)) for p in self.pieces),
+                                      dtype=np.int32, count=len(self.pieces))
         self._allowed: dict[bytes, np.ndarray] = {}
 
     @classmethod
@@ -67,9 +70,8 @@ class Pieces:
         if hit is None:
             hit = self.starting_with(lead)
             if lead.strip(b" \t") == b"":
-                n = len(lead)
-                hit = np.asarray([i for i in hit.tolist() if len(self.pieces[i]) == n
-                                  or self.pieces[i][n] not in _BLANKS], dtype=np.int64)
+                # The lead itself, or the lead followed by something not blank.
+                hit = hit[self._blank_run[hit] == len(lead)]
             if len(self._allowed) >= 256:
                 self._allowed.clear()
             self._allowed[lead] = hit
