@@ -493,7 +493,9 @@ def test_session_and_complete_with_adapter(embedded_model: Path, tmp_path: Path)
         assert text.endswith("<|fim_prefix|><|fim_suffix|>\n<|fim_middle|>def add(a, b):\n"
                              "    return "), text
         r = complete_text(s, "def add(a, b):\n    return ", "\n", path="m.py", max_tokens=4)
-        assert r.stats.n_prompt == len(p.tokens)
+        # SPM ends at the cursor, after a space: the trailing " " token is healed.
+        assert s.healed(p) == (p.tokens[:-1], " ")
+        assert r.stats.n_prompt == len(p.tokens) - 1
     proc = codefill("complete", str(DEMO), "--line", "23", "--col", "16", "--max-tokens", "4",
                     "--time-budget-ms", "120000", "--adapter", str(good), "--verbose",
                     timeout=600)
