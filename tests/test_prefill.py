@@ -128,7 +128,9 @@ def test_the_server_prefills_where_the_user_looks(tmp_path: Path) -> None:
         assert st["prefill"]["focus"] == 2 and st["prefill"]["done"] == 1, (st["prefill"], h.logs)
         assert st["prefill"]["scheduled"] == 1
         before = st["model"]["engine"]
-        assert h.inline(uri, line, 4) is not None
+        # (The answer may be empty: after "def " the model writes the rest of the line, which
+        # is already there after the cursor. The engine's counters show the request ran.)
+        h.inline(uri, line, 4)
         after = h.status()["model"]["engine"]
         evaluated = after["evaluated_tokens"] - before["evaluated_tokens"]
         prompt = after["prompt_tokens"] - before["prompt_tokens"]

@@ -259,7 +259,7 @@ def test_e2e_cycle_ranked_candidates_in_code_server(vsix: Path, tmp_path: Path) 
                    for e in after if e["text"]), (rest, result["typedLog"])
     # Tab accepted the candidate shown (the second), and nothing else changed.
     new_lines = result["fileText"].split("\n")
-    assert new_lines[3].rstrip() == ("    return fib" + second).rstrip(), (new_lines[3], result)
+    assert new_lines[3].rstrip() == ("    return f" + second).rstrip(), (new_lines[3], result)
     orig_lines = original.split("\n")
     assert new_lines[:3] == orig_lines[:3] and new_lines[4:] == orig_lines[4:], result["fileText"]
     assert screenshot.exists() and screenshot.stat().st_size > 10_000

@@ -18,17 +18,19 @@ from typing import Any
 
 
 def record_prompt(path: str, llama: Any, tokens: list[int], kind: str = "generate",
-                  scored: str = "") -> None:
+                  scored: str = "", lead: str = "") -> None:
     """Append ``tokens`` (detokenized) to ``path`` as one JSON line ``{"pid", "n_tokens",
     "prompt", "kind"}``; ``prompt`` is null before the model is loaded. ``kind``: "generate"
     (a request that generates), "prefill" (a prompt evaluated in the background), "candidates"
     (the alternatives to a suggestion, whose ``scored`` text — the code after the cursor — also
-    reaches the model: it ends ``prompt``, so a scan of prompts sees it)."""
+    reaches the model: it ends ``prompt``, so a scan of prompts sees it). A healed request's
+    ``lead`` (the text its first token must start with) ends ``prompt`` too: the text the model
+    continues is the evaluated tokens and the lead."""
     text = (llama.detokenize(list(tokens), special=True).decode("utf-8", errors="replace")
-            + scored if llama is not None else None)
+            + lead + scored if llama is not None else None)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps({"pid": os.getpid(), "n_tokens": len(tokens), "prompt": text,
-                            "kind": kind, "scored": scored}) + "\n")
+                            "kind": kind, "scored": scored, "lead": lead}) + "\n")
 
 
 def install_open_audit(path: str | os.PathLike[str]) -> None:
@@ -88,7 +90,8 @@ def install_engine_hooks(*, record_prompts: str | os.PathLike[str] | None = None
                               request.scored_text)
             else:
                 record_prompt(path, self._llama, request.tokens,
-                              "prefill" if request.background else "generate")
+                              "prefill" if request.background else "generate",
+                              lead=request.lead)
             return submit(self, request, listener)
         LlamaEngine.submit = recording_submit  # type: ignore[method-assign]
 
