@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -37,6 +36,9 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from candidate_selector import paired  # noqa: E402
 
 from model.data.dataset import RowStream  # noqa: E402
 from model.data.fim import Example, Layout  # noqa: E402
@@ -87,14 +89,6 @@ def score(model: torch.nn.Module, exs: list[Example], end_id: int) -> Scores:
         s.tokens.append(n)
         s.exact.append(bool((logits.argmax(-1) == labels).all()))
     return s
-
-
-def paired(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean of a − b and its standard error."""
-    d = [x - y for x, y in zip(a, b)]
-    mean = sum(d) / len(d)
-    var = sum((x - mean) ** 2 for x in d) / max(1, len(d) - 1)
-    return mean, math.sqrt(var / len(d))
 
 
 def load(gguf: str, checkpoint: Path | None) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -159,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     for info, s in runs:
         lora = f"rank {info['rank']}, {len(info['targets'])} projections" if info["rank"] else "—"
         per_ex = [x / n for x, n in zip(s.nats, s.tokens)]
-        dl, sl = paired(per_ex, [x / n for x, n in zip(first.nats, first.tokens)])
+        dl, sl = paired(per_ex, [x / n for x, n in zip(first.nats, first.tokens)], scale=1.0)
         de, se = paired([float(x) for x in s.exact], [float(x) for x in first.exact])
         print(f"| {info['name']} | {lora} | {info['tokens_seen']:,} | {s.loss():.4f} "
               f"| {dl:+.4f} ± {sl:.4f} | {100 * sum(s.exact) / len(s.exact):.1f} % "
-              f"({sum(s.exact)}) | {100 * de:+.1f} ± {100 * se:.1f} |")
+              f"({sum(s.exact)}) | {de:+.1f} ± {se:.1f} |")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({

@@ -123,13 +123,14 @@ def greedy_text(r: Row) -> str:
     return next((c["text"] for c in r["candidates"] if c["origin"] == "greedy"), r["completion"])
 
 
-def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Mean of a − b and its standard error, in points."""
+def paired(a: Sequence[float], b: Sequence[float], scale: float = 100.0
+           ) -> tuple[float, float]:
+    """Mean of a − b and its standard error, times ``scale`` (100: points of 0/1 outcomes)."""
     d = [float(x) - float(y) for x, y in zip(a, b)]
     n = len(d)
     mean = sum(d) / n
     var = sum((x - mean) ** 2 for x in d) / (n - 1) if n > 1 else 0.0
-    return 100 * mean, 100 * math.sqrt(var / n)
+    return scale * mean, scale * math.sqrt(var / n)
 
 
 def replay(rows: list[Row], greedy: list[bool], n: int, tokens: int | None = None,

@@ -57,7 +57,7 @@ def test_greedy_exact_is_what_greedy_decoding_writes_and_the_loss_is_the_middles
 
 
 def test_paired_difference_and_its_standard_error() -> None:
-    mean, se = adapter_capacity.paired([1.0, 2.0, 3.0, 6.0], [1.0, 1.0, 1.0, 1.0])
+    mean, se = adapter_capacity.paired([1.0, 2.0, 3.0, 6.0], [1.0, 1.0, 1.0, 1.0], scale=1.0)
     assert mean == pytest.approx(2.0)
     # differences 0, 1, 2, 5: sample variance 14/3, SE sqrt(14/3/4)
     assert se == pytest.approx((14 / 3 / 4) ** 0.5)

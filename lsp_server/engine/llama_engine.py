@@ -78,6 +78,7 @@ class LlamaEngine:
         self._closing = False
         self._ready = threading.Event()
         self._llama: Any = None
+        self._pieces: Pieces | None = None
         self._thread = threading.Thread(target=self._run, name="codefill-engine", daemon=True)
         self._thread.start()
 
@@ -367,13 +368,16 @@ class LlamaEngine:
                   StopReason.TIME_BUDGET if decoder.stopped else StopReason.MAX_TOKENS)
 
     def pieces(self) -> Pieces:
-        """The vocabulary's token texts, sorted for token healing (made at the first use)."""
-        try:
-            st = self.model_path.stat()
-            key: tuple[object, ...] = (str(self.model_path), st.st_size, st.st_mtime_ns)
-        except OSError:
-            key = (str(self.model_path),)
-        return pieces_of(self._llama, key)
+        """The vocabulary's token texts, sorted for token healing (made at the first use, kept
+        for the engine's life: a request does not look at the model file again)."""
+        if self._pieces is None:
+            try:
+                st = self.model_path.stat()
+                key: tuple[object, ...] = (str(self.model_path), st.st_size, st.st_mtime_ns)
+            except OSError:
+                key = (str(self.model_path),)
+            self._pieces = pieces_of(self._llama, key)
+        return self._pieces
 
     def _index_vocabulary(self) -> None:
         try:
