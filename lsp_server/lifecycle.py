@@ -92,7 +92,7 @@ class ModelHost:
         self._set("ready", session.label)
         for warning in session.warnings:
             self._notify("warning", warning)
-        if self._load_settings(self.config) != loading_with:
+        if self.needs_reload():
             # The settings changed while loading (the client's answer came in meanwhile).
             self.start()
 
@@ -104,10 +104,13 @@ class ModelHost:
 
     def needs_reload(self) -> bool:
         """The engine, remote or template settings changed since the model was loaded (the
-        snapshot taken when loading began, never the live tree every component shares)."""
+        snapshot taken when loading began, never the live tree every component shares), or the
+        candidates now need more KV cells than the engine set aside at load (more candidates or
+        longer suggestions: without a reload every prompt would give up that room)."""
         if self.session is None:
             return self.state != "loading"
-        return self._loaded_with != self._load_settings(self.config)
+        return (self._loaded_with != self._load_settings(self.config)
+                or self.session.candidates_room(self.config.prompt.max_tokens) > 0)
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():

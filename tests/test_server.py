@@ -308,6 +308,37 @@ def test_changing_only_the_template_changes_the_next_prompt(h: Harness) -> None:
         time.sleep(0.1)
 
 
+def test_more_candidates_reload_the_engine_with_their_kv_cells(h: Harness) -> None:
+    """The engine sets KV cells aside for the candidates at load (beside the context window).
+    Asking for more candidates than it holds room for reloads it with that room; fewer need no
+    reload. Without the reload every prompt would give up the missing room until a restart."""
+    uri = h.open(h.root / "cells.py", CODE)
+
+    def settled(**want: object) -> dict:
+        deadline = time.monotonic() + 120
+        while (st := h.status()["model"])["state"] != "ready" or any(
+                st[k] != v for k, v in want.items()):
+            assert st["state"] != "failed" and time.monotonic() < deadline, st
+            time.sleep(0.1)
+        return st
+
+    before = settled()
+    window = before["context_size"]
+    h.run(_set(h, {"completion": {"debounce_min_ms": 0, "candidates": 8}}))
+    deadline = time.monotonic() + 120
+    while (st := h.status()["model"])["state"] != "ready" or st["kv_cells"] <= before["kv_cells"]:
+        assert st["state"] != "failed" and time.monotonic() < deadline, st
+        time.sleep(0.1)
+    assert st["context_size"] == window, st  # the window is the same: the cells are beside it
+    more = st["kv_cells"]
+    assert h.inline(uri, *CURSOR)
+    h.run(_set(h, {"completion": {"debounce_min_ms": 0, "candidates": 2}}))
+    time.sleep(0.5)
+    st = settled()
+    assert st["kv_cells"] == more and st["context_size"] == window, st  # no reload for fewer
+    h.run(_set(h, {"completion": {"debounce_min_ms": 0}}))
+
+
 @pytest.mark.parametrize(("uri_kind", "line", "char"), [
     ("never-opened", 0, 0), ("untitled", 0, 0), ("outside", 0, 0),
     ("open", 999, 0), ("open", 0, 9999)])
