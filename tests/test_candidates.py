@@ -469,3 +469,25 @@ def test_candidates_keep_the_prompt_one_candidate_gets(embedded_model: Path) -> 
             prompts[n], listed[n] = c.stats.n_prompt, len(c.candidates)
     assert prompts[5] == prompts[1] > 700, prompts  # the same, most of the window
     assert listed[1] <= 1 and listed[5] >= 2, listed
+
+
+@pytest.mark.parametrize(("template", "adapter", "scored"), [
+    ("auto", "", True), ("gemma3-fim", "", True), ("auto", "embedded", False)])
+def test_the_suffix_is_scored_unless_the_model_learned_to_read_it(
+        embedded_model: Path, template: str, adapter: str, scored: bool) -> None:
+    """Prefix-only prompts, and the text-sentinel layout on the base model (which shows it the
+    suffix but never taught it what that is), rank candidates on the suffix's likelihood after
+    each; with the adapter that taught the layout the model's own likelihood ranks them."""
+    from lsp_server.config import Config
+
+    config = Config()
+    config.engine.model, config.engine.adapter = str(embedded_model), adapter
+    config.engine.context_size, config.engine.time_budget_ms = 512, 60000
+    config.prompt.template, config.prompt.max_tokens = template, 24
+    with ModelSession(config) as s:
+        assert s.scores_suffix is scored
+        c = Completer(s).complete(Cursor(PREFIX, SUFFIX, "fib.py", language="python"),
+                                  single_line=True, max_tokens=24, candidates=3)
+    assert len(c.candidates) >= 2, c.candidates
+    assert all((x.suffix_logprob is not None) is scored for x in c.candidates), \
+        [(x.text, x.suffix_logprob) for x in c.candidates]

@@ -98,6 +98,15 @@ class ModelSession(CompletionBackend):
         return self.detection.template
 
     @property
+    def scores_suffix(self) -> bool:
+        """Whether the candidates are ranked on the likelihood of the suffix after each: when
+        the model was not trained to read the suffix. A FIM model's own likelihood of a middle
+        already weighs the suffix; a prefix-only prompt never showed it, and a text-sentinel
+        layout without its adapter shows it to a base model that never learned what it is for."""
+        t = self.template
+        return not t.is_fim or (t.text_sentinels and self.adapter is None)
+
+    @property
     def tokenizer(self) -> LlamaTokenizer:
         if self._tokenizer is None:
             self._tokenizer = LlamaTokenizer(self.engine.llama, self.info)
@@ -178,10 +187,10 @@ class ModelSession(CompletionBackend):
     def alternatives(self, stream: TokenStream, first_text: str, req: InfillRequest, *,
                      n: int, cut: Cut) -> TokenStream | None:
         """Alternatives decoded as parallel sequences on the engine (:mod:`..engine.candidates`):
-        half of them branch after the first suggestion's indentation, half are sampled. A
-        prefix-only prompt also scores the suffix's first tokens after each candidate; a FIM
-        prompt has shown the model the suffix already. None after a cold (short) prompt: the
-        full one is being evaluated and must not be interrupted for this."""
+        half of them branch after the first suggestion's indentation, half are sampled, and
+        (:attr:`scores_suffix`) the suffix's first tokens are scored after each candidate. None
+        after a cold (short) prompt: the full one is being evaluated and must not be interrupted
+        for this."""
         if n < 2 or stream.cold or not isinstance(stream.prompt, Prompt):
             return None
         alts = n - 1
@@ -191,7 +200,7 @@ class ModelSession(CompletionBackend):
             first_text=first_text, first_logprobs=[e.logprob for e in stream.events],
             branches=(alts + 1) // 2, samples=alts // 2, seed=req.seed,
             max_tokens=req.max_tokens, stop_ids=self.stop_ids, cut=cut,
-            scored_text="" if self.template.is_fim else req.suffix[:SCORED_CHARS],
+            scored_text=req.suffix[:SCORED_CHARS] if self.scores_suffix else "",
             score_tokens=SCORED_TOKENS, tokenize=self.tokenizer.tokenize,
             time_budget_s=req.time_budget_s))
 
