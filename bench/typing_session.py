@@ -5,6 +5,7 @@
     .venv/bin/python bench/typing_session.py --engine remote [--model FIM.gguf] [--spm]
     .venv/bin/python bench/typing_session.py --adapter X.gguf [--order spm]
     .venv/bin/python bench/typing_session.py --candidates N [--json FILE]
+    .venv/bin/python bench/typing_session.py --healing [--healing-candidates N] [--json FILE]
 
 A real file (the standard library's `textwrap.py`) is retyped character by character from a
 point in its middle, with realistic pauses (log-normal inter-key intervals, longer at line ends
@@ -21,7 +22,9 @@ costs in the editor, where the KV cache keeps the evaluated prompt between keyst
 benchmark's per-task latency evaluates every prompt from scratch).
 
 With ``--candidates N`` two runs of the server as shipped, one with ``completion.candidates`` 1
-and one with N: what several ranked candidates cost the typist.
+and one with N: what several ranked candidates cost the typist. With ``--healing`` two runs
+with ``prompt.token_healing`` off and on: what healing costs while typing (most keystrokes
+leave the cursor inside a word, where healing applies).
 
 With ``--engine remote`` both runs use llama.cpp's llama-server (scripts/build-llama-server),
 started fresh for each run with the same model and flags:
@@ -399,10 +402,27 @@ def run_adapter(args: argparse.Namespace) -> None:
 
 def run_candidates(args: argparse.Namespace) -> None:
     """The shipped server with one candidate vs N, same keystrokes."""
-    base = {"engine": {"model": args.model, "context_size": 2048},
-            "prompt": {"max_tokens": 32}}
-    runs = [run_server(f"{n} candidate{'s' * (n > 1)}", {**base, "completion": {"candidates": n}},
-                       args) for n in (1, args.candidates)]
+    n = args.candidates
+    run_pair(args, f"p50 keystroke → suggestion, {n} candidates / 1",
+             ("1 candidate", {"completion": {"candidates": 1}}),
+             (f"{n} candidates", {"completion": {"candidates": n}}))
+
+
+def run_healing(args: argparse.Namespace) -> None:
+    """The shipped server with token healing off vs on (docs/token-healing.md), same keystrokes
+    and candidates (``--healing-candidates``, the setting's default without it)."""
+    n = {"completion": {"candidates": args.healing_candidates}} if args.healing_candidates else {}
+    run_pair(args, "p50 keystroke → suggestion, healing on / off",
+             ("token healing off", {**n, "prompt": {"token_healing": False}}),
+             ("token healing on", {**n, "prompt": {"token_healing": True}}))
+
+
+def run_pair(args: argparse.Namespace, ratio: str, *pair: tuple[str, dict[str, Any]]) -> None:
+    """Two runs of the shipped server, each with its own settings over the same base, the same
+    keystrokes; a table, the second run's p50 over the first's and (``--json``) the raw figures."""
+    base = {"engine": {"model": args.model, "context_size": 2048}, "prompt": {"max_tokens": 32}}
+    runs = [run_server(name, {k: {**base.get(k, {}), **settings.get(k, {})}
+                              for k in {*base, *settings}}, args) for name, settings in pair]
     print(f"typing replay: {runs[0].keystrokes} keystrokes of textwrap.py, seed {args.seed}\n")
     print("| run | suggestions | p50 latency | p95 latency | p50 keystroke → suggestion (all "
           "keystrokes, Kaplan–Meier) | model calls / keystroke | candidates / model call |")
@@ -420,8 +440,7 @@ def run_candidates(args: argparse.Namespace) -> None:
         print(f"| {r.name} | {row['suggestions']} | {row['p50_ms']:.0f} ms | {row['p95_ms']:.0f} ms"
               f" | {row['km_p50_ms']:.0f} ms | {calls:.2f} | {row['candidates_per_call']:.1f} |")
     a, b = (r["km_p50_ms"] for r in out)
-    print(f"\np50 keystroke → suggestion, {args.candidates} candidates / 1 = "
-          f"{b / a if a else float('nan'):.2f}")
+    print(f"\n{ratio} = {b / a if a else float('nan'):.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"seed": args.seed, "runs": out}, indent=1) + "\n")
 
@@ -486,10 +505,19 @@ def main() -> None:
                     help="with --adapter: its prompt order (spm)")
     ap.add_argument("--candidates", type=int, default=0,
                     help="local: compare one candidate with N (completion.candidates)")
-    ap.add_argument("--json", default="", help="with --candidates: write the raw figures here")
+    ap.add_argument("--healing", action="store_true",
+                    help="local: compare token healing off with on (prompt.token_healing)")
+    ap.add_argument("--healing-candidates", type=int, default=0,
+                    help="with --healing: completion.candidates on both sides (default: the "
+                         "setting's default)")
+    ap.add_argument("--json", default="", help="with --candidates or --healing: write the raw "
+                                               "figures here")
     args = ap.parse_args()
     if args.candidates:
         run_candidates(args)
+        return
+    if args.healing:
+        run_healing(args)
         return
     if args.engine == "remote":
         run_remote(args)
