@@ -104,13 +104,13 @@ class ModelHost:
 
     def needs_reload(self) -> bool:
         """The engine, remote or template settings changed since the model was loaded (the
-        snapshot taken when loading began, never the live tree every component shares), or the
-        candidates now need more KV cells than the engine set aside at load (more candidates or
-        longer suggestions: without a reload every prompt would give up that room)."""
+        snapshot taken when loading began, never the live tree every component shares), or
+        loading again would give the candidates KV cells the engine lacks (more candidates or
+        longer suggestions than at load: without a reload every prompt gives up that room)."""
         if self.session is None:
             return self.state != "loading"
         return (self._loaded_with != self._load_settings(self.config)
-                or self.session.candidates_room(self.config.prompt.max_tokens) > 0)
+                or self.session.needs_more_cells())
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():

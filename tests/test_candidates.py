@@ -491,3 +491,25 @@ def test_the_suffix_is_scored_unless_the_model_learned_to_read_it(
     assert len(c.candidates) >= 2, c.candidates
     assert all((x.suffix_logprob is not None) is scored for x in c.candidates), \
         [(x.text, x.suffix_logprob) for x in c.candidates]
+
+
+def test_a_reload_is_asked_for_only_when_it_would_hold_more_cells() -> None:
+    """The rule alone (the real reload: tests/test_server.py): more candidates than the cells set
+    aside at load ask for a reload, unless the model's trained context is already all held (a
+    reload would change nothing, and asking again after every load would never end)."""
+    from types import SimpleNamespace
+
+    from lsp_server.config import Config
+    from lsp_server.settings import Settings
+
+    config = Config()
+    config.completion.candidates, config.prompt.max_tokens = 5, 32
+    s = ModelSession.__new__(ModelSession)
+    s.settings = Settings.of(config)
+    held = s.candidates_cells(32)  # what a load with these settings sets aside
+    for n, trained, more in ((5, 32768, False), (2, 32768, False), (8, 32768, True),
+                             (8, 1024 + held, False), (8, None, True)):
+        config.completion.candidates = n
+        s.engine = SimpleNamespace(window=1024, n_ctx=1024 + held)
+        s.info = SimpleNamespace(context_length=trained)
+        assert s.needs_more_cells() is more, (n, trained)

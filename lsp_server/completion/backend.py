@@ -95,6 +95,11 @@ class CompletionBackend(abc.ABC):
         0 for a backend that offers one candidate)."""
         return 0
 
+    def needs_more_cells(self) -> bool:
+        """Whether loading again would hold more cache room for the candidates than the loaded
+        backend has (the settings ask for more than was set aside at load)."""
+        return False
+
     @abc.abstractmethod
     def context_allowance(self, budget: Budget) -> int:
         """Tokens (counted with :attr:`tokenizer`) that repository context may fill in a

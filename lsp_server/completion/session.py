@@ -217,6 +217,12 @@ class ModelSession(CompletionBackend):
         held = self.engine.n_ctx - self.engine.window
         return max(0, self.candidates_cells(max_tokens) - held)
 
+    def needs_more_cells(self) -> bool:
+        """More candidates or longer suggestions than the engine set cells aside for at load,
+        where the model's trained context leaves room for more (else a reload changes nothing)."""
+        want = self.engine.window + self.candidates_cells(self.config.prompt.max_tokens)
+        return min(want, self.info.context_length or want) > self.engine.n_ctx
+
     def _fits_time(self, req: InfillRequest, prompt: Prompt, budget: Budget) -> Prompt:
         """``prompt``, or a shorter one when its new tokens would not be evaluated in time."""
         share = self.config.engine.cold_share
