@@ -126,6 +126,9 @@ def test_the_fallback_reaches_the_user_as_a_warning(monkeypatch: pytest.MonkeyPa
         def wait_ready(self, timeout: float | None = None) -> None:
             pass
 
+        def needs_more_cells(self) -> bool:
+            return False
+
     monkeypatch.setattr(lifecycle, "open_backend", lambda *a, **k: Fallen())
     heard: list[tuple[str, str]] = []
     host = lifecycle.ModelHost(Config(), lambda state, detail: heard.append((state, detail)))

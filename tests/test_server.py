@@ -110,6 +110,7 @@ def test_streaming_request(h: Harness) -> None:
 def test_cancel_request_then_next_is_served(h: Harness) -> None:
     h.run(_set(h, {"prompt": {"max_tokens": 300}, "completion": {"mode": "multi",
                                                                  "debounce_min_ms": 0}}))
+    _ready(h)  # longer suggestions than the candidates' cells were set aside for: a reload
     uri = h.open(h.root / "cancel.py", "# the first hundred primes\nPRIMES = [\n    2, 3, 5,")
     assert h.client is not None
     before = h.status()
@@ -151,6 +152,7 @@ def test_cancel_request_then_next_is_served(h: Harness) -> None:
 def test_did_change_during_generation_returns_nothing_stale(h: Harness) -> None:
     h.run(_set(h, {"prompt": {"max_tokens": 120}, "completion": {"debounce_min_ms": 0,
                                                                  "log_level": "debug"}}))
+    _ready(h)
     uri = h.open(h.root / "stale.py", "def total(items):\n    result = 0\n    ")
     assert h.client is not None
 
@@ -314,24 +316,19 @@ def test_more_candidates_reload_the_engine_with_their_kv_cells(h: Harness) -> No
     reload. Without the reload every prompt would give up the missing room until a restart."""
     uri = h.open(h.root / "cells.py", CODE)
 
-    def settled(more_than: int = 0) -> dict:
-        """The model's status once it is ready with more than ``more_than`` KV cells."""
-        deadline = time.monotonic() + 120
-        while (st := h.status()["model"])["state"] != "ready" or st["kv_cells"] <= more_than:
-            assert st["state"] != "failed" and time.monotonic() < deadline, st
-            time.sleep(0.1)
-        return st
-
-    before = settled()
+    before = _ready(h)
     window = before["context_size"]
-    h.run(_set(h, {"completion": {"debounce_min_ms": 0, "candidates": 8}}))
-    st = settled(more_than=before["kv_cells"])
+    # Six candidates of up to 400 tokens: more cells than any earlier test's settings held.
+    assert before["kv_cells"] - window < 5 * 400 + 6 * 24, before
+    h.run(_set(h, {"completion": {"debounce_min_ms": 0, "candidates": 6},
+                   "prompt": {"max_tokens": 400}}))
+    st = _ready(h, more_cells_than=before["kv_cells"])
     assert st["context_size"] == window, st  # the window is the same: the cells are beside it
     more = st["kv_cells"]
     assert h.inline(uri, *CURSOR)
-    h.run(_set(h, {"completion": {"debounce_min_ms": 0, "candidates": 2}}))
-    time.sleep(0.5)
-    st = settled()
+    h.run(_set(h, {"completion": {"debounce_min_ms": 0, "candidates": 2},
+                   "prompt": {"max_tokens": 400}}))
+    st = _ready(h)
     assert st["kv_cells"] == more and st["context_size"] == window, st  # no reload for fewer
     h.run(_set(h, {"completion": {"debounce_min_ms": 0}}))
 
@@ -386,6 +383,17 @@ def merged(overrides: dict) -> dict:
     for section, values in overrides.items():
         out.setdefault(section, {}).update(values)
     return out
+
+
+def _ready(h: Harness, more_cells_than: int = 0) -> dict:
+    """The model's status once it is ready (after a reload that settings asked for: a short
+    pause lets one start) with more than ``more_cells_than`` KV cells."""
+    time.sleep(0.5)
+    deadline = time.monotonic() + 120
+    while (st := h.status()["model"])["state"] != "ready" or st["kv_cells"] <= more_cells_than:
+        assert st["state"] != "failed" and time.monotonic() < deadline, st
+        time.sleep(0.1)
+    return st
 
 
 async def _set(h: Harness, overrides: dict) -> None:
