@@ -497,9 +497,8 @@ def test_a_reload_is_asked_for_only_when_it_would_hold_more_cells() -> None:
     """The rule alone (the real reload: tests/test_server.py): more candidates than the cells set
     aside at load ask for a reload, unless the model's trained context is already all held (a
     reload would change nothing, and asking again after every load would never end)."""
-    from types import SimpleNamespace
-
     from lsp_server.config import Config
+    from lsp_server.engine.llama_engine import LlamaEngine
     from lsp_server.settings import Settings
 
     config = Config()
@@ -510,6 +509,7 @@ def test_a_reload_is_asked_for_only_when_it_would_hold_more_cells() -> None:
     for n, trained, more in ((5, 32768, False), (2, 32768, False), (8, 32768, True),
                              (8, 1024 + held, False), (8, None, True)):
         config.completion.candidates = n
-        s.engine = SimpleNamespace(window=1024, n_ctx=1024 + held)
-        s.info = SimpleNamespace(context_length=trained)
+        # The engine's sizing alone (no model loaded): a window of 1024 and the cells it holds.
+        s.engine = LlamaEngine.__new__(LlamaEngine)
+        s.engine.window, s.engine.n_ctx, s.engine.n_ctx_train = 1024, 1024 + held, trained
         assert s.needs_more_cells() is more, (n, trained)

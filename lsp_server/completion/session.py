@@ -220,8 +220,8 @@ class ModelSession(CompletionBackend):
     def needs_more_cells(self) -> bool:
         """More candidates or longer suggestions than the engine set cells aside for at load,
         where the model's trained context leaves room for more (else a reload changes nothing)."""
-        want = self.engine.window + self.candidates_cells(self.config.prompt.max_tokens)
-        return min(want, self.info.context_length or want) > self.engine.n_ctx
+        want = self.candidates_cells(self.config.prompt.max_tokens)
+        return self.engine.cells_with(want) > self.engine.n_ctx
 
     def _fits_time(self, req: InfillRequest, prompt: Prompt, budget: Budget) -> Prompt:
         """``prompt``, or a shorter one when its new tokens would not be evaluated in time."""

@@ -56,8 +56,9 @@ class LlamaEngine:
         self.threads = self.config.threads or default_threads()
         # Prompts are budgeted to ``window``; the candidates' parallel sequences write to the
         # ``extra_cells`` beside it, so several candidates do not shorten the prompt.
+        self.n_ctx_train = n_ctx_train
         self.window = min(self.config.context_size, n_ctx_train or self.config.context_size)
-        self.n_ctx = min(self.window + max(0, extra_cells), n_ctx_train or 1 << 30)
+        self.n_ctx = self.cells_with(extra_cells)
         self.counters = EngineCounters()
         self.state = "loading"
         self.load_error: str | None = None
@@ -366,6 +367,11 @@ class LlamaEngine:
         stream.result = decoder.run()
         self._end(stream, StopReason.CANCELLED if decoder.stopped == "cancelled" else
                   StopReason.TIME_BUDGET if decoder.stopped else StopReason.MAX_TOKENS)
+
+    def cells_with(self, extra_cells: int) -> int:
+        """The KV cells this engine holds with ``extra_cells`` beside its window: the model's
+        trained context caps them."""
+        return min(self.window + max(0, extra_cells), self.n_ctx_train or 1 << 30)
 
     def pieces(self) -> Pieces:
         """The vocabulary's token texts, sorted for token healing (made at the first use, kept
